@@ -1,0 +1,77 @@
+"""Training recipes: one validated schema per method, selected by its ``method`` field.
+
+Kept free of torch so that configuration loads fast and errors show before anything heavy starts.
+A new method is one recipe class here (added to ``Recipe``) and one strategy class in
+``strategies.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, TypeAdapter, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoraParams(_Strict):
+    r: PositiveInt = 16
+    alpha: PositiveFloat = 32
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: Union[Literal["all-linear"], list[str]] = "all-linear"
+
+
+class _RecipeBase(_Strict):
+    """Hyper-parameters every method shares. Defaults suit the embedded model on CPU."""
+
+    epochs: PositiveFloat = 3
+    max_steps: PositiveInt | None = None
+    learning_rate: PositiveFloat = 2e-3
+    batch_size: PositiveInt = 16
+    gradient_accumulation_steps: PositiveInt = 1
+    max_seq_length: PositiveInt = 256
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    lr_scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: PositiveFloat = 1.0
+    eval_steps: PositiveInt = 50
+    save_steps: PositiveInt = 100
+    logging_steps: PositiveInt = 5
+    gradient_checkpointing: bool = False
+    seed: int = 0
+
+    mergeable: ClassVar[bool] = True
+    """Whether the trained weights can be folded into the base (prefix tuning, for one, cannot)."""
+
+
+class LoraRecipe(_RecipeBase):
+    method: Literal["lora"]
+    lora: LoraParams = LoraParams()
+
+
+class FullRecipe(_RecipeBase):
+    method: Literal["full"]
+    learning_rate: PositiveFloat = 5e-4
+
+    @model_validator(mode="after")
+    def _full_lr_is_sane(self) -> "FullRecipe":
+        if self.learning_rate > 1e-2:
+            raise ValueError(f"learning_rate {self.learning_rate} is too high for full fine-tuning; use <= 0.01")
+        return self
+
+
+Recipe = Annotated[Union[LoraRecipe, FullRecipe], Field(discriminator="method")]
+METHODS = ("lora", "full")
+
+_RECIPE_ADAPTER = TypeAdapter(Recipe)
+
+
+def parse_recipe(raw: dict) -> Recipe:
+    """Validate a recipe read back from a manifest or assembled from overrides."""
+    return _RECIPE_ADAPTER.validate_python(raw)
+
+
+def is_mergeable(recipe: Recipe | None) -> bool:
+    return recipe is not None and recipe.mergeable
