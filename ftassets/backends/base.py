@@ -1,0 +1,35 @@
+"""The one interface every model backend implements: chat conversations in, greedy texts out.
+
+Local transformers models, OpenAI-compatible HTTP servers, Azure OpenAI deployments and llama.cpp
+servers are each one ``ModelBackend`` subclass, so evaluation compares them with the same code.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    latency_s: float
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ModelBackend(ABC):
+    name: str
+
+    @abstractmethod
+    def generate(self, conversations: list[list[dict[str, str]]], max_new_tokens: int) -> list[Generation]:
+        """One greedy ``Generation`` per conversation, in input order."""
+
+    def close(self) -> None:
+        """Release the model, connection or server process."""
+
+    def __enter__(self) -> "ModelBackend":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

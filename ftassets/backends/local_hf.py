@@ -1,0 +1,79 @@
+"""A transformers causal LM in this process, generating greedily in length-sorted, left-padded batches.
+
+Prompts are encoded with the same chat-template code as training, and generation stops on the same
+end-of-turn token that training labels (``stop_token_ids``), plus the eos ids the model declares.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from pathlib import Path
+
+import torch
+from transformers import GenerationConfig
+
+from ftassets.backends.base import Generation, ModelBackend
+from ftassets.devices import inference_dtype, peak_memory_mb, reset_peak_memory, resolve_device
+from ftassets.training.strategies import load_causal_lm, load_tokenizer
+from ftassets.training.tokenize import encode_chats, stop_token_ids
+
+
+class LocalHFBackend(ModelBackend):
+    """Either pass a loaded ``model`` and ``tokenizer`` (kept on their device), or a ``model_dir`` to load."""
+
+    def __init__(self, model: torch.nn.Module | None = None, tokenizer=None, *, model_dir: Path | None = None,
+                 device: str = "auto", batch_size: int = 32, name: str = "local") -> None:
+        if (model is None) == (model_dir is None):
+            raise ValueError("pass either model (with tokenizer) or model_dir")
+        if model is None:
+            device = resolve_device(device)
+            model = load_causal_lm(Path(model_dir), device, inference_dtype(device))
+            tokenizer = tokenizer or load_tokenizer(Path(model_dir))
+        if tokenizer is None:
+            raise ValueError("a model passed directly needs its tokenizer")
+        self.model, self.tokenizer, self.name, self.batch_size = model.eval(), tokenizer, name, batch_size
+        self.device = str(next(model.parameters()).device)
+        self.stop_ids = stop_token_ids(tokenizer, getattr(model, "generation_config", None))
+        # Left padding is masked out by the attention mask, so any id will do when a tokenizer has no pad.
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_ids[0]
+        self.peak_memory_mb = 0.0
+
+    def generate(self, conversations: list[list[dict[str, str]]], max_new_tokens: int) -> list[Generation]:
+        prompts = encode_chats(self.tokenizer, conversations, add_generation_prompt=True)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        config = GenerationConfig(
+            max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
+            eos_token_id=self.stop_ids, pad_token_id=self.pad_id,
+        )
+        results: dict[int, Generation] = {}
+        reset_peak_memory(self.device)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start:start + self.batch_size]
+            started = time.perf_counter()
+            completions = self._generate_batch([prompts[i] for i in batch], config)
+            latency = time.perf_counter() - started
+            for i, completion in zip(batch, completions):
+                text = self.tokenizer.decode(completion, skip_special_tokens=True)
+                results[i] = Generation(text, latency, len(prompts[i]), len(completion))
+        self.peak_memory_mb = max(self.peak_memory_mb, peak_memory_mb(self.device))
+        return [results[i] for i in range(len(prompts))]
+
+    @torch.inference_mode()
+    def _generate_batch(self, prompts: list[list[int]], config: GenerationConfig) -> list[list[int]]:
+        """Completion ids of each prompt, cut after the first stop token."""
+        width = max(map(len, prompts))
+        input_ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], device=self.device)
+        attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+        completions = []
+        for row in output[:, width:].tolist():
+            end = next((k + 1 for k, token in enumerate(row) if token in self.stop_ids), len(row))
+            completions.append(row[:end])
+        return completions
+
+    def close(self) -> None:
+        self.model = None
+        gc.collect()
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()

@@ -1,0 +1,205 @@
+"""Fine-tune a base model on tokenized splits with the transformers ``Trainer``.
+
+``train`` reads top to bottom: pick the strategy, build the trainable model, configure the Trainer
+from the recipe, train (resuming from the last checkpoint of the same run, if one exists), save
+the result with its tokenizer, and summarise the run from the Trainer's log history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import PrinterCallback, TrainerCallback, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from ftassets.devices import mixed_precision, peak_memory_mb, reset_peak_memory, resolve_device
+from ftassets.training.recipes import Recipe
+from ftassets.training.strategies import count_parameters, load_tokenizer, strategy_for
+from ftassets.training.tokenize import IGNORE_INDEX
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; training stops instead of saving garbage weights."""
+
+
+@dataclass
+class TrainingResult:
+    method: str
+    device: str
+    trainable_params: int
+    total_params: int
+    steps: int
+    epochs: float
+    tokens_seen: int
+    tokens_per_second: float
+    wall_seconds: float
+    peak_memory_mb: float
+    train_loss: list[tuple[int, float]]
+    val_loss: list[tuple[int, float]]
+    final_train_loss: float
+    final_val_loss: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _LogAndGuard(TrainerCallback):
+    """Forwards each Trainer log line to ``log``, logs the last step, and stops on a non-finite loss."""
+
+    def __init__(self, log: Callable[[str], None]) -> None:
+        self.log = log
+        self.tokens_before = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.tokens_before = state.num_input_tokens_seen
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_log = True
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        for key in ("loss", "eval_loss"):
+            if key in logs and not math.isfinite(logs[key]):
+                raise TrainingDiverged(
+                    f"{key} is {logs[key]} at step {state.global_step}; lower learning_rate "
+                    f"(now {args.learning_rate:g}) or check the data"
+                )
+        values = ", ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}" for key, value in logs.items())
+        self.log(f"step {state.global_step}/{state.max_steps}: {values}")
+
+
+def _run_fingerprint(base_dir: Path, splits: dict[str, Dataset], recipe: Recipe) -> dict:
+    """What must match for a checkpoint to be resumed: recipe, base and the exact training data."""
+    digest = hashlib.sha256()
+    for name in sorted(splits):
+        for column in ("input_ids", "labels"):
+            digest.update(repr(splits[name].data.table.column(column).to_pylist()).encode())
+    return {"recipe": recipe.model_dump(mode="json"), "base_dir": str(Path(base_dir).resolve()), "data": digest.hexdigest()}
+
+
+def _resume_checkpoint(checkpoint_dir: Path, fingerprint: dict, log: Callable[[str], None]) -> str | None:
+    """The last checkpoint of this same run, if any; checkpoints of another run are removed."""
+    marker = checkpoint_dir / "run.json"
+    last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    if last and marker.exists() and json.loads(marker.read_text()) == fingerprint:
+        log(f"resuming from {last}")
+        return last
+    for stale in checkpoint_dir.glob("checkpoint-*"):
+        log(f"removing {stale}: it belongs to a different run")
+        shutil.rmtree(stale)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(fingerprint, indent=2))
+    return None
+
+
+def train(
+    base_dir: Path,
+    splits: dict[str, Dataset],
+    recipe: Recipe,
+    out_dir: Path,
+    checkpoint_dir: Path,
+    device: str = "auto",
+    log: Callable[[str], None] = print,
+) -> TrainingResult:
+    """Fine-tune ``base_dir`` on ``splits["train"]`` (evaluating on ``splits["validation"]``) per ``recipe``."""
+    base_dir, out_dir, checkpoint_dir = Path(base_dir), Path(out_dir), Path(checkpoint_dir)
+    device = resolve_device(device)
+    if device.startswith("cuda:") and device != "cuda:0":
+        raise ValueError(f"device {device!r}: the Trainer uses the first visible GPU; select it with CUDA_VISIBLE_DEVICES")
+    fully_masked = sum(all(label == IGNORE_INDEX for label in labels) for labels in splits["train"]["labels"])
+    if fully_masked:
+        raise ValueError(f"{fully_masked} training examples have every label masked; raise max_seq_length")
+
+    strategy = strategy_for(recipe)
+    set_seed(recipe.seed)
+    model = strategy.prepare_model(base_dir, recipe, device)
+    tokenizer = load_tokenizer(base_dir)
+    trainable_params, total_params = count_parameters(model)
+    precision = mixed_precision(device)
+    threads = f", {torch.get_num_threads()} CPU threads" if device == "cpu" else ""
+    log(f"{recipe.method} on {device} ({precision or 'fp32'}{threads}): {trainable_params:,} of {total_params:,} parameters trainable")
+    log(f"recipe: {recipe.model_dump_json()}")
+
+    validation = splits.get("validation")
+    args = TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=recipe.epochs,
+        max_steps=recipe.max_steps or -1,
+        per_device_train_batch_size=recipe.batch_size,
+        per_device_eval_batch_size=recipe.batch_size * 2,
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
+        learning_rate=recipe.learning_rate,
+        lr_scheduler_type="constant_with_warmup" if recipe.lr_scheduler == "constant" else recipe.lr_scheduler,
+        warmup_steps=recipe.warmup_ratio,
+        weight_decay=recipe.weight_decay,
+        max_grad_norm=recipe.max_grad_norm,
+        activation_checkpointing=recipe.gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device == "cpu",
+        seed=recipe.seed,
+        data_seed=recipe.seed,
+        train_sampling_strategy="group_by_length",
+        include_num_input_tokens_seen="non_padding",
+        eval_strategy="steps" if validation is not None else "no",
+        eval_steps=recipe.eval_steps,
+        save_strategy="steps",
+        save_steps=recipe.save_steps,
+        save_total_limit=2,
+        logging_steps=recipe.logging_steps,
+        logging_first_step=True,
+        logging_nan_inf_filter=False,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=device.startswith("cuda"),
+        remove_unused_columns=False,
+        report_to=[],
+        disable_tqdm=True,
+    )
+    guard = _LogAndGuard(log)
+    trainer = strategy.build_trainer(model, args, splits, tokenizer, [guard])
+    trainer.remove_callback(PrinterCallback)
+
+    resume_from = _resume_checkpoint(checkpoint_dir, _run_fingerprint(base_dir, splits, recipe), log)
+    reset_peak_memory(device)
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_from)
+    wall_seconds = time.perf_counter() - started
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    strategy.save(trainer.model, out_dir)
+    tokenizer.save_pretrained(out_dir)
+    (out_dir / "recipe.json").write_text(recipe.model_dump_json(indent=2))
+
+    state = trainer.state
+    train_loss = [(entry["step"], entry["loss"]) for entry in state.log_history if "loss" in entry]
+    val_loss = [(entry["step"], entry["eval_loss"]) for entry in state.log_history if "eval_loss" in entry]
+    result = TrainingResult(
+        method=recipe.method,
+        device=device,
+        trainable_params=trainable_params,
+        total_params=total_params,
+        steps=state.global_step,
+        epochs=round(state.epoch or 0.0, 4),
+        tokens_seen=int(state.num_input_tokens_seen),
+        tokens_per_second=round((state.num_input_tokens_seen - guard.tokens_before) / wall_seconds, 1),
+        wall_seconds=round(wall_seconds, 3),
+        peak_memory_mb=round(peak_memory_mb(device), 1),
+        train_loss=train_loss,
+        val_loss=val_loss,
+        final_train_loss=train_loss[-1][1],
+        final_val_loss=val_loss[-1][1] if val_loss else None,
+    )
+    log(f"trained {result.steps} steps in {result.wall_seconds:.1f} s, {result.tokens_per_second:,.0f} tokens/s, "
+        f"final train loss {result.final_train_loss:.4f}, validation loss {result.final_val_loss}")
+    return result
