@@ -1,3 +1,10 @@
 """ftassets: LLM/SLM fine-tuning experiments as a Dagster asset graph."""
 
+import os
+
 __version__ = "0.1.0"
+
+# Per-file progress bars from datasets and transformers flood Dagster's captured logs; training and
+# evaluation report their own progress through the run's logger instead.
+os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

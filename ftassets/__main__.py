@@ -1,0 +1,5 @@
+import sys
+
+from ftassets.cli import main
+
+sys.exit(main())

@@ -1,0 +1,125 @@
+"""Artifact directories on disk: atomic writes, manifests, and the project's home layout.
+
+Every artifact is written to a temporary sibling directory and renamed into place, so a killed run
+never leaves half an artifact and a failed run leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+MANIFEST = "manifest.json"
+TRACKED_LIBRARIES = ("ftassets", "torch", "transformers", "peft", "tokenizers", "datasets", "dagster")
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("FTASSETS_HOME", Path.cwd() / ".ftassets_home")).resolve()
+
+
+class ArtifactStore:
+    """The local model store: ``<root>/<asset>/<partition parts...>``; one directory per partition."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    def path(self, asset: str, *parts: str) -> Path:
+        return self.root.joinpath("artifacts", asset, *parts)
+
+    def fingerprint(self, asset: str, *parts: str) -> str:
+        """The fingerprint recorded by an upstream artifact; a clear error when it was never built."""
+        manifest = read_manifest(self.path(asset, *parts))
+        if manifest is None:
+            raise FileNotFoundError(
+                f"{asset} for {'/'.join(parts)} is missing at {self.path(asset, *parts)}; materialize {asset} for it first"
+            )
+        return manifest["fingerprint"]
+
+    def work_path(self, asset: str, *parts: str) -> Path:
+        """Scratch space that survives a failed run (checkpoints), never read as an artifact."""
+        return self.root.joinpath("work", asset, *parts)
+
+    @contextlib.contextmanager
+    def writing(self, final: Path) -> Iterator[Path]:
+        """Yield a fresh temporary directory that replaces ``final`` only if the block succeeds."""
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+        staging.mkdir()
+        try:
+            yield staging
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        retired = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+        if final.exists():
+            final.rename(retired)
+        staging.rename(final)
+        shutil.rmtree(retired, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """An inter-process lock, so two runs never build the same shared artifact at once."""
+        lock_dir = self.root / "locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(lock_dir / f"{name}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def write_manifest(directory: Path, **facts: Any) -> dict[str, Any]:
+    """Write ``manifest.json`` describing what produced ``directory`` and what it holds."""
+    manifest = {
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **facts,
+        "libraries": library_versions(),
+        "files": file_inventory(directory),
+    }
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    return manifest
+
+
+def read_manifest(directory: Path) -> dict[str, Any] | None:
+    path = directory / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def file_inventory(directory: Path) -> dict[str, dict[str, Any]]:
+    inventory = {}
+    for path in sorted(directory.rglob("*")):
+        if path.is_file() and path.name != MANIFEST:
+            inventory[str(path.relative_to(directory))] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return inventory
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def directory_bytes(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in TRACKED_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions

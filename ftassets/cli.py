@@ -1,0 +1,91 @@
+"""The ``ftassets`` command: ``ftassets run`` materializes the comparison and its stale lineage."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+from ftassets.config import ConfigError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ftassets", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="materialize comparison with every missing or stale upstream partition")
+    run.add_argument("--tasks", nargs="+", help="tasks (default: the default experiment's)")
+    run.add_argument("--models", nargs="+", help="model entries (default: the default experiment's)")
+    run.add_argument("--experiment", help="a named experiment in configs/experiments.yaml")
+    run.add_argument("--force", action="store_true", help="re-materialize everything selected, current or not")
+    run.add_argument("--verbose", action="store_true", help="show Dagster's INFO logs")
+    run.add_argument("--config-dir", help="configuration folder (default: $FTASSETS_CONFIG_DIR or ./configs)")
+    validate = commands.add_parser("validate", help="load and cross-check configs/*.yaml")
+    validate.add_argument("--config-dir")
+    args = parser.parse_args(argv)
+    if args.config_dir:
+        os.environ["FTASSETS_CONFIG_DIR"] = str(Path(args.config_dir).resolve())
+    try:
+        return _validate() if args.command == "validate" else _run(args)
+    except ConfigError as error:
+        print(f"configuration error: {error}", file=sys.stderr)
+        return 2
+
+
+def _validate() -> int:
+    from ftassets.config import load_project_config
+
+    project = load_project_config()
+    print(f"{project.config_dir}: {len(project.tasks)} tasks, {len(project.models)} model entries, {len(project.recipes)} recipes: valid")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    ensure_dagster_home()
+    if not args.verbose:
+        logging.getLogger("dagster").setLevel(logging.WARNING)
+        warnings.simplefilter("ignore", FutureWarning)
+    import dagster as dg
+
+    from ftassets.artifacts import ArtifactStore, default_home
+    from ftassets.config import load_project_config
+    from ftassets.runner import PipelineRunner, format_report
+
+    project = load_project_config()
+    if args.experiment:
+        if args.experiment not in project.experiments.experiments:
+            raise ConfigError(f"--experiment: unknown {args.experiment!r}; defined: {', '.join(project.experiments.experiments)}")
+        experiment = project.experiments.experiments[args.experiment]
+        tasks, models = list(experiment.tasks), list(experiment.models)
+    else:
+        tasks, models = project.default_selection()
+    tasks, models = args.tasks or tasks, args.models or models
+
+    from ftassets.definitions import build_definitions
+
+    defs = build_definitions(project.config_dir, default_home())
+    instance = dg.DagsterInstance.get()
+    print(f"ftassets run: tasks {tasks}, models {models}; instance {os.environ['DAGSTER_HOME']}, artifacts {default_home()}")
+    runner = PipelineRunner(defs, project, ArtifactStore(default_home()), instance, dagster_log_level="INFO" if args.verbose else "WARNING")
+    report = runner.run(tasks, models, force=args.force)
+    print(format_report(report, project))
+    return 1 if report.failed or len(report.comparisons) < len(tasks) else 0
+
+
+def ensure_dagster_home() -> Path:
+    """Use $DAGSTER_HOME (default ./.dagster_home) and give it the project's dagster.yaml if it has none."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster_home"))).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        for candidate in (Path.cwd() / "dagster.yaml", Path(__file__).resolve().parents[1] / "dagster.yaml"):
+            if candidate.exists():
+                shutil.copy(candidate, home / "dagster.yaml")
+                break
+    return home
+
+
+if __name__ == "__main__":
+    sys.exit(main())

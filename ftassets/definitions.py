@@ -1,0 +1,36 @@
+"""The code location: ``dagster dev``, ``dagster asset materialize -m ftassets.definitions`` and the UI load ``defs``."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import dagster as dg
+
+from ftassets.artifacts import default_home
+from ftassets.config import load_project_config
+from ftassets.defs.assets import build_assets
+from ftassets.defs.partitions import build_partitions
+from ftassets.defs.resources import ArtifactStoreResource, ProjectResource, TableIOManager, TrainerResource
+
+# Multi-to-single-dimension partition mappings and user data versions are beta in Dagster 1.13; the
+# graph relies on both on purpose (see README), so their warnings would only be noise in every run.
+warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+
+def build_definitions(config_dir: Path | str | None = None, home: Path | str | None = None) -> dg.Definitions:
+    project = load_project_config(config_dir)
+    home = Path(home) if home else default_home()
+    return dg.Definitions(
+        assets=build_assets(build_partitions(project)),
+        resources={
+            "project": ProjectResource(config_dir=str(project.config_dir)),
+            "artifacts": ArtifactStoreResource(root=str(home)),
+            "trainer": TrainerResource(device=os.environ.get("FTASSETS_DEVICE", "auto")),
+            "table_io_manager": TableIOManager(base_dir=str(home / "tables")),
+        },
+    )
+
+
+defs = build_definitions()

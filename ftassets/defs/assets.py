@@ -1,0 +1,401 @@
+"""The asset graph, read top to bottom:
+
+dataset (task) -> base_model (model) -> tokenized_splits -> adapter -> merged_model -> evaluation
+(task x model) -> comparison (task).
+
+Each asset loads its inputs, calls one plain-Python function, writes its artifact atomically with a
+manifest, and returns metadata. The fingerprint it records as its data version is the staleness
+rule ``ftassets run`` uses (see ``ftassets/lineage.py``).
+"""
+
+
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+from pydantic import ValidationError
+
+from ftassets import lineage
+from ftassets.artifacts import ArtifactStore, directory_bytes, read_manifest, write_manifest
+from ftassets.config import ConfigError, ProjectConfig
+from ftassets.defs.partitions import ProjectPartitions, cell_of
+from ftassets.defs.resources import ArtifactStoreResource, ProjectResource, TrainerResource
+from ftassets.training.recipes import parse_recipe
+
+GROUP = "finetuning"
+OWNERS = ["team:ml-platform"]
+DATASET_CHECKS = ("no_missing_fields", "label_balance", "no_duplicate_prompts", "no_train_test_contamination", "length_statistics")
+
+
+class AdapterConfig(dg.Config):
+    """Per-run overrides of the model entry's recipe (unset fields keep the recipe's values)."""
+
+    recipe: str | None = None
+    learning_rate: float | None = None
+    epochs: float | None = None
+    max_steps: int | None = None
+    batch_size: int | None = None
+    seed: int | None = None
+
+
+def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
+    task_of_cell = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="task")
+    model_of_cell = dg.MultiToSingleDimensionPartitionMapping(partition_dimension_name="model")
+
+    @dg.asset(
+        partitions_def=partitions.task,
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"python", "jsonl"},
+        code_version=lineage.CODE_VERSIONS["dataset"],
+        check_specs=[dg.AssetCheckSpec(name, asset="dataset", blocking=True) for name in DATASET_CHECKS],
+    )
+    def dataset(context: dg.AssetExecutionContext, project: ProjectResource, artifacts: ArtifactStoreResource):
+        """Seeded synthetic train / validation / test splits of one task, as JSONL, with quality gates."""
+        from ftassets.data import datasets as data
+
+        config, store = project.project, artifacts.store
+        task = config.tasks[context.partition_key]
+        splits = data.build_splits(task)
+        outcomes = data.check_splits(task, splits)
+        version = lineage.fingerprint("dataset", lineage.dataset_params(config, task.name))
+        directory = store.path("dataset", task.name)
+        counts = {name: len(rows) for name, rows in splits.items()}
+        with store.writing(directory) as staging:
+            data.write_splits(staging, splits)
+            write_manifest(
+                staging, asset="dataset", partition=task.name, fingerprint=version, task=task.config.model_dump(mode="json"),
+                seed=task.config.seed, counts=counts, checks={o.name: o.passed for o in outcomes},
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(directory)),
+                **{f"{name}_rows": count for name, count in counts.items()},
+                "label_distribution": dg.MetadataValue.json(data.label_distribution(task, splits)),
+                "length_statistics": dg.MetadataValue.json(data.length_stats(splits)),
+                "preview": dg.MetadataValue.md(data.preview(splits).to_markdown(index=False)),
+            },
+            data_version=dg.DataVersion(version),
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=o.name, passed=o.passed, description=o.description,
+                    metadata={"details": dg.MetadataValue.json(o.metadata)},
+                )
+                for o in outcomes
+            ],
+        )
+
+    @dg.asset(
+        partitions_def=partitions.model,
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"pytorch", "huggingface"},
+        code_version=lineage.CODE_VERSIONS["base_model"],
+        pool="gpu",
+    )
+    def base_model(context: dg.AssetExecutionContext, project: ProjectResource, artifacts: ArtifactStoreResource):
+        """The model entry's base: built (embedded) or loaded and validated (Hugging Face), saved once per base.
+
+        Entries that share a base share one directory: the first materialization builds it, the
+        others find it current (same fingerprint) and reuse it.
+        """
+        from ftassets.models.bases import prepare_base
+
+        config, store = project.project, artifacts.store
+        base_name = config.base_of(context.partition_key)
+        version = lineage.fingerprint("base_model", lineage.base_params(config, base_name))
+        directory = store.path("base_model", base_name)
+        with store.lock(f"base_model-{base_name}"):
+            manifest = read_manifest(directory)
+            built = manifest is None or manifest.get("fingerprint") != version
+            if built:
+                with store.writing(directory) as staging:
+                    summary = prepare_base(base_name, config.bases[base_name], staging, context.log.info)
+                    manifest = write_manifest(
+                        staging, asset="base_model", base=base_name, fingerprint=version,
+                        config=lineage.base_params(config, base_name), summary=summary,
+                    )
+            else:
+                context.log.info(f"base {base_name!r} is current at {directory}; reusing it")
+        summary = manifest["summary"]
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(directory)),
+                "base": base_name,
+                "built_in_this_run": built,
+                "architecture": summary["architecture"],
+                "parameters": summary["parameters"],
+                "vocab_size": summary["vocab_size"],
+                "special_tokens": dg.MetadataValue.json({k: summary[k] for k in ("bos_token", "eos_token", "pad_token")}),
+                "chat_template": dg.MetadataValue.md(f"```jinja\n{summary['chat_template']}\n```"),
+                "size_mb": round(directory_bytes(directory) / 1e6, 2),
+            },
+            data_version=dg.DataVersion(version),
+        )
+
+    @dg.asset(
+        partitions_def=partitions.task_model,
+        deps=[dg.AssetDep(dataset, partition_mapping=task_of_cell), dg.AssetDep(base_model, partition_mapping=model_of_cell)],
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"huggingface", "parquet"},
+        code_version=lineage.CODE_VERSIONS["tokenized_splits"],
+        check_specs=[dg.AssetCheckSpec("no_fully_masked_examples", asset="tokenized_splits", blocking=True)],
+    )
+    def tokenized_splits(context: dg.AssetExecutionContext, project: ProjectResource, artifacts: ArtifactStoreResource):
+        """Train and validation splits rendered with the base's chat template; loss only on answer tokens (EOS kept)."""
+        from transformers import AutoTokenizer
+
+        from ftassets.data.datasets import read_splits
+        from ftassets.training.tokenize import save_tokenized, tokenize_examples
+
+        config, store = project.project, artifacts.store
+        task_name, model = cell_of(context)
+        recipe = config.recipe_of(model)
+        if recipe is None:
+            return _not_applicable("tokenized_splits", f"model {model!r} has no recipe: nothing to train", check="no_fully_masked_examples")
+        task = config.tasks[task_name]
+        base_dir = store.path("base_model", config.base_of(model))
+        upstream = _upstream_versions(store, dataset=("dataset", task_name), base_model=("base_model", config.base_of(model)))
+        version = lineage.fingerprint("tokenized_splits", lineage.tokenized_params(config, task_name, model), upstream)
+        tokenizer = AutoTokenizer.from_pretrained(base_dir)
+        splits = read_splits(store.path("dataset", task_name))
+        tokenized, stats = {}, {}
+        for name in ("train", "validation"):
+            rows = splits[name]
+            tokenized[name], stats[name] = tokenize_examples(
+                tokenizer, [r["prompt"] for r in rows], [r["answer"] for r in rows], recipe.max_seq_length, task.config.system_prompt
+            )
+        directory = store.path("tokenized_splits", model, task_name)
+        with store.writing(directory) as staging:
+            save_tokenized(staging, tokenized)
+            (staging / "chat_template.jinja").write_text(tokenizer.chat_template)
+            write_manifest(staging, asset="tokenized_splits", partition=[task_name, model], fingerprint=version, upstream=upstream, stats=stats)
+        all_masked = sum(s["all_masked"] for s in stats.values())
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(directory)),
+                "stats": dg.MetadataValue.json(stats),
+                "train_tokens": stats["train"]["tokens"],
+                "truncated": sum(s["truncated"] for s in stats.values()),
+                "chat_template": dg.MetadataValue.md(f"```jinja\n{tokenizer.chat_template}\n```"),
+            },
+            data_version=dg.DataVersion(version),
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name="no_fully_masked_examples",
+                    passed=all_masked == 0,
+                    description=f"{all_masked} example(s) have every label masked"
+                    + ("" if all_masked == 0 else f"; raise max_seq_length (now {recipe.max_seq_length}) in the recipe"),
+                )
+            ],
+        )
+
+    @dg.asset(
+        partitions_def=partitions.task_model,
+        deps=[tokenized_splits],
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"pytorch", "peft"},
+        code_version=lineage.CODE_VERSIONS["adapter"],
+        pool="gpu",
+    )
+    def adapter(
+        context: dg.AssetExecutionContext,
+        config: AdapterConfig,
+        project: ProjectResource,
+        artifacts: ArtifactStoreResource,
+        trainer: TrainerResource,
+    ):
+        """The fine-tuned weights of one (task, model) cell: an adapter, or full weights, per the recipe's method."""
+        from ftassets.training.tokenize import load_tokenized
+
+        project_config, store = project.project, artifacts.store
+        task_name, model = cell_of(context)
+        if project_config.recipe_of(model) is None and config.recipe is None:
+            return _not_applicable("adapter", f"model {model!r} has no recipe: it is evaluated as a base model only")
+        recipe = resolve_recipe(project_config, model, config)
+        context.log.info(f"recipe for {model}/{task_name}: {recipe.model_dump_json()}")
+        upstream = _upstream_versions(store, tokenized_splits=("tokenized_splits", model, task_name))
+        version = lineage.fingerprint("adapter", lineage.recipe_params(recipe), upstream)
+        directory = store.path("adapter", model, task_name)
+        with store.writing(directory) as staging:
+            result = trainer.train(
+                store.path("base_model", project_config.base_of(model)),
+                load_tokenized(store.path("tokenized_splits", model, task_name)),
+                recipe,
+                staging,
+                store.work_path("adapter", model, task_name),
+                context.log.info,
+            )
+            write_manifest(
+                staging, asset="adapter", partition=[task_name, model], fingerprint=version, upstream=upstream,
+                recipe=recipe.model_dump(mode="json"), training=result.to_dict(),
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(directory)),
+                "strategy": recipe.method,
+                "device": result.device,
+                "trainable_parameters": result.trainable_params,
+                "total_parameters": result.total_params,
+                "steps": result.steps,
+                "tokens_seen": result.tokens_seen,
+                "tokens_per_second": round(result.tokens_per_second, 1),
+                "wall_seconds": round(result.wall_seconds, 1),
+                "peak_memory_mb": round(result.peak_memory_mb, 1),
+                "final_train_loss": result.final_train_loss,
+                **({"final_val_loss": result.final_val_loss} if result.final_val_loss is not None else {}),
+                "loss_curve": dg.MetadataValue.md(_loss_table(result.train_loss, result.val_loss)),
+                "recipe": dg.MetadataValue.json(recipe.model_dump(mode="json")),
+            },
+            data_version=dg.DataVersion(version),
+        )
+
+    @dg.asset(
+        partitions_def=partitions.task_model,
+        deps=[adapter],
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"pytorch", "huggingface"},
+        code_version=lineage.CODE_VERSIONS["merged_model"],
+    )
+    def merged_model(context: dg.AssetExecutionContext, project: ProjectResource, artifacts: ArtifactStoreResource):
+        """The adapter merged into the base's full-precision weights, saved with tokenizer and chat template."""
+        from ftassets.training.strategies import strategy_for
+
+        config, store = project.project, artifacts.store
+        task_name, model = cell_of(context)
+        if config.recipe_of(model) is None:
+            return _not_applicable("merged_model", f"model {model!r} has no recipe: nothing to merge")
+        adapter_dir = store.path("adapter", model, task_name)
+        upstream = _upstream_versions(store, adapter=("adapter", model, task_name))
+        adapter_manifest = read_manifest(adapter_dir)
+        recipe = parse_recipe(adapter_manifest["recipe"])
+        strategy = strategy_for(recipe)
+        if not strategy.mergeable:
+            return _not_applicable("merged_model", f"method {recipe.method!r} cannot be merged into weights; evaluation applies the adapter")
+        version = lineage.fingerprint("merged_model", {}, upstream)
+        directory = store.path("merged_model", model, task_name)
+        with store.writing(directory) as staging:
+            summary = strategy.merge(adapter_dir, store.path("base_model", config.base_of(model)), staging)
+            write_manifest(staging, asset="merged_model", partition=[task_name, model], fingerprint=version, upstream=upstream, summary=summary)
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(directory)),
+                "method": recipe.method,
+                "size_mb": round(directory_bytes(directory) / 1e6, 2),
+            },
+            data_version=dg.DataVersion(version),
+        )
+
+    @dg.asset(
+        partitions_def=partitions.task_model,
+        deps=[
+            merged_model,
+            adapter,
+            dg.AssetDep(dataset, partition_mapping=task_of_cell),
+            dg.AssetDep(base_model, partition_mapping=model_of_cell),
+        ],
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"pandas"},
+        code_version=lineage.CODE_VERSIONS["evaluation"],
+        io_manager_key="table_io_manager",
+        pool="gpu",
+    )
+    def evaluation(
+        context: dg.AssetExecutionContext, project: ProjectResource, artifacts: ArtifactStoreResource, trainer: TrainerResource
+    ) -> dg.Output[pd.DataFrame]:
+        """Base and fine-tuned variants of one model entry scored on the task's frozen test split."""
+        from ftassets.evaluation.runs import evaluate_cell
+
+        config, store = project.project, artifacts.store
+        task_name, model = cell_of(context)
+        cell = evaluate_cell(config, store, task_name, model, trainer.resolved_device(), context.log.info)
+        table = cell.table
+        primary = config.tasks[task_name].primary_metric
+        return dg.Output(
+            table,
+            metadata={
+                "predictions": dg.MetadataValue.path(str(cell.predictions_path)),
+                "table": dg.MetadataValue.md(table.drop(columns=["fingerprint"]).to_markdown(index=False, floatfmt=".3f")),
+                **{f"{variant}_{primary}": float(score) for variant, score in zip(table.variant, table[primary])},
+            },
+            data_version=dg.DataVersion(cell.fingerprint),
+        )
+
+    @dg.asset(
+        partitions_def=partitions.task,
+        ins={
+            "evaluation": dg.AssetIn(partition_mapping=task_of_cell, metadata={"allow_missing_partitions": True}),
+        },
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"pandas"},
+        code_version=lineage.CODE_VERSIONS["comparison"],
+        io_manager_key="table_io_manager",
+    )
+    def comparison(
+        context: dg.AssetExecutionContext, evaluation: dict[str, pd.DataFrame], project: ProjectResource
+    ) -> dg.Output[pd.DataFrame]:
+        """Every model entry of the task, base against fine-tuned, with the gain on the primary metric."""
+        from ftassets.evaluation.evaluate import comparison_table, markdown_table
+
+        config = project.project
+        task = config.tasks[context.partition_key]
+        by_model = {partitions.task_model.get_partition_key_from_str(key).keys_by_dimension["model"]: frame for key, frame in evaluation.items()}
+        table = comparison_table(task, list(config.models), by_model)
+        version = comparison_version({model: frame["fingerprint"].iloc[0] for model, frame in by_model.items()})
+        missing = sorted(set(table.loc[table.status == "missing", "model"]))
+        return dg.Output(
+            table,
+            metadata={
+                "table": dg.MetadataValue.md(markdown_table(table)),
+                "primary_metric": task.primary_metric,
+                "missing_models": dg.MetadataValue.json(missing),
+            },
+            data_version=dg.DataVersion(version),
+        )
+
+    return [dataset, base_model, tokenized_splits, adapter, merged_model, evaluation, comparison]
+
+
+def comparison_version(evaluation_versions: dict[str, str]) -> str:
+    return lineage.fingerprint("comparison", {}, dict(sorted(evaluation_versions.items())))
+
+
+def resolve_recipe(project: ProjectConfig, model: str, overrides: AdapterConfig) -> Any:
+    """The model entry's recipe (or the one the run names) with the run's overrides, validated again."""
+    name = overrides.recipe or project.models[model].recipe
+    if name not in project.recipes:
+        raise ConfigError(
+            f"run config ops.adapter.config.recipe: unknown recipe {name!r}; defined in experiments.yaml: {', '.join(sorted(project.recipes))}"
+        )
+    changes = {k: v for k, v in overrides.model_dump().items() if v is not None and k != "recipe"}
+    try:
+        return parse_recipe({**project.recipes[name].model_dump(), **changes})
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in error.errors())
+        raise ConfigError(f"run config ops.adapter.config for recipe {name!r}: {problems}") from None
+
+
+def _upstream_versions(store: ArtifactStore, **assets: tuple[str, ...]) -> dict[str, str]:
+    return {label: store.fingerprint(*location) for label, location in assets.items()}
+
+
+def _not_applicable(asset: str, reason: str, check: str | None = None) -> dg.MaterializeResult:
+    return dg.MaterializeResult(
+        metadata={"applicable": False, "reason": reason},
+        data_version=dg.DataVersion(lineage.not_applicable(asset)),
+        check_results=[dg.AssetCheckResult(check_name=check, passed=True, description=f"not applicable: {reason}")] if check else None,
+    )
+
+
+def _loss_table(train_loss: list[tuple[int, float]], val_loss: list[tuple[int, float]]) -> str:
+    validation = dict(val_loss)
+    rows = ["| step | train loss | validation loss |", "| --- | --- | --- |"]
+    rows += [f"| {step} | {loss:.4f} | {validation[step]:.4f} |" if step in validation else f"| {step} | {loss:.4f} | |" for step, loss in train_loss]
+    rows += [f"| {step} | | {loss:.4f} |" for step, loss in val_loss if step not in dict(train_loss)]
+    return "\n".join(rows)
+

@@ -1,0 +1,99 @@
+"""Fingerprints: the staleness rule of the graph.
+
+An artifact's fingerprint hashes its asset's code version, the configuration it was built from and
+its upstream artifacts' fingerprints. Assets record it as their Dagster data version and in their
+manifest. ``expected_fingerprints`` computes the same values from configuration alone, so the runner
+can tell, without running anything, which partitions are missing or stale: a partition is current
+when its latest materialization and its manifest both carry the expected fingerprint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from ftassets.config import ProjectConfig
+
+CODE_VERSIONS = {
+    "dataset": "1",
+    "base_model": "1",
+    "tokenized_splits": "1",
+    "adapter": "1",
+    "merged_model": "1",
+    "evaluation": "1",
+    "comparison": "1",
+}
+
+
+def fingerprint(asset: str, params: Any, upstream: dict[str, str] | None = None) -> str:
+    payload = {"asset": asset, "code": CODE_VERSIONS[asset], "params": params, "upstream": upstream or {}}
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def dataset_params(project: ProjectConfig, task: str) -> dict[str, Any]:
+    return project.tasks[task].config.model_dump(mode="json")
+
+
+def base_params(project: ProjectConfig, base: str) -> dict[str, Any]:
+    return {"name": base, **project.bases[base].model_dump(mode="json")}
+
+
+def tokenized_params(project: ProjectConfig, task: str, model: str) -> dict[str, Any]:
+    recipe = project.recipe_of(model)
+    resolved = project.tasks[task]
+    return {
+        "max_seq_length": recipe.max_seq_length if recipe else None,
+        "prompt_template": resolved.prompt_template,
+        "system_prompt": resolved.config.system_prompt,
+    }
+
+
+def recipe_params(recipe: Any) -> dict[str, Any] | None:
+    return recipe.model_dump(mode="json") if recipe is not None else None
+
+
+def evaluation_params(project: ProjectConfig, task: str) -> dict[str, Any]:
+    resolved = project.tasks[task]
+    return {
+        "max_new_tokens": resolved.max_new_tokens,
+        "primary_metric": resolved.primary_metric,
+        "settings": project.experiments.evaluation.model_dump(mode="json"),
+    }
+
+
+def not_applicable(asset: str) -> str:
+    """The data version of an asset that has nothing to build for a cell (no recipe, unmergeable)."""
+    return fingerprint(asset, {"not_applicable": True})
+
+
+def evaluation_upstream(dataset: str, base: str, adapter: str | None) -> dict[str, str | None]:
+    return {"dataset": dataset, "base_model": base, "adapter": adapter}
+
+
+def expected_fingerprints(project: ProjectConfig, task: str, model: str) -> dict[str, str]:
+    """Fingerprints every asset of one (task, model) cell should carry when built from config."""
+    from ftassets.training.recipes import is_mergeable
+
+    dataset = fingerprint("dataset", dataset_params(project, task))
+    base = fingerprint("base_model", base_params(project, project.base_of(model)))
+    recipe = project.recipe_of(model)
+    expected = {"dataset": dataset, "base_model": base}
+    if recipe is None:
+        expected |= {name: not_applicable(name) for name in ("tokenized_splits", "adapter", "merged_model")}
+        adapter = None
+    else:
+        expected["tokenized_splits"] = fingerprint(
+            "tokenized_splits", tokenized_params(project, task, model), {"dataset": dataset, "base_model": base}
+        )
+        adapter = expected["adapter"] = fingerprint(
+            "adapter", recipe_params(recipe), {"tokenized_splits": expected["tokenized_splits"]}
+        )
+        expected["merged_model"] = (
+            fingerprint("merged_model", {}, {"adapter": adapter}) if is_mergeable(recipe) else not_applicable("merged_model")
+        )
+    expected["evaluation"] = fingerprint(
+        "evaluation", evaluation_params(project, task), evaluation_upstream(dataset, base, adapter)
+    )
+    return expected

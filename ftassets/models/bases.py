@@ -1,0 +1,89 @@
+"""Prepare a base model directory: build the embedded model, or load and validate a Hugging Face model.
+
+Either way the result is a ``save_pretrained`` directory with weights, tokenizer and chat template,
+so every later step runs the same code for the embedded model and for Qwen, Llama, Phi or Mistral.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from pathlib import Path
+from typing import Any, Callable
+
+from ftassets.config.schemas import BaseConfig, EmbeddedBase, HuggingFaceBase
+
+
+class BaseModelError(ValueError):
+    pass
+
+
+def prepare_base(name: str, base: BaseConfig, out_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    if isinstance(base, EmbeddedBase):
+        from ftassets.models.embedded import EmbeddedSpec, build_embedded_model
+
+        spec = dataclasses.replace(EmbeddedSpec(), **base.spec_overrides())
+        log(f"building the embedded base {name!r}: {spec}")
+        build_embedded_model(out_dir, spec, log)
+    elif isinstance(base, HuggingFaceBase):
+        _copy_pretrained(name, base, out_dir, log)
+    else:
+        raise BaseModelError(f"base {name!r}: source {base.source!r} has no local weights to prepare")
+    return describe_model_dir(out_dir)
+
+
+def _copy_pretrained(name: str, base: HuggingFaceBase, out_dir: Path, log: Callable[[str], None]) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log(f"loading base {name!r} from {base.id} (revision {base.revision or 'default'})")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(base.id, revision=base.revision, trust_remote_code=base.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            base.id, revision=base.revision, trust_remote_code=base.trust_remote_code, dtype="auto"
+        )
+    except OSError as error:
+        raise BaseModelError(
+            f"base {name!r} (configs/models.yaml bases.{name}.id = {base.id!r}) could not be loaded: {error}. "
+            "Use a local directory with save_pretrained files, or a hub id on a machine that reaches the hub."
+        ) from None
+    if base.chat_template:
+        tokenizer.chat_template = base.chat_template
+    if not tokenizer.chat_template:
+        raise BaseModelError(
+            f"base {name!r} ({base.id}) has no chat template; set bases.{name}.chat_template in configs/models.yaml"
+        )
+    if tokenizer.pad_token_id is None:
+        raise BaseModelError(
+            f"base {name!r} ({base.id}) has no pad token; pick a model with one or add it to the tokenizer first"
+        )
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def describe_model_dir(model_dir: Path) -> dict[str, Any]:
+    """Architecture, parameter count, special tokens and chat-template hash of a saved model."""
+    import torch
+    from safetensors import safe_open
+    from transformers import AutoConfig, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    parameters = 0
+    for shard in sorted(model_dir.glob("*.safetensors")):
+        with safe_open(shard, framework="pt") as handle:
+            parameters += sum(torch.Size(handle.get_slice(key).get_shape()).numel() for key in handle.keys())
+    template = tokenizer.chat_template or ""
+    return {
+        "architecture": (config.architectures or [config.model_type])[0],
+        "model_type": config.model_type,
+        "parameters": parameters,
+        "hidden_size": getattr(config, "hidden_size", None),
+        "num_hidden_layers": getattr(config, "num_hidden_layers", None),
+        "vocab_size": len(tokenizer),
+        "tokenizer_class": type(tokenizer).__name__,
+        "bos_token": tokenizer.bos_token,
+        "eos_token": tokenizer.eos_token,
+        "pad_token": tokenizer.pad_token,
+        "chat_template_sha256": hashlib.sha256(template.encode()).hexdigest(),
+        "chat_template": template,
+    }

@@ -1,0 +1,74 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from ftassets.definitions import defs
+
+REPO = Path(__file__).resolve().parents[1]
+SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_specs.json"
+
+
+def _partitions(spec: dg.AssetSpec) -> object:
+    pdef = spec.partitions_def
+    if pdef is None:
+        return None
+    if isinstance(pdef, dg.MultiPartitionsDefinition):
+        return {d.name: sorted(d.partitions_def.get_partition_keys()) for d in pdef.partitions_defs}
+    return sorted(pdef.get_partition_keys())
+
+
+def spec_snapshot() -> dict:
+    snapshot = {}
+    for spec in sorted(defs.resolve_all_asset_specs(), key=lambda s: s.key.to_user_string()):
+        assets_def = defs.resolve_assets_def(spec.key)
+        snapshot[spec.key.to_user_string()] = {
+            "deps": sorted(d.asset_key.to_user_string() for d in spec.deps),
+            "partitions": _partitions(spec),
+            "group": spec.group_name,
+            "kinds": sorted(spec.kinds),
+            "owners": list(spec.owners),
+            "code_version": spec.code_version,
+            "pool": assets_def.op.pool,
+            "checks": sorted(c.name for c in assets_def.check_specs),
+            "has_description": bool(spec.description),
+        }
+    return snapshot
+
+
+def test_definitions_load():
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_asset_graph_matches_snapshot():
+    """An accidental change to keys, partitions, deps, pools or checks shows up here (and in review)."""
+    current = spec_snapshot()
+    if os.environ.get("UPDATE_SNAPSHOTS"):
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+    assert current == json.loads(SNAPSHOT.read_text()), "asset graph changed; rerun with UPDATE_SNAPSHOTS=1 if intended"
+
+
+def test_keys_and_partitions_are_the_documented_ones():
+    specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
+    assert set(specs) == {"dataset", "base_model", "tokenized_splits", "adapter", "merged_model", "evaluation", "comparison"}
+    for name in ("tokenized_splits", "adapter", "merged_model", "evaluation"):
+        pdef = specs[name].partitions_def
+        assert isinstance(pdef, dg.MultiPartitionsDefinition)
+        assert sorted(d.name for d in pdef.partitions_defs) == ["model", "task"]
+    assert isinstance(specs["dataset"].partitions_def, dg.StaticPartitionsDefinition)
+    assert specs["comparison"].partitions_def == specs["dataset"].partitions_def
+    for name in ("base_model", "adapter", "evaluation"):
+        assert defs.resolve_assets_def(name).op.pool == "gpu"
+
+
+def test_dagster_cli_validates_the_code_location():
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "ftassets.definitions"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Validation successful" in result.stdout + result.stderr

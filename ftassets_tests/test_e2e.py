@@ -1,0 +1,121 @@
+"""End to end: the real assets on the embedded model, in a temporary Dagster instance."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from ftassets.artifacts import ArtifactStore, read_manifest
+from ftassets.config import load_project_config
+from ftassets.definitions import build_definitions
+from ftassets.defs.partitions import cell_key
+from ftassets.runner import PipelineRunner
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    dagster_home, home = root / "dagster_home", root / "ftassets_home"
+    dagster_home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    project = load_project_config(REPO / "configs")
+    defs = build_definitions(project.config_dir, home)
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
+    runner = PipelineRunner(defs, project, ArtifactStore(home), instance, log=lambda line: print(line, flush=True))
+    first = runner.run(["classification"], ["tiny-lora"])
+    return dict(root=root, dagster_home=dagster_home, home=home, project=project, defs=defs, instance=instance, runner=runner, first=first)
+
+
+def test_full_lineage_materializes_and_fine_tuning_beats_base(world):
+    report = world["first"]
+    assert not report.failed, [(o.assets, o.partition, o.error) for o in report.failed]
+    ran = {(asset, str(o.partition)) for o in report.ran for asset in o.assets}
+    assert ("dataset", "classification") in ran and ("base_model", "tiny-lora") in ran
+    assert ("adapter", "tiny-lora|classification") in ran and ("comparison", "classification") in ran
+
+    table = world["defs"].load_asset_value("comparison", partition_key="classification", instance=world["instance"])
+    rows = table.set_index(["model", "variant"])
+    base, tuned = rows.loc[("tiny-lora", "base")], rows.loc[("tiny-lora", "finetuned")]
+    assert tuned["accuracy"] >= 0.80, table.to_string()
+    assert tuned["accuracy"] > base["accuracy"] and tuned["macro_f1"] > base["macro_f1"]
+    assert tuned["delta_accuracy"] == pytest.approx(tuned["accuracy"] - base["accuracy"])
+    assert {"latency_p50_s", "latency_p95_s", "generated_tokens_per_s"} <= set(table.columns)
+    assert set(rows.loc["tiny-full"]["status"]) == {"missing"}, "an entry that was not run is shown as missing"
+
+
+def test_evaluation_loads_from_the_instance_with_predictions_beside_it(world):
+    key = cell_key("classification", "tiny-lora")
+    evaluation = world["defs"].load_asset_value("evaluation", partition_key=key, instance=world["instance"])
+    assert list(evaluation.variant) == ["base", "finetuned"]
+    predictions = world["home"] / "artifacts" / "evaluation" / "tiny-lora" / "classification" / "predictions.parquet"
+    import pandas as pd
+
+    frame = pd.read_parquet(predictions)
+    assert len(frame) == 2 * world["project"].tasks["classification"].config.sizes.test
+    assert {"prompt", "reference", "prediction", "parsed", "correct", "latency_s"} <= set(frame.columns)
+
+
+def test_every_artifact_has_a_manifest_with_its_fingerprint(world):
+    store = ArtifactStore(world["home"])
+    for parts in (("dataset", "classification"), ("base_model", "tiny"), ("tokenized_splits", "tiny-lora", "classification"),
+                  ("adapter", "tiny-lora", "classification"), ("merged_model", "tiny-lora", "classification")):
+        manifest = read_manifest(store.path(*parts))
+        assert manifest and manifest["fingerprint"] and manifest["files"] and "torch" in manifest["libraries"], parts
+    merged = store.path("merged_model", "tiny-lora", "classification")
+    assert (merged / "tokenizer.json").exists() and (merged / "config.json").exists()
+
+
+def test_second_run_retrains_nothing(world):
+    report = world["runner"].run(["classification"], ["tiny-lora"])
+    assert not report.failed and not report.ran, [(o.assets, o.partition, o.status) for o in report.outcomes]
+    assert {o.status for o in report.outcomes} == {"current"}
+
+
+def test_second_entry_on_the_same_base_reuses_the_base_build(world):
+    defs, instance = world["defs"], world["instance"]
+    before = read_manifest(ArtifactStore(world["home"]).path("base_model", "tiny"))["created_at"]
+    result = defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey("base_model")]).execute_in_process(
+        partition_key="tiny-full", instance=instance, asset_selection=[dg.AssetKey("base_model")]
+    )
+    assert result.success
+    materialization = result.asset_materializations_for_node("base_model")[0]
+    assert materialization.metadata["built_in_this_run"].value is False
+    assert read_manifest(ArtifactStore(world["home"]).path("base_model", "tiny"))["created_at"] == before
+
+
+def test_a_failed_training_run_leaves_the_previous_adapter_intact(world):
+    store = ArtifactStore(world["home"])
+    adapter_dir = store.path("adapter", "tiny-lora", "classification")
+    before = read_manifest(adapter_dir)
+    result = world["defs"].resolve_implicit_job_def_def_for_assets([dg.AssetKey("adapter")]).execute_in_process(
+        partition_key=cell_key("classification", "tiny-lora"),
+        instance=world["instance"],
+        asset_selection=[dg.AssetKey("adapter")],
+        run_config={"ops": {"adapter": {"config": {"learning_rate": 1e30, "max_steps": 5}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    messages = " ".join(e.step_failure_data.error.message for e in result.get_step_failure_events())
+    assert "nan" in messages.lower() or "inf" in messages.lower() or "diverged" in messages.lower(), messages
+    assert read_manifest(adapter_dir) == before
+    assert not [p for p in adapter_dir.parent.iterdir() if p.name.startswith(".")], "no staging directory left behind"
+
+
+def test_dagster_cli_materializes_one_partition(world):
+    env = {**os.environ, "DAGSTER_HOME": str(world["dagster_home"]), "FTASSETS_HOME": str(world["home"])}
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ftassets.definitions", "--select", "dataset", "--partition", "qa"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert read_manifest(ArtifactStore(world["home"]).path("dataset", "qa"))["counts"]["test"] > 0
+    instance = dg.DagsterInstance.from_config(str(world["dagster_home"]))
+    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("dataset"), asset_partitions=["qa"]), limit=1)
+    assert records.records, "the CLI run is recorded in the persistent instance"
