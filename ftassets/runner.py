@@ -11,6 +11,7 @@ starts at its first stale asset. A failed step blocks only what depends on it.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -91,8 +92,16 @@ class PipelineRunner:
         for task in tasks:
             versions = self._evaluation_versions(task)
             if self._step(report, ["comparison"], task, force or self._stale("comparison", task, comparison_version(versions))):
-                report.comparisons[task] = self.defs.load_asset_value("comparison", partition_key=task, instance=self.instance)
+                report.comparisons[task] = self._load("comparison", task)
         return report
+
+    def _load(self, asset: str, partition: str) -> pd.DataFrame:
+        previous = logging.root.manager.disable
+        logging.disable(logging.INFO if self.dagster_log_level != "DEBUG" else logging.NOTSET)
+        try:
+            return self.defs.load_asset_value(asset, partition_key=partition, instance=self.instance)
+        finally:
+            logging.disable(previous)
 
     def _check_selection(self, tasks: list[str], models: list[str]) -> None:
         for flag, chosen, known in (("--tasks", tasks, self.project.tasks), ("--models", models, self.project.models)):

@@ -59,3 +59,24 @@ def test_sizes_beyond_the_generators_variety_fail_with_the_field():
     too_big = task.config.model_copy(update={"sizes": task.config.sizes.model_copy(update={"train": 50_000})})
     with pytest.raises(DatasetError, match=r"tasks\.sql\.sizes"):
         build_splits(type(task)(task.name, too_big, task.prompt_template, task.primary_metric, task.max_new_tokens))
+
+
+def test_comparison_shows_missing_entries_and_deltas():
+    import math
+
+    from ftassets.evaluation.evaluate import comparison_table
+
+    task = PROJECT.tasks["classification"]
+    evaluated = pd.DataFrame(
+        [
+            {"model": "tiny-lora", "variant": "base", "status": "ok", "accuracy": 0.3, "macro_f1": 0.2},
+            {"model": "tiny-lora", "variant": "finetuned", "status": "ok", "accuracy": 0.9, "macro_f1": 0.88},
+        ]
+    )
+    table = comparison_table(task, ["tiny-lora", "tiny-full"], {"tiny-lora": evaluated})
+    assert list(zip(table.model, table.variant, table.status)) == [
+        ("tiny-lora", "base", "ok"), ("tiny-lora", "finetuned", "ok"),
+        ("tiny-full", "base", "missing"), ("tiny-full", "finetuned", "missing"),
+    ]
+    assert table.loc[1, "delta_accuracy"] == pytest.approx(0.6)
+    assert math.isnan(table.loc[0, "delta_accuracy"]) and math.isnan(table.loc[3, "accuracy"])

@@ -226,19 +226,60 @@ def _instruction(rng: random.Random) -> tuple[str, str]:
     ))
 
 
+SYLLABLES = ("ka", "lo", "mi", "ren", "dor", "sa", "vel", "tin", "bra", "mo", "lu", "fen", "gar", "ti", "son",
+             "ria", "pel", "dun", "ko", "mar", "zi", "hal", "ne", "bo", "quin", "ast", "el", "wy", "th", "ox")
+
+
+def _made_up(rng: random.Random, capital: bool = False) -> str:
+    word = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 3)))
+    return word.title() if capital else word
+
+
+def _recall(rng: random.Random) -> tuple[str, str]:
+    """A passage and a question answered by copying from it, over made-up words that cannot be memorised.
+
+    This is what teaches a small model to look things up in its context (induction), the skill every
+    extraction-style fine-tune builds on; it shares no words or templates with the tasks.
+    """
+    people = [_made_up(rng, True) for _ in range(3)]
+    names = [_made_up(rng, True) for _ in range(3)]
+    places = [_made_up(rng, True) for _ in range(3)]
+    words = [_made_up(rng) for _ in range(rng.randint(3, 5))]
+    pets = rng.sample(ANIMALS, 3)
+    i = rng.randrange(3)
+    homes = " ".join(f"{p} lives in {q}." for p, q in zip(people, places))
+    pets_text = " ".join(f"{p} has a {a} called {n}." for p, a, n in zip(people, pets, names))
+    return rng.choice((
+        (f"{homes}\nWhere does {people[i]} live?", places[i]),
+        (f"{pets_text}\nWhat is the name of {people[i]}'s {pets[i]}?", names[i]),
+        (f"{pets_text}\nWho has a {pets[i]}?", people[i]),
+        (f"The code word is {words[0]}. What is the code word?", words[0]),
+        (f"Repeat these words: {' '.join(words)}", " ".join(words)),
+        (f"Words: {', '.join(words)}. What is the last word?", words[-1]),
+        (f"Write {words[0]} in capital letters.", words[0].upper()),
+        (f"Put these in reverse order: {' '.join(words)}", " ".join(reversed(words))),
+    ))
+
+
+def _plain_recall(rng: random.Random) -> str:
+    prompt, answer = _recall(rng)
+    return rng.choice((f"{prompt}\n{answer}", f"Question: {prompt}\nAnswer: {answer}"))
+
+
 def _plain_instruction(rng: random.Random) -> str:
     prompt, answer = _instruction(rng)
     return rng.choice((f"Instruction: {prompt}\nResponse: {answer}", f"{prompt}\n{answer}",
                        f"Task: {prompt}\nAnswer: {answer}"))
 
 
-TEXT_KINDS = (_weather, _food, _travel, _shop, _work, _numbers, _dialogue, _casing, _fact, _plain_instruction)
+TEXT_KINDS = (_weather, _food, _travel, _shop, _work, _numbers, _dialogue, _casing, _fact, _plain_instruction,
+              _plain_recall, _plain_recall, _plain_recall)
 
 
 def _chat(rng: random.Random, render_chat: RenderChat) -> str:
     messages = [{"role": "system", "content": rng.choice(SYSTEM_PROMPTS)}] if rng.random() < 0.4 else []
     for _ in range(rng.choice((1, 1, 2))):
-        prompt, answer = _instruction(rng)
+        prompt, answer = _recall(rng) if rng.random() < 0.5 else _instruction(rng)
         messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]
     return render_chat(messages)
 
