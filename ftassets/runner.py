@@ -129,7 +129,7 @@ class PipelineRunner:
             report.outcomes.append(StepOutcome(tuple(assets), partition, "ran", seconds))
             self.log(f"  done     {'+'.join(assets)} [{partition}] in {seconds:.1f}s (run {result.run_id[:8]})")
             return True
-        errors = [_root_cause(e.step_failure_data.error) for e in result.get_step_failure_events() if e.step_failure_data.error]
+        errors = [root_cause_message(e.step_failure_data.error) for e in result.get_step_failure_events() if e.step_failure_data.error]
         failed_checks = [
             f"check {e.asset_check_evaluation_data.check_name} failed: {e.asset_check_evaluation_data.description}"
             for e in result.all_events
@@ -180,7 +180,7 @@ class PipelineRunner:
         return records[0].asset_materialization.tags.get("dagster/data_version") if records else None
 
 
-def _root_cause(error) -> str:
+def root_cause_message(error) -> str:
     """The innermost error's message: the user's problem, not Dagster's wrapping of it."""
     while error.cause is not None:
         error = error.cause

@@ -74,7 +74,8 @@ def test_experiment_naming_unknown_task(config_dir):
     with pytest.raises(ConfigError) as error:
         load_project_config(config_dir)
     message = str(error.value)
-    assert "experiments.yaml" in message and "experiments.default.tasks[3]" in message
+    index = len(yaml.safe_load((config_dir / "experiments.yaml").read_text())["experiments"]["default"]["tasks"]) - 1
+    assert "experiments.yaml" in message and f"experiments.default.tasks[{index}]" in message
     assert "'translation'" in message and "classification" in message
 
 

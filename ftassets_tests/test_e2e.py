@@ -13,7 +13,7 @@ from ftassets.artifacts import ArtifactStore, read_manifest
 from ftassets.config import load_project_config
 from ftassets.definitions import build_definitions
 from ftassets.defs.partitions import cell_key
-from ftassets.runner import PipelineRunner
+from ftassets.runner import PipelineRunner, root_cause_message
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
@@ -104,7 +104,7 @@ def test_a_failed_training_run_leaves_the_previous_adapter_intact(world):
         raise_on_error=False,
     )
     assert not result.success
-    messages = " ".join(e.step_failure_data.error.message for e in result.get_step_failure_events())
+    messages = " ".join(root_cause_message(e.step_failure_data.error) for e in result.get_step_failure_events())
     assert "nan" in messages.lower() or "inf" in messages.lower() or "diverged" in messages.lower(), messages
     assert read_manifest(adapter_dir) == before
     assert not [p for p in adapter_dir.parent.iterdir() if p.name.startswith(".")], "no staging directory left behind"
