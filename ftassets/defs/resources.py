@@ -1,7 +1,6 @@
 """Resources: the project configuration, the artifact store, the trainer, and the table IO manager."""
 
 
-from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 

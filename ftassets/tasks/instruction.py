@@ -9,7 +9,7 @@ from typing import Any, Callable
 from sklearn.metrics import accuracy_score
 
 from ftassets.tasks import _vocab as vocab
-from ftassets.tasks._scoring import corpus_bleu, first_line, mean_rouge, rouge_f_measures, zero_metrics
+from ftassets.tasks._scoring import first_line, score_generations, zero_metrics
 from ftassets.tasks.base import Scored, TaskType
 
 
@@ -121,14 +121,14 @@ class InstructionTask(TaskType):
         parsed = [self.parse(text, record) for record, text in zip(records, predictions, strict=True)]
         if not records:
             return Scored(zero_metrics(self.metric_names), [])
-        outputs = [answer or "" for answer in parsed]
         references = [self.reference(record).strip() for record in records]
-        rouge = [rouge_f_measures(output, reference) for output, reference in zip(outputs, references)]
+        generation, rouge = score_generations(parsed, references)
+        outputs = [answer or "" for answer in parsed]
         per_example = [{"parsed": answer, "correct": scores["rougeL"], "exact_match": output == reference}
                        for answer, scores, output, reference in zip(parsed, rouge, outputs, references)]
-        metrics = {"rougeL": mean_rouge(rouge)["rougeL"], "bleu": corpus_bleu(outputs, references),
+        metrics = {"rougeL": generation["rougeL"], "bleu": generation["bleu"],
                    "exact_match": float(accuracy_score(references, outputs)),
-                   "parse_failures": float(parsed.count(None))}
+                   "parse_failures": generation["parse_failures"]}
         return Scored(metrics, per_example)
 
     def rejected(self, record: dict[str, Any], rng: random.Random) -> str:

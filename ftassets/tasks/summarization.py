@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from ftassets.tasks import _vocab as vocab
-from ftassets.tasks._scoring import ROUGE_TYPES, corpus_bleu, first_line, mean_rouge, rouge_f_measures, zero_metrics
+from ftassets.tasks._scoring import ROUGE_TYPES, first_line, score_generations, zero_metrics
 from ftassets.tasks.base import Scored, TaskType
 
 FACILITIES = ("bakery", "factory", "warehouse", "office", "store", "clinic", "hotel", "workshop")
@@ -161,13 +161,8 @@ class SummarizationTask(TaskType):
         parsed = [self.parse(text, record) for record, text in zip(records, predictions, strict=True)]
         if not records:
             return Scored(zero_metrics(self.metric_names), [])
-        summaries = [answer or "" for answer in parsed]
-        references = [self.reference(record) for record in records]
-        rouge = [rouge_f_measures(summary, reference) for summary, reference in zip(summaries, references)]
-        per_example = [{"parsed": answer, "correct": scores["rougeL"], **scores}
-                       for answer, scores in zip(parsed, rouge)]
-        metrics = {**mean_rouge(rouge), "bleu": corpus_bleu(summaries, references),
-                   "parse_failures": float(parsed.count(None))}
+        metrics, rouge = score_generations(parsed, [self.reference(record) for record in records])
+        per_example = [{"parsed": answer, "correct": scores["rougeL"], **scores} for answer, scores in zip(parsed, rouge)]
         return Scored(metrics, per_example)
 
     def rejected(self, record: dict[str, Any], rng: random.Random) -> str:
