@@ -121,3 +121,13 @@ def test_dagster_cli_materializes_one_partition(world):
     instance = dg.DagsterInstance.from_config(str(world["dagster_home"]))
     records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("dataset"), asset_partitions=["qa"]), limit=1)
     assert records.records, "the CLI run is recorded in the persistent instance"
+
+
+def test_adapter_metadata_reads_well_in_the_ui(world):
+    records = world["instance"].fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("adapter"), asset_partitions=[cell_key("classification", "tiny-full")]), limit=1
+    ).records
+    metadata = records[0].asset_materialization.metadata
+    assert "data:image/png;base64," in metadata["loss_curve"].value
+    assert metadata["trainable_parameters"].value == metadata["total_parameters"].value > 0
+    assert metadata["strategy"].value == "full" and metadata["final_train_loss"].value > 0

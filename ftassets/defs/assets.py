@@ -208,6 +208,7 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         trainer: TrainerResource,
     ):
         """The fine-tuned weights of one (task, model) cell: an adapter, or full weights, per the recipe's method."""
+        from ftassets.plots import loss_curve, markdown_image
         from ftassets.training.tokenize import load_tokenized
 
         project_config, store = project.project, artifacts.store
@@ -246,7 +247,10 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
                 "peak_memory_mb": round(result.peak_memory_mb, 1),
                 "final_train_loss": result.final_train_loss,
                 **({"final_val_loss": result.final_val_loss} if result.final_val_loss is not None else {}),
-                "loss_curve": dg.MetadataValue.md(_loss_table(result.train_loss, result.val_loss)),
+                "loss_curve": dg.MetadataValue.md(
+                    markdown_image(loss_curve(result.train_loss, result.val_loss, f"{model} on {task_name}"), "loss curve")
+                    + "\n\n" + _loss_table(result.train_loss, result.val_loss)
+                ),
                 "recipe": dg.MetadataValue.json(recipe.model_dump(mode="json")),
             },
             data_version=dg.DataVersion(version),
