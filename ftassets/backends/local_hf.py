@@ -37,6 +37,9 @@ class LocalHFBackend(ModelBackend):
         self.stop_ids = stop_token_ids(tokenizer, getattr(model, "generation_config", None))
         # Left padding is masked out by the attention mask, so any id will do when a tokenizer has no pad.
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.stop_ids[0]
+        # Virtual tokens (peft prefix/P-tuning) sit before the padding, so padding would shift their distance
+        # to the prompt and change the logits; such models only batch prompts of equal length.
+        self.pad_free = bool(getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False))
         self.peak_memory_mb = 0.0
 
     def generate(self, conversations: list[list[dict[str, str]]], max_new_tokens: int) -> list[Generation]:
@@ -48,8 +51,7 @@ class LocalHFBackend(ModelBackend):
         )
         results: dict[int, Generation] = {}
         reset_peak_memory(self.device)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
+        for batch in self._batches(order, prompts):
             started = time.perf_counter()
             completions = self._generate_batch([prompts[i] for i in batch], config)
             latency = time.perf_counter() - started
@@ -58,6 +60,15 @@ class LocalHFBackend(ModelBackend):
                 results[i] = Generation(text, latency, len(prompts[i]), len(completion))
         self.peak_memory_mb = max(self.peak_memory_mb, peak_memory_mb(self.device))
         return [results[i] for i in range(len(prompts))]
+
+    def _batches(self, order: list[int], prompts: list[list[int]]) -> list[list[int]]:
+        batches: list[list[int]] = []
+        for i in order:
+            if (not batches or len(batches[-1]) == self.batch_size
+                    or (self.pad_free and len(prompts[i]) != len(prompts[batches[-1][0]]))):
+                batches.append([])
+            batches[-1].append(i)
+        return batches
 
     @torch.inference_mode()
     def _generate_batch(self, prompts: list[list[int]], config: GenerationConfig) -> list[list[int]]:

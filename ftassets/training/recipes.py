@@ -23,6 +23,24 @@ class LoraParams(_Strict):
     target_modules: Union[Literal["all-linear"], list[str]] = "all-linear"
 
 
+class IA3Params(_Strict):
+    target_modules: Union[Literal["auto"], list[str]] = "auto"
+    """Layers whose activations IA3 rescales; "auto" takes peft's defaults for the model type (Llama:
+    k_proj, v_proj, down_proj)."""
+    feedforward_modules: Union[Literal["auto"], list[str]] = "auto"
+    """The subset of ``target_modules`` whose input (rather than output) is rescaled."""
+
+
+class PrefixParams(_Strict):
+    num_virtual_tokens: PositiveInt = 16
+
+
+class PTuningParams(_Strict):
+    num_virtual_tokens: PositiveInt = 16
+    encoder_hidden_size: PositiveInt = 128
+    encoder_reparameterization_type: Literal["MLP", "LSTM"] = "MLP"
+
+
 class _RecipeBase(_Strict):
     """Hyper-parameters every method shares. Defaults suit the embedded model on CPU."""
 
@@ -51,6 +69,48 @@ class LoraRecipe(_RecipeBase):
     lora: LoraParams = LoraParams()
 
 
+class QLoraRecipe(_RecipeBase):
+    """LoRA on a bitsandbytes 4-bit NF4 base (double quantization); merged into the 16/32-bit base."""
+
+    method: Literal["qlora"]
+    lora: LoraParams = LoraParams()
+    bnb_4bit_compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+
+class DoraRecipe(_RecipeBase):
+    method: Literal["dora"]
+    lora: LoraParams = LoraParams()
+
+
+class IA3Recipe(_RecipeBase):
+    method: Literal["ia3"]
+    ia3: IA3Params = IA3Params()
+
+    @model_validator(mode="after")
+    def _feedforward_within_targets(self) -> "IA3Recipe":
+        targets, feedforward = self.ia3.target_modules, self.ia3.feedforward_modules
+        if (targets == "auto") != (feedforward == "auto"):
+            raise ValueError("ia3.feedforward_modules and ia3.target_modules must both be 'auto' or both be lists")
+        if targets != "auto" and not set(feedforward) <= set(targets):
+            raise ValueError(f"ia3.feedforward_modules {sorted(set(feedforward) - set(targets))} are not in "
+                             f"ia3.target_modules {targets}; feedforward modules must be a subset of the targets")
+        return self
+
+
+class PrefixRecipe(_RecipeBase):
+    method: Literal["prefix"]
+    prefix: PrefixParams = PrefixParams()
+
+    mergeable: ClassVar[bool] = False
+
+
+class PTuningRecipe(_RecipeBase):
+    method: Literal["ptuning"]
+    ptuning: PTuningParams = PTuningParams()
+
+    mergeable: ClassVar[bool] = False
+
+
 class FullRecipe(_RecipeBase):
     method: Literal["full"]
     learning_rate: PositiveFloat = 5e-4
@@ -62,8 +122,11 @@ class FullRecipe(_RecipeBase):
         return self
 
 
-Recipe = Annotated[Union[LoraRecipe, FullRecipe], Field(discriminator="method")]
-METHODS = ("lora", "full")
+Recipe = Annotated[
+    Union[LoraRecipe, QLoraRecipe, DoraRecipe, IA3Recipe, PrefixRecipe, PTuningRecipe, FullRecipe],
+    Field(discriminator="method"),
+]
+METHODS = ("lora", "qlora", "dora", "ia3", "prefix", "ptuning", "full")
 
 _RECIPE_ADAPTER = TypeAdapter(Recipe)
 

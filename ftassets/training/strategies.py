@@ -2,8 +2,8 @@
 
 A strategy knows how to turn a base checkpoint into a trainable model, how to save what it trained,
 how to load that back for evaluation, and how to fold it into plain weights for export. The trainer
-and the Dagster layer only talk to this interface, so a new method (QLoRA: ``load_base`` in 4-bit;
-DoRA or IA3: another ``peft_config``; prefix tuning: ``mergeable = False``; DPO: ``build_trainer``
+and the Dagster layer only talk to this interface, so a new method (QLoRA: ``prepare_model`` on a 4-bit
+base; DoRA or IA3: another ``peft_config``; prefix tuning: ``mergeable = False``; DPO: ``build_trainer``
 with TRL) is one class here plus one recipe in ``recipes.py``.
 """
 
@@ -15,12 +15,35 @@ from typing import Any, ClassVar
 
 import torch
 from datasets import Dataset
-from peft import LoraConfig, PeftConfig, PeftModel, get_peft_model
+from peft import (
+    IA3Config,
+    LoraConfig,
+    PeftConfig,
+    PeftModel,
+    PrefixTuningConfig,
+    PromptEncoderConfig,
+    get_peft_model,
+    prepare_model_for_kbit_training,
+)
+from peft.tuners.tuners_utils import BaseTunerLayer
+from peft.utils.constants import (
+    TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING,
+    TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING,
+)
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 from transformers.pytorch_utils import Conv1D
 
 from ftassets.devices import inference_dtype
-from ftassets.training.recipes import FullRecipe, LoraRecipe, Recipe
+from ftassets.training.recipes import (
+    DoraRecipe,
+    FullRecipe,
+    IA3Recipe,
+    LoraRecipe,
+    PrefixRecipe,
+    PTuningRecipe,
+    QLoraRecipe,
+    Recipe,
+)
 from ftassets.training.tokenize import IGNORE_INDEX
 
 SIXTEEN_OR_32_BIT = (torch.float32, torch.float16, torch.bfloat16)
@@ -52,6 +75,15 @@ def checkpoint_dtype(directory: Path) -> torch.dtype:
 def linear_module_names(model: torch.nn.Module) -> list[str]:
     """Full names of the layers LoRA can adapt (GPT-2 style models use ``Conv1D`` instead of ``Linear``)."""
     return [name for name, module in model.named_modules() if isinstance(module, (torch.nn.Linear, Conv1D))]
+
+
+def missing_linear_modules(model: torch.nn.Module, field: str, targets: list[str]) -> None:
+    """Raise ``RecipeError`` naming ``field`` when a target matches no linear layer of ``model``."""
+    linear = linear_module_names(model)
+    missing = [target for target in targets if not any(name == target or name.endswith("." + target) for name in linear)]
+    if missing:
+        available = sorted({name.rsplit(".", 1)[-1] for name in linear})
+        raise RecipeError(f"{field}: {type(model).__name__} has no linear module(s) {missing}; available: {available}")
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
@@ -155,7 +187,7 @@ class PeftStrategy(TrainingStrategy):
             raise RecipeError(f"method: {self.method!r} adapters cannot be merged into weights; evaluate them with load_finetuned")
         base = load_causal_lm(base_dir, "cpu", checkpoint_dtype(base_dir))
         adapted = PeftModel.from_pretrained(base, artifact_dir)
-        adapter_layers = sum(1 for name, _ in adapted.named_modules() if name.endswith("lora_A"))
+        adapter_layers = sum(1 for module in adapted.modules() if isinstance(module, BaseTunerLayer))
         merged = adapted.merge_and_unload()
         summary = _save_pretrained_with_tokenizer(merged, artifact_tokenizer(artifact_dir, base_dir), out_dir)
         return {"method": self.method, "merged_adapter_layers": adapter_layers, **summary}
@@ -163,20 +195,16 @@ class PeftStrategy(TrainingStrategy):
 
 class LoraStrategy(PeftStrategy):
     method = "lora"
+    use_dora: ClassVar[bool] = False
 
     def validate(self, recipe: LoraRecipe, model: torch.nn.Module) -> None:
         super().validate(recipe, model)
         targets = recipe.lora.target_modules
-        linear = linear_module_names(model)
-        missing = [] if targets == "all-linear" else [
-            target for target in targets if not any(name == target or name.endswith("." + target) for name in linear)
-        ]
-        if missing:
-            available = sorted({name.rsplit(".", 1)[-1] for name in linear})
-            raise RecipeError(
-                f"lora.target_modules: {type(model).__name__} has no linear module(s) {missing}; "
-                f"available: {available} or 'all-linear'"
-            )
+        if targets != "all-linear":
+            try:
+                missing_linear_modules(model, "lora.target_modules", targets)
+            except RecipeError as error:
+                raise RecipeError(f"{error} or 'all-linear'") from None
 
     def peft_config(self, recipe: LoraRecipe, model: torch.nn.Module) -> LoraConfig:
         targets = recipe.lora.target_modules
@@ -187,6 +215,118 @@ class LoraStrategy(PeftStrategy):
             lora_dropout=recipe.lora.dropout,
             target_modules=targets if targets == "all-linear" else list(targets),
             bias="none",
+            use_dora=self.use_dora,
+        )
+
+
+class DoraStrategy(LoraStrategy):
+    """LoRA with weight decomposition: a trained magnitude per output row on top of the low-rank direction."""
+
+    method = "dora"
+    use_dora = True
+
+
+class QLoraStrategy(LoraStrategy):
+    """LoRA trained on a bitsandbytes 4-bit NF4 base with double quantization.
+
+    Evaluation and merging load the base in 16/32-bit and apply the adapter there, never to the 4-bit
+    weights, so the adapter and the merged export are the same model.
+    """
+
+    method = "qlora"
+
+    def validate(self, recipe: QLoraRecipe, model: torch.nn.Module) -> None:
+        _require_bitsandbytes()
+        super().validate(recipe, model)
+
+    def prepare_model(self, base_dir: Path, recipe: QLoraRecipe, device: str) -> torch.nn.Module:
+        _require_bitsandbytes()
+        from transformers import BitsAndBytesConfig
+
+        compute_dtype = getattr(torch, recipe.bnb_4bit_compute_dtype)
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+        )
+        base = AutoModelForCausalLM.from_pretrained(base_dir, quantization_config=quantization, dtype=compute_dtype,
+                                                    device_map=device)
+        self.validate(recipe, base)
+        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=recipe.gradient_checkpointing)
+        return get_peft_model(base, self.peft_config(recipe, base))
+
+
+def _require_bitsandbytes() -> None:
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception as error:
+        raise RecipeError(
+            f"method: 'qlora' needs bitsandbytes (pip install 'bitsandbytes>=0.45'; 4-bit NF4 runs on CPU with "
+            f"torch >= 2.6, or on CUDA) and it failed to import: {error}; use method 'lora' instead"
+        ) from error
+
+
+class IA3Strategy(PeftStrategy):
+    """IA3: learned per-channel scales on attention keys/values and on the feed-forward input."""
+
+    method = "ia3"
+
+    def target_modules(self, recipe: IA3Recipe, model: torch.nn.Module) -> tuple[list[str], list[str]]:
+        """(target_modules, feedforward_modules), "auto" resolved through peft's defaults for the model type."""
+        if recipe.ia3.target_modules != "auto":
+            return list(recipe.ia3.target_modules), list(recipe.ia3.feedforward_modules)
+        model_type = model.config.model_type
+        if model_type not in TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING:
+            available = sorted({name.rsplit(".", 1)[-1] for name in linear_module_names(model)})
+            raise RecipeError(f"ia3.target_modules: no default for model_type {model_type!r}; set ia3.target_modules "
+                              f"and ia3.feedforward_modules to lists from {available}")
+        return (list(TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING[model_type]),
+                list(TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING[model_type]))
+
+    def validate(self, recipe: IA3Recipe, model: torch.nn.Module) -> None:
+        super().validate(recipe, model)
+        targets, feedforward = self.target_modules(recipe, model)
+        missing_linear_modules(model, "ia3.target_modules", targets)
+        missing_linear_modules(model, "ia3.feedforward_modules", feedforward)
+
+    def peft_config(self, recipe: IA3Recipe, model: torch.nn.Module) -> IA3Config:
+        targets, feedforward = self.target_modules(recipe, model)
+        return IA3Config(task_type="CAUSAL_LM", target_modules=targets, feedforward_modules=feedforward)
+
+
+class PromptLearningStrategy(PeftStrategy):
+    """Trained virtual tokens in front of every input; nothing to fold into the weights."""
+
+    mergeable = False
+
+    def params(self, recipe: Recipe):
+        return getattr(recipe, self.method)
+
+    def validate(self, recipe: Recipe, model: torch.nn.Module) -> None:
+        super().validate(recipe, model)
+        virtual, limit = self.params(recipe).num_virtual_tokens, getattr(model.config, "max_position_embeddings", None)
+        if limit is not None and virtual >= limit:
+            raise RecipeError(f"{self.method}.num_virtual_tokens: {virtual} leaves no room for input in "
+                              f"{type(model).__name__}'s {limit} positions; use fewer than {limit}")
+
+
+class PrefixStrategy(PromptLearningStrategy):
+    method = "prefix"
+
+    def peft_config(self, recipe: PrefixRecipe, model: torch.nn.Module) -> PrefixTuningConfig:
+        return PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=recipe.prefix.num_virtual_tokens)
+
+
+class PTuningStrategy(PromptLearningStrategy):
+    method = "ptuning"
+
+    def peft_config(self, recipe: PTuningRecipe, model: torch.nn.Module) -> PromptEncoderConfig:
+        return PromptEncoderConfig(
+            task_type="CAUSAL_LM",
+            num_virtual_tokens=recipe.ptuning.num_virtual_tokens,
+            encoder_hidden_size=recipe.ptuning.encoder_hidden_size,
+            encoder_reparameterization_type=recipe.ptuning.encoder_reparameterization_type,
         )
 
 
@@ -214,7 +354,10 @@ class FullStrategy(TrainingStrategy):
         return {"method": self.method, "merged_adapter_layers": 0, **summary}
 
 
-STRATEGIES: dict[str, type[TrainingStrategy]] = {strategy.method: strategy for strategy in (LoraStrategy, FullStrategy)}
+STRATEGIES: dict[str, type[TrainingStrategy]] = {
+    strategy.method: strategy
+    for strategy in (LoraStrategy, QLoraStrategy, DoraStrategy, IA3Strategy, PrefixStrategy, PTuningStrategy, FullStrategy)
+}
 
 
 def strategy_for(recipe: Recipe) -> TrainingStrategy:
