@@ -1,0 +1,170 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from ftassets.evaluation.significance import compare_rows, latency_summary, mcnemar_test, paired_bootstrap_ci
+
+
+def outcomes(correct: int, total: int, seed: int) -> np.ndarray:
+    """Exactly ``correct`` of ``total`` examples right, in a seeded random order."""
+    values = np.zeros(total)
+    values[:correct] = 1.0
+    return np.random.default_rng(seed).permutation(values)
+
+
+def discordant_table(b01: int, b10: int, both_right: int = 5, both_wrong: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    a = [False] * b01 + [True] * b10 + [True] * both_right + [False] * both_wrong
+    b = [True] * b01 + [False] * b10 + [True] * both_right + [False] * both_wrong
+    return np.array(a), np.array(b)
+
+
+def predictions_frame(rows: dict[tuple[str, str], np.ndarray], ids: list[str]) -> pd.DataFrame:
+    frames = [
+        pd.DataFrame({"id": ids, "model": model, "variant": variant, "correct": scores})
+        for (model, variant), scores in rows.items()
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_identical_rows_differ_by_zero_and_are_not_significant():
+    scores = outcomes(120, 200, seed=1)
+    result = paired_bootstrap_ci(scores, scores.copy())
+    assert result.difference == 0.0
+    assert (result.ci_low, result.ci_high) == (0.0, 0.0)
+    assert not result.significant
+    assert result.n == 200 and result.confidence == 0.95
+
+
+@pytest.mark.parametrize("method", ["percentile", "BCa"])
+def test_clearly_better_row_is_significant_and_interval_holds_true_difference(method):
+    base, finetuned = outcomes(60, 200, seed=1), outcomes(180, 200, seed=2)
+    result = paired_bootstrap_ci(base, finetuned, method=method)
+    assert result.difference == pytest.approx(0.6)
+    assert 0 < result.ci_low < 0.6 < result.ci_high
+    assert result.significant
+
+
+def test_small_noisy_difference_is_not_significant():
+    base, finetuned = outcomes(10, 20, seed=3), outcomes(11, 20, seed=4)
+    result = paired_bootstrap_ci(base, finetuned)
+    assert result.difference == pytest.approx(0.05)
+    assert result.ci_low < 0 < result.ci_high
+    assert not result.significant
+
+
+def test_bootstrap_is_deterministic_for_a_seed():
+    rng = np.random.default_rng(5)
+    base, finetuned = rng.random(50), rng.random(50)
+    assert paired_bootstrap_ci(base, finetuned, seed=7) == paired_bootstrap_ci(base, finetuned, seed=7)
+
+
+@pytest.mark.parametrize("method", ["percentile", "BCa"])
+def test_constant_difference_gives_the_point_interval(method):
+    base = np.random.default_rng(6).random(40)
+    result = paired_bootstrap_ci(base, base + 0.25, method=method)
+    assert result.ci_low == result.ci_high == result.difference == pytest.approx(0.25)
+    assert result.significant
+
+
+def test_bootstrap_takes_another_location_statistic():
+    base, finetuned = outcomes(60, 200, seed=1), outcomes(180, 200, seed=2)
+    result = paired_bootstrap_ci(base, finetuned, statistic=np.median)
+    assert result.difference == 1.0
+
+
+def test_unpaired_scores_raise():
+    with pytest.raises(ValueError, match="same examples"):
+        paired_bootstrap_ci(np.zeros(10), np.zeros(11))
+
+
+def test_mcnemar_exact_matches_binomial_test_and_hand_computation():
+    result = mcnemar_test(*discordant_table(b01=7, b10=2))
+    # Two-sided: 2 * P(X >= 7), X ~ Binomial(9, 1/2) = 2 * (36 + 9 + 1) / 512.
+    assert (result.b01, result.b10, result.n) == (7, 2, 19)
+    assert result.method == "exact" and result.statistic is None
+    assert result.p_value == pytest.approx(stats.binomtest(7, 9, 0.5).pvalue)
+    assert result.p_value == pytest.approx(92 / 512)
+    assert not result.significant
+
+
+def test_mcnemar_chi_square_with_continuity_correction_on_a_large_table():
+    result = mcnemar_test(*discordant_table(b01=40, b10=20, both_right=100, both_wrong=40))
+    expected_statistic = (abs(40 - 20) - 1) ** 2 / (40 + 20)
+    assert result.method == "chi2"
+    assert result.statistic == pytest.approx(expected_statistic)
+    # The chi-square survival function with one degree of freedom is erfc(sqrt(x / 2)).
+    assert result.p_value == pytest.approx(math.erfc(math.sqrt(expected_statistic / 2)))
+    assert result.significant
+
+
+@pytest.mark.parametrize(("b01", "b10", "method"), [(16, 8, "exact"), (17, 8, "chi2")])
+def test_mcnemar_switches_to_chi_square_at_25_discordant_pairs(b01, b10, method):
+    assert mcnemar_test(*discordant_table(b01, b10)).method == method
+
+
+def test_mcnemar_without_discordant_pairs_is_not_significant():
+    result = mcnemar_test(*discordant_table(b01=0, b10=0))
+    assert result.p_value == 1.0 and not result.significant
+
+
+def test_mcnemar_rejects_non_binary_scores():
+    with pytest.raises(ValueError, match="binary"):
+        mcnemar_test(np.array([0.0, 0.5]), np.array([1.0, 1.0]))
+
+
+def test_compare_rows_pairs_each_variant_with_its_own_base():
+    ids = [f"ex{i}" for i in range(200)]
+    same = outcomes(100, 200, seed=8)
+    frame = predictions_frame(
+        {
+            ("alpha", "base"): outcomes(60, 200, seed=1),
+            ("alpha", "finetuned"): outcomes(180, 200, seed=2),
+            ("beta", "base"): same,
+            ("beta", "finetuned"): same,
+        },
+        ids,
+    )
+    shuffled = frame.sample(frac=1.0, random_state=0)
+    table = compare_rows(shuffled, metric_is_binary=True).set_index(["model", "variant"])
+
+    assert sorted(table.index) == [("alpha", "finetuned"), ("beta", "finetuned")]
+    alpha, beta = table.loc[("alpha", "finetuned")], table.loc[("beta", "finetuned")]
+    assert alpha["delta"] == pytest.approx(0.6) and alpha["ci_low"] > 0 and alpha["significant"]
+    assert alpha["mcnemar_p"] < 0.05 and alpha["mcnemar_significant"]
+    assert beta["delta"] == 0.0 and not beta["significant"]
+    assert beta["mcnemar_p"] == 1.0 and not beta["mcnemar_significant"]
+    assert (table["n"] == 200).all()
+
+
+def test_compare_rows_on_a_generation_metric_has_no_mcnemar_columns():
+    rng = np.random.default_rng(9)
+    ids = [f"ex{i}" for i in range(50)]
+    base = rng.uniform(0.2, 0.5, 50)
+    frame = predictions_frame({("alpha", "base"): base, ("alpha", "finetuned"): base + rng.uniform(0.1, 0.3, 50)}, ids)
+    table = compare_rows(frame, metric_is_binary=False)
+    assert list(table.columns) == ["model", "variant", "n", "delta", "ci_low", "ci_high", "significant"]
+    assert table.loc[0, "significant"] and 0.1 < table.loc[0, "ci_low"] < table.loc[0, "ci_high"] < 0.3
+
+
+def test_compare_rows_rejects_rows_scored_on_different_examples():
+    base = pd.DataFrame({"id": ["a", "b", "c"], "model": "alpha", "variant": "base", "correct": [1.0, 0.0, 1.0]})
+    finetuned = base.assign(variant="finetuned", id=["a", "b", "d"])
+    with pytest.raises(ValueError, match="different examples"):
+        compare_rows(pd.concat([base, finetuned]), metric_is_binary=True)
+
+
+def test_latency_summary_uses_numpy_percentiles():
+    latencies = np.arange(1, 101) / 100
+    summary = latency_summary(latencies)
+    assert summary == pytest.approx(
+        {
+            "mean": 0.505,
+            "p50": np.percentile(latencies, 50),
+            "p95": np.percentile(latencies, 95),
+            "p99": np.percentile(latencies, 99),
+        }
+    )
+    assert summary["p50"] < summary["p95"] < summary["p99"]
