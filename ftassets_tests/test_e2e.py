@@ -131,3 +131,26 @@ def test_adapter_metadata_reads_well_in_the_ui(world):
     assert "data:image/png;base64," in metadata["loss_curve"].value
     assert metadata["trainable_parameters"].value == metadata["total_parameters"].value > 0
     assert metadata["strategy"].value == "full" and metadata["final_train_loss"].value > 0
+
+
+def test_an_entry_without_recipe_is_evaluated_as_base_only(world, tmp_path):
+    import yaml
+
+    config_dir = tmp_path / "configs"
+    shutil.copytree(REPO / "configs", config_dir)
+    models = yaml.safe_load((config_dir / "models.yaml").read_text())
+    models["models"]["tiny-base"] = {"base": "tiny"}
+    (config_dir / "models.yaml").write_text(yaml.safe_dump(models))
+    project = load_project_config(config_dir)
+    defs = build_definitions(config_dir, world["home"])
+    runner = PipelineRunner(defs, project, ArtifactStore(world["home"]), world["instance"], log=print)
+    report = runner.run(["classification"], ["tiny-base"])
+    assert not report.failed, [(o.assets, o.error) for o in report.failed]
+    table = report.comparisons["classification"].set_index(["model", "variant"])
+    assert ("tiny-base", "finetuned") not in table.index or table.loc[("tiny-base", "finetuned")]["status"] == "missing"
+    assert table.loc[("tiny-base", "base")]["accuracy"] == table.loc[("tiny-lora", "base")]["accuracy"]
+    adapter = world["instance"].fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("adapter"), asset_partitions=[cell_key("classification", "tiny-base")]), limit=1
+    ).records[0].asset_materialization
+    assert adapter.metadata["applicable"].value is False and "no recipe" in adapter.metadata["reason"].value
+    assert not ArtifactStore(world["home"]).path("adapter", "tiny-base", "classification").exists(), "no placeholder files"
