@@ -397,9 +397,9 @@ def _not_applicable(asset: str, reason: str, check: str | None = None) -> dg.Mat
 
 
 def _loss_table(train_loss: list[tuple[int, float]], val_loss: list[tuple[int, float]]) -> str:
-    validation = dict(val_loss)
+    validation, training = dict(val_loss), dict(train_loss)
     rows = ["| step | train loss | validation loss |", "| --- | --- | --- |"]
     rows += [f"| {step} | {loss:.4f} | {validation[step]:.4f} |" if step in validation else f"| {step} | {loss:.4f} | |" for step, loss in train_loss]
-    rows += [f"| {step} | | {loss:.4f} |" for step, loss in val_loss if step not in dict(train_loss)]
+    rows += [f"| {step} | | {loss:.4f} |" for step, loss in val_loss if step not in training]
     return "\n".join(rows)
 

@@ -8,11 +8,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from ftassets.backends.base import ModelBackend
 from ftassets.config import ResolvedTask
+from ftassets.evaluation.significance import latency_summary
 from ftassets.tasks import get_task_type
 from ftassets.training.tokenize import chat_messages
 
@@ -36,7 +36,7 @@ def evaluate_variant(
     generations = backend.generate(conversations, task.max_new_tokens)
     seconds = time.perf_counter() - start
     scored = task_type.score(test_rows, [g.text for g in generations])
-    latencies = np.array([g.latency_s for g in generations]) if generations else np.zeros(1)
+    latency = latency_summary([g.latency_s for g in generations] or [0.0])
     completion_tokens = sum(g.completion_tokens for g in generations)
     row = {
         "model": model,
@@ -44,8 +44,8 @@ def evaluate_variant(
         "status": "ok",
         **{name: float(scored.metrics.get(name, math.nan)) for name in task_type.metric_names},
         "n": len(test_rows),
-        "latency_p50_s": float(np.percentile(latencies, 50)),
-        "latency_p95_s": float(np.percentile(latencies, 95)),
+        "latency_p50_s": latency["p50"],
+        "latency_p95_s": latency["p95"],
         "generated_tokens_per_s": completion_tokens / seconds if seconds else 0.0,
         "seconds": seconds,
     }

@@ -35,7 +35,6 @@ from transformers.pytorch_utils import Conv1D
 
 from ftassets.devices import inference_dtype
 from ftassets.training.recipes import (
-    DoraRecipe,
     FullRecipe,
     IA3Recipe,
     LoraRecipe,
