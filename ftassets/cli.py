@@ -25,11 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--config-dir", help="configuration folder (default: $FTASSETS_CONFIG_DIR or ./configs)")
     validate = commands.add_parser("validate", help="load and cross-check configs/*.yaml")
     validate.add_argument("--config-dir")
+    commands.add_parser("recover", help="mark runs whose process was killed as failed and free their gpu pool slots")
     args = parser.parse_args(argv)
-    if args.config_dir:
+    if getattr(args, "config_dir", None):
         os.environ["FTASSETS_CONFIG_DIR"] = str(Path(args.config_dir).resolve())
     try:
-        return _validate() if args.command == "validate" else _run(args)
+        return {"validate": _validate, "recover": _recover}.get(args.command, lambda: _run(args))()
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
@@ -43,16 +44,28 @@ def _validate() -> int:
     return 0
 
 
+def _recover() -> int:
+    ensure_dagster_home()
+    import dagster as dg
+
+    from ftassets.runner import release_orphaned_runs
+
+    released = release_orphaned_runs(dg.DagsterInstance.get())
+    print(f"{len(released)} orphaned run(s) released")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     ensure_dagster_home()
     if not args.verbose:
         logging.getLogger("dagster").setLevel(logging.WARNING)
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
         warnings.simplefilter("ignore", FutureWarning)
     import dagster as dg
 
     from ftassets.artifacts import ArtifactStore, default_home
     from ftassets.config import load_project_config
-    from ftassets.runner import PipelineRunner, format_report
+    from ftassets.runner import PipelineRunner, format_report, release_orphaned_runs
 
     project = load_project_config()
     if args.experiment:
@@ -69,6 +82,7 @@ def _run(args: argparse.Namespace) -> int:
     defs = build_definitions(project.config_dir, default_home())
     instance = dg.DagsterInstance.get()
     print(f"ftassets run: tasks {tasks}, models {models}; instance {os.environ['DAGSTER_HOME']}, artifacts {default_home()}")
+    release_orphaned_runs(instance)
     runner = PipelineRunner(defs, project, ArtifactStore(default_home()), instance, dagster_log_level="INFO" if args.verbose else "WARNING")
     report = runner.run(tasks, models, force=args.force)
     print(format_report(report, project))

@@ -12,7 +12,13 @@ from ftassets.artifacts import default_home
 from ftassets.config import load_project_config
 from ftassets.defs.assets import build_assets
 from ftassets.defs.partitions import build_partitions
-from ftassets.defs.resources import ArtifactStoreResource, ProjectResource, TableIOManager, TrainerResource
+from ftassets.defs.resources import (
+    ArtifactStoreResource,
+    MlflowResource,
+    ProjectResource,
+    TableIOManager,
+    TrainerResource,
+)
 
 # Multi-to-single-dimension partition mappings and user data versions are beta in Dagster 1.13; the
 # graph relies on both on purpose (see README), so their warnings would only be noise in every run.
@@ -27,7 +33,16 @@ def build_definitions(config_dir: Path | str | None = None, home: Path | str | N
         resources={
             "project": ProjectResource(config_dir=str(project.config_dir)),
             "artifacts": ArtifactStoreResource(root=str(home)),
-            "trainer": TrainerResource(device=os.environ.get("FTASSETS_DEVICE", "auto")),
+            "trainer": TrainerResource(
+                device=os.environ.get("FTASSETS_DEVICE", "auto"),
+                launcher=os.environ.get("FTASSETS_TRAINER_LAUNCHER", "in_process"),
+                num_processes=int(os.environ.get("FTASSETS_TRAINER_PROCESSES", "1")),
+            ),
+            "mlflow": MlflowResource(
+                home=str(home),
+                tracking_uri=os.environ.get("MLFLOW_TRACKING_URI", ""),
+                enabled=os.environ.get("FTASSETS_MLFLOW", "1") != "0",
+            ),
             "table_io_manager": TableIOManager(base_dir=str(home / "tables")),
         },
     )

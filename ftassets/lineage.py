@@ -16,10 +16,10 @@ from typing import Any
 from ftassets.config import ProjectConfig
 
 CODE_VERSIONS = {
-    "dataset": "1",
+    "dataset": "2",
     "base_model": "1",
     "tokenized_splits": "1",
-    "adapter": "1",
+    "adapter": "2",
     "merged_model": "1",
     "evaluation": "1",
     "comparison": "1",
@@ -47,6 +47,7 @@ def tokenized_params(project: ProjectConfig, task: str, model: str) -> dict[str,
         "max_seq_length": recipe.max_seq_length if recipe else None,
         "prompt_template": resolved.prompt_template,
         "system_prompt": resolved.config.system_prompt,
+        "preference_pairs": recipe is not None and recipe.method == "dpo",
     }
 
 

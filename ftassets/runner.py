@@ -196,3 +196,40 @@ def format_report(report: RunReport, project: ProjectConfig) -> str:
     for outcome in report.failed:
         lines.append(f"  {outcome.status}: {'+'.join(outcome.assets)} [{outcome.partition}]: {outcome.error}")
     return "\n".join(lines)
+
+
+def release_orphaned_runs(instance: dg.DagsterInstance, log: Callable[[str], None] = print) -> list[str]:
+    """Mark failed the runs whose process on this machine is gone (killed), and free their pool slots.
+
+    A run killed with SIGKILL stays "started" and keeps its ``gpu`` pool slot, so every later training
+    run would wait for that slot forever. The daemon's run monitoring frees slots of finished runs
+    (``dagster.yaml``), but nothing marks a killed CLI run finished; this does, for local processes.
+    """
+    released = []
+    for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING])):
+        run = record.dagster_run
+        pids = {
+            int(event.event_log_entry.dagster_event.engine_event_data.metadata["pid"].value)
+            for event in instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ENGINE_EVENT).records
+            if "pid" in (event.event_log_entry.dagster_event.engine_event_data.metadata or {})
+        }
+        if not pids or any(_process_alive(pid) for pid in pids):
+            continue
+        message = f"its process (pid {', '.join(map(str, sorted(pids)))}) is gone: killed or crashed"
+        instance.report_run_failed(run, message)
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        log(f"run {run.run_id} ({run.job_name}, {run.tags.get('dagster/partition', 'unpartitioned')}) marked failed: {message}")
+        released.append(run.run_id)
+    return released
+
+
+def _process_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

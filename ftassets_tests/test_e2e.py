@@ -17,6 +17,8 @@ from ftassets.runner import PipelineRunner, root_cause_message
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
+METHODS = {"tiny-lora": "lora", "tiny-qlora": "qlora", "tiny-dora": "dora", "tiny-full": "full", "tiny-ia3": "ia3",
+           "tiny-prefix": "prefix", "tiny-ptuning": "ptuning", "tiny-dpo": "dpo"}
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,8 @@ def world(tmp_path_factory):
     defs = build_definitions(project.config_dir, home)
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     runner = PipelineRunner(defs, project, ArtifactStore(home), instance, log=lambda line: print(line, flush=True))
-    first = runner.run(["classification"], ["tiny-lora", "tiny-full"])
+    assert list(project.experiments.experiments["methods"].models) == list(METHODS), "one shipped entry per method"
+    first = runner.run(["classification"], list(METHODS))
     return dict(root=root, dagster_home=dagster_home, home=home, project=project, defs=defs, instance=instance, runner=runner, first=first)
 
 
@@ -45,7 +48,7 @@ def test_full_lineage_materializes_and_fine_tuning_beats_base(world):
     print(table.to_string())
     rows = table.set_index(["model", "variant"])
     assert rows.loc[("tiny-full", "finetuned")]["accuracy"] >= 0.80, table.to_string()
-    for model in ("tiny-lora", "tiny-full"):
+    for model in METHODS:
         base, tuned = rows.loc[(model, "base")], rows.loc[(model, "finetuned")]
         assert tuned["accuracy"] > base["accuracy"] and tuned["macro_f1"] > base["macro_f1"], model
         assert tuned["delta_accuracy"] == pytest.approx(tuned["accuracy"] - base["accuracy"])
@@ -75,8 +78,39 @@ def test_every_artifact_has_a_manifest_with_its_fingerprint(world):
     assert (merged / "tokenizer.json").exists() and (merged / "config.json").exists()
 
 
+def test_every_method_materializes_its_adapter_and_merges_where_it_can(world):
+    store, instance = ArtifactStore(world["home"]), world["instance"]
+    for model, method in METHODS.items():
+        adapter = read_manifest(store.path("adapter", model, "classification"))
+        assert adapter["recipe"]["method"] == method and adapter["training"]["final_train_loss"] > 0, model
+        record = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("merged_model"), asset_partitions=[cell_key("classification", model)]), limit=1
+        ).records[0].asset_materialization
+        if method in ("prefix", "ptuning"):
+            assert record.metadata["applicable"].value is False and "cannot be merged" in record.metadata["reason"].value
+            assert not store.path("merged_model", model, "classification").exists(), "no placeholder files"
+        else:
+            assert read_manifest(store.path("merged_model", model, "classification"))["summary"]["method"] == method
+
+
+def test_each_adapter_is_one_mlflow_run_with_step_metrics(world):
+    from mlflow import MlflowClient
+
+    from ftassets.tracking import default_tracking_uri
+
+    manifest = read_manifest(ArtifactStore(world["home"]).path("adapter", "tiny-qlora", "classification"))
+    client = MlflowClient(default_tracking_uri(world["home"]))
+    run = client.get_run(manifest["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["dagster.partition"] == cell_key("classification", "tiny-qlora")
+    assert run.data.params["method"] == "qlora" and run.data.params["bnb_4bit_compute_dtype"] == "float32"
+    losses = client.get_metric_history(run.info.run_id, "train/loss")
+    assert len(losses) >= 10 and losses[-1].step == manifest["training"]["steps"]
+    assert run.data.metrics["final_train_loss"] == pytest.approx(manifest["training"]["final_train_loss"])
+    assert any(a.path == "adapter/adapter_config.json" for a in client.list_artifacts(run.info.run_id, "adapter"))
+
+
 def test_second_run_retrains_nothing(world):
-    report = world["runner"].run(["classification"], ["tiny-lora", "tiny-full"])
+    report = world["runner"].run(["classification"], list(METHODS))
     assert not report.failed and not report.ran, [(o.assets, o.partition, o.status) for o in report.outcomes]
     assert {o.status for o in report.outcomes} == {"current"}
 
@@ -154,3 +188,70 @@ def test_an_entry_without_recipe_is_evaluated_as_base_only(world, tmp_path):
     ).records[0].asset_materialization
     assert adapter.metadata["applicable"].value is False and "no recipe" in adapter.metadata["reason"].value
     assert not ArtifactStore(world["home"]).path("adapter", "tiny-base", "classification").exists(), "no placeholder files"
+
+
+def test_a_killed_training_run_resumes_from_its_last_checkpoint(world, tmp_path):
+    """SIGKILL a `dagster asset materialize` of an adapter mid-training; materializing again resumes from the
+    last complete checkpoint and ends with the loss of an uninterrupted run."""
+    import json
+    import signal
+    import time
+
+    import yaml
+
+    from ftassets.defs.assets import AdapterConfig, resolve_recipe
+    from ftassets.training.tokenize import load_tokenized
+    from ftassets.training.trainer import train
+
+    config_dir = tmp_path / "configs"
+    shutil.copytree(REPO / "configs", config_dir)
+    models = yaml.safe_load((config_dir / "models.yaml").read_text())
+    models["models"]["tiny-resume"] = {"base": "tiny", "recipe": "lora"}
+    (config_dir / "models.yaml").write_text(yaml.safe_dump(models))
+    project = load_project_config(config_dir)
+    defs = build_definitions(config_dir, world["home"])
+    for asset, partition in (("base_model", "tiny-resume"), ("tokenized_splits", cell_key("classification", "tiny-resume"))):
+        defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey(asset)]).execute_in_process(
+            partition_key=partition, instance=world["instance"], asset_selection=[dg.AssetKey(asset)]
+        )
+
+    overrides = {"max_steps": 120, "save_steps": 10, "eval_steps": 40, "logging_steps": 10}
+    command = [
+        sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ftassets.definitions", "--select", "adapter",
+        "--partition", cell_key("classification", "tiny-resume"),
+        "--config-json", json.dumps({"ops": {"adapter": {"config": overrides}}}),
+    ]
+    env = {**os.environ, "DAGSTER_HOME": str(world["dagster_home"]), "FTASSETS_HOME": str(world["home"]),
+           "FTASSETS_CONFIG_DIR": str(config_dir), "OMP_NUM_THREADS": "1"}
+    store = ArtifactStore(world["home"])
+    checkpoints = store.work_path("adapter", "tiny-resume", "classification")
+    adapter_dir = store.path("adapter", "tiny-resume", "classification")
+
+    first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not (checkpoints / "checkpoint-30" / "trainer_state.json").exists():
+        assert first.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint-30 within 240 s"
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert read_manifest(adapter_dir) is None, "a killed run materializes nothing"
+    assert not any(checkpoints.glob("checkpoint-120")), "it was killed before the end"
+    # The killed run still holds its gpu pool slot; `ftassets recover` (also run by `ftassets run`) frees it.
+    recover = subprocess.run([sys.executable, "-m", "ftassets", "recover"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert recover.returncode == 0 and "1 orphaned run(s) released" in recover.stdout, recover.stdout + recover.stderr
+
+    second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    resumed_from = [int(line.rsplit("checkpoint-", 1)[1].split()[0].rstrip("'\"")) for line in second.stderr.splitlines()
+                    if "resuming from" in line]
+    assert resumed_from and resumed_from[0] >= 30, second.stderr[-3000:]
+    resumed = read_manifest(adapter_dir)["training"]
+    assert resumed["steps"] == 120
+
+    recipe = resolve_recipe(project, "tiny-resume", AdapterConfig(**overrides))
+    splits = load_tokenized(store.path("tokenized_splits", "tiny-resume", "classification"))
+    uninterrupted = train(store.path("base_model", "tiny"), splits, recipe, tmp_path / "adapter", tmp_path / "checkpoints",
+                          device="cpu", log=lambda message: None)
+    assert resumed["final_train_loss"] == pytest.approx(uninterrupted.final_train_loss, abs=1e-3)
+    assert resumed["final_val_loss"] == pytest.approx(uninterrupted.final_val_loss, abs=1e-3)

@@ -256,3 +256,80 @@ def test_fully_masked_training_examples_are_rejected(tiny_base_dir, tokenizer, t
     with pytest.raises(ValueError, match="every label masked"):
         train(tiny_base_dir, {"train": dataset}, lora_recipe(), tmp_path / "out", tmp_path / "checkpoints",
               device="cpu", log=lambda message: None)
+
+
+# batching: packing and answer-only logits
+
+
+def _color_rows(color_splits, count=6):
+    return [{key: color_splits["train"][i][key] for key in ("input_ids", "labels")} for i in range(count)]
+
+
+def test_packed_rows_attend_only_within_each_example(tiny_base_dir, tokenizer, color_splits):
+    """A packed row (one flattened sequence, positions restarting per example) gives the same loss as padding:
+    no example sees another's tokens."""
+    from transformers import DataCollatorWithFlattening
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_base_dir, dtype=torch.float32).eval()
+    rows = _color_rows(color_splits)
+    padded = PaddingCollator(tokenizer.pad_token_id)(rows)
+    packed = DataCollatorWithFlattening()(rows)
+    assert packed["input_ids"].shape[0] == 1 and "attention_mask" not in packed
+    with torch.no_grad():
+        padded_loss = model(**padded, use_cache=False).loss
+        packed_loss = model(**packed, use_cache=False).loss
+        one_sequence = torch.arange(packed["input_ids"].shape[1])[None]
+        leaked_loss = model(input_ids=packed["input_ids"], labels=packed["labels"], position_ids=one_sequence, use_cache=False).loss
+    assert packed_loss.item() == pytest.approx(padded_loss.item(), abs=1e-5)
+    assert abs(leaked_loss.item() - padded_loss.item()) > 1e-3  # one causal row over everything is different
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_answer_only_logits_give_the_models_own_loss(tiny_base_dir, tokenizer, color_splits, tmp_path, packing):
+    from transformers import TrainingArguments
+
+    from ftassets.training.strategies import CompletionLossTrainer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_base_dir, dtype=torch.float32).eval()
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    trainer = strategy_for(lora_recipe()).build_trainer(model, args, color_splits, tokenizer, [], packing=packing)
+    assert isinstance(trainer, CompletionLossTrainer)
+    batch = trainer.data_collator(_color_rows(color_splits))
+    with torch.no_grad():
+        expected = model(**batch, use_cache=False).loss
+        ours = trainer.compute_loss(model, dict(batch))
+        kept = trainer.compute_loss(model, dict(batch), return_outputs=True)[1].logits.shape[-2]
+    assert ours.item() == pytest.approx(expected.item(), abs=1e-5)
+    assert kept < batch["input_ids"].shape[-1] / 3  # logits only where an answer token follows
+
+
+def test_packing_trains_and_is_recorded(tiny_base_dir, color_splits, tmp_path):
+    result = train(tiny_base_dir, color_splits, lora_recipe(packing=True, max_steps=8, save_steps=8), tmp_path / "adapter",
+                   tmp_path / "checkpoints", device="cpu", log=lambda message: None)
+    assert result.packing is True and result.steps == 8 and math.isfinite(result.final_train_loss)
+    auto = lora_recipe()
+    assert auto.packing == "auto"
+
+
+def test_packing_is_refused_for_prompt_learning(tiny_base_dir, color_splits, tmp_path):
+    from ftassets.training.recipes import parse_recipe
+
+    recipe = parse_recipe({"method": "prefix", "max_steps": 2, "packing": True})
+    with pytest.raises(RecipeError, match="packing: prefix prepends virtual tokens"):
+        train(tiny_base_dir, color_splits, recipe, tmp_path / "a", tmp_path / "c", device="cpu", log=lambda message: None)
+
+
+def test_best_checkpoint_needs_evaluated_checkpoints():
+    with pytest.raises(ValueError, match="save_steps \\(10\\) to be a multiple of eval_steps \\(4\\)"):
+        lora_recipe(keep_best_checkpoint=True, save_steps=10, eval_steps=4)
+
+
+def test_best_checkpoint_is_loaded_at_the_end(tiny_base_dir, color_splits, tmp_path):
+    messages = []
+    # A learning rate this high makes the validation loss go up again, so the best checkpoint is not the last.
+    recipe = lora_recipe(keep_best_checkpoint=True, max_steps=12, eval_steps=4, save_steps=4, learning_rate=0.3)
+    result = train(tiny_base_dir, color_splits, recipe, tmp_path / "adapter", tmp_path / "checkpoints", device="cpu", log=messages.append)
+    best_step, best_loss = min(result.val_loss, key=lambda entry: entry[1])
+    state = __import__("json").loads((tmp_path / "checkpoints" / "checkpoint-12" / "trainer_state.json").read_text())
+    assert state["best_model_checkpoint"].endswith(f"checkpoint-{best_step}")
+    assert state["best_metric"] == pytest.approx(best_loss)

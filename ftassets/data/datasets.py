@@ -29,7 +29,8 @@ def build_splits(task: ResolvedTask) -> dict[str, list[dict[str, Any]]]:
     """Generate seeded records, drop duplicate prompts, and cut them into the configured splits.
 
     Each stored row holds the task's raw fields plus ``id``, ``prompt`` (rendered with the task's
-    template) and ``answer`` (the reference). Splits are disjoint by prompt by construction.
+    template), ``answer`` (the reference) and ``rejected`` (a plausible wrong answer, for preference
+    training). Splits are disjoint by prompt by construction.
     """
     task_type = get_task_type(task.type)
     sizes = task.config.sizes
@@ -44,7 +45,10 @@ def build_splits(task: ResolvedTask) -> dict[str, list[dict[str, Any]]]:
             if prompt in seen:
                 continue
             seen.add(prompt)
-            rows.append({"id": f"{task.name}-{len(rows):06d}", **record, "prompt": prompt, "answer": task_type.reference(record)})
+            row_id = f"{task.name}-{len(rows):06d}"
+            # Each row draws its wrong answer from its own seeded stream, so the records themselves stay as they were.
+            rejected = task_type.rejected(record, random.Random(f"{task.config.seed}:{row_id}"))
+            rows.append({"id": row_id, **record, "prompt": prompt, "answer": task_type.reference(record), "rejected": rejected})
         if len(rows) >= wanted or wanted - len(rows) > asked * (1 - MIN_NEW_SHARE):
             break
     if len(rows) < wanted:

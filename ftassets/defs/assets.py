@@ -19,7 +19,7 @@ from ftassets import lineage
 from ftassets.artifacts import ArtifactStore, directory_bytes, read_manifest, write_manifest
 from ftassets.config import ConfigError, ProjectConfig
 from ftassets.defs.partitions import ProjectPartitions, cell_of
-from ftassets.defs.resources import ArtifactStoreResource, ProjectResource, TrainerResource
+from ftassets.defs.resources import ArtifactStoreResource, MlflowResource, ProjectResource, TrainerResource
 from ftassets.training.recipes import parse_recipe
 
 GROUP = "finetuning"
@@ -35,6 +35,13 @@ class AdapterConfig(dg.Config):
     epochs: float | None = None
     max_steps: int | None = None
     batch_size: int | None = None
+    gradient_accumulation_steps: int | None = None
+    lr_scheduler: str | None = None
+    warmup_ratio: float | None = None
+    eval_steps: int | None = None
+    save_steps: int | None = None
+    logging_steps: int | None = None
+    gradient_checkpointing: bool | None = None
     seed: int | None = None
 
 
@@ -143,7 +150,9 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         check_specs=[dg.AssetCheckSpec("no_fully_masked_examples", asset="tokenized_splits", blocking=True)],
     )
     def tokenized_splits(context: dg.AssetExecutionContext, project: ProjectResource, artifacts: ArtifactStoreResource):
-        """Train and validation splits rendered with the base's chat template; loss only on answer tokens (EOS kept)."""
+        """Train and validation splits rendered with the base's chat template; loss only on answer tokens (EOS kept).
+
+        For a dpo recipe, also the same prompts as preference pairs (reference answer chosen, wrong answer rejected)."""
         from transformers import AutoTokenizer
 
         from ftassets.data.datasets import read_splits
@@ -166,6 +175,14 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
             tokenized[name], stats[name] = tokenize_examples(
                 tokenizer, [r["prompt"] for r in rows], [r["answer"] for r in rows], recipe.max_seq_length, task.config.system_prompt
             )
+        if recipe.method == "dpo":
+            from ftassets.training.dpo import preference_splits
+
+            preference, preference_stats = preference_splits(
+                tokenizer, {name: splits[name] for name in ("train", "validation")}, recipe.max_seq_length, task.config.system_prompt
+            )
+            tokenized |= preference
+            stats |= preference_stats
         directory = store.path("tokenized_splits", model, task_name)
         with store.writing(directory) as staging:
             save_tokenized(staging, tokenized)
@@ -206,10 +223,12 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         project: ProjectResource,
         artifacts: ArtifactStoreResource,
         trainer: TrainerResource,
+        mlflow: MlflowResource,
     ):
-        """The fine-tuned weights of one (task, model) cell: an adapter, or full weights, per the recipe's method."""
+        """The fine-tuned weights of one (task, model) cell: an adapter, or full weights, per the recipe's method.
+
+        Tracked in MLflow as one run (recipe, per-step metrics, final metrics, the adapter itself)."""
         from ftassets.plots import loss_curve, markdown_image
-        from ftassets.training.tokenize import load_tokenized
 
         project_config, store = project.project, artifacts.store
         task_name, model = cell_of(context)
@@ -220,19 +239,35 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         upstream = _upstream_versions(store, tokenized_splits=("tokenized_splits", model, task_name))
         version = lineage.fingerprint("adapter", lineage.recipe_params(recipe), upstream)
         directory = store.path("adapter", model, task_name)
-        with store.writing(directory) as staging:
-            result = trainer.train(
-                store.path("base_model", project_config.base_of(model)),
-                load_tokenized(store.path("tokenized_splits", model, task_name)),
-                recipe,
-                staging,
-                store.work_path("adapter", model, task_name),
-                context.log.info,
-            )
-            write_manifest(
-                staging, asset="adapter", partition=[task_name, model], fingerprint=version, upstream=upstream,
-                recipe=recipe.model_dump(mode="json"), training=result.to_dict(),
-            )
+        tracker = mlflow.tracker()
+        tracked = tracker.start_run(
+            f"{model}/{task_name}",
+            tags={"dagster.run_id": context.run_id, "dagster.partition": context.partition_key, "ftassets.task": task_name,
+                  "ftassets.model": model, "ftassets.method": recipe.method, "ftassets.fingerprint": version},
+            params=recipe.model_dump(mode="json"),
+        ) if tracker else None
+        try:
+            with store.writing(directory) as staging:
+                result = trainer.train(
+                    context,
+                    store.path("base_model", project_config.base_of(model)),
+                    store.path("tokenized_splits", model, task_name),
+                    recipe,
+                    staging,
+                    store.work_path("adapter", model, task_name),
+                    tracked,
+                )
+                write_manifest(
+                    staging, asset="adapter", partition=[task_name, model], fingerprint=version, upstream=upstream,
+                    recipe=recipe.model_dump(mode="json"), training=result.to_dict(),
+                    mlflow_run_id=tracked.run_id if tracked else None,
+                )
+        except BaseException as error:
+            if tracked:
+                tracker.fail(tracked, f"{type(error).__name__}: {error}")
+            raise
+        if tracked:
+            tracker.finish(tracked, _final_metrics(result), directory)
         return dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(str(directory)),
@@ -252,6 +287,8 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
                     + "\n\n" + _loss_table(result.train_loss, result.val_loss)
                 ),
                 "recipe": dg.MetadataValue.json(recipe.model_dump(mode="json")),
+                "packing": result.packing,
+                **({"mlflow_run_id": tracked.run_id, "mlflow_tracking_uri": tracked.tracking_uri} if tracked else {}),
             },
             data_version=dg.DataVersion(version),
         )
@@ -394,6 +431,12 @@ def _not_applicable(asset: str, reason: str, check: str | None = None) -> dg.Mat
         data_version=dg.DataVersion(lineage.not_applicable(asset)),
         check_results=[dg.AssetCheckResult(check_name=check, passed=True, description=f"not applicable: {reason}")] if check else None,
     )
+
+
+def _final_metrics(result) -> dict[str, float]:
+    keys = ("final_train_loss", "final_val_loss", "tokens_per_second", "wall_seconds", "peak_memory_mb", "tokens_seen", "steps",
+            "trainable_params", "total_params")
+    return {key: getattr(result, key) for key in keys}
 
 
 def _loss_table(train_loss: list[tuple[int, float]], val_loss: list[tuple[int, float]]) -> str:

@@ -41,6 +41,25 @@ class PTuningParams(_Strict):
     encoder_reparameterization_type: Literal["MLP", "LSTM"] = "MLP"
 
 
+class DpoParams(_Strict):
+    beta: PositiveFloat = 0.1
+    """How far the policy may move from the reference: higher keeps it closer (TRL's ``DPOConfig.beta``)."""
+    loss_type: Literal["sigmoid", "ipo", "hinge"] = "sigmoid"
+    start_from: Literal["sft", "base"] = "sft"
+    """"sft": first a LoRA SFT stage on the train split, which is then the reference policy; "base": DPO on the base."""
+    sft_epochs: PositiveFloat = 3
+    sft_max_steps: PositiveInt | None = None
+    sft_learning_rate: PositiveFloat = 2e-3
+
+    @model_validator(mode="after")
+    def _sft_settings_need_an_sft_stage(self) -> "DpoParams":
+        stray = [name for name, field in type(self).model_fields.items()
+                 if name.startswith("sft_") and getattr(self, name) != field.default]
+        if self.start_from == "base" and stray:
+            raise ValueError(f"dpo.{', dpo.'.join(stray)} set but dpo.start_from is 'base', which has no SFT stage")
+        return self
+
+
 class _RecipeBase(_Strict):
     """Hyper-parameters every method shares. Defaults suit the embedded model on CPU."""
 
@@ -58,7 +77,20 @@ class _RecipeBase(_Strict):
     save_steps: PositiveInt = 100
     logging_steps: PositiveInt = 5
     gradient_checkpointing: bool = False
+    packing: Union[bool, Literal["auto"]] = "auto"
+    """Padding-free packing (one flattened row per batch, attention kept within each example). "auto" packs
+    where the attention kernel handles packed rows natively (flash-attention on CUDA); elsewhere the dense
+    block mask costs more than the padding it saves, so batches are grouped by length instead."""
+    keep_best_checkpoint: bool = False
+    """Load the checkpoint with the lowest validation loss at the end instead of the last one."""
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _best_checkpoint_is_evaluated(self):
+        if self.keep_best_checkpoint and self.save_steps % self.eval_steps:
+            raise ValueError(f"keep_best_checkpoint needs save_steps ({self.save_steps}) to be a multiple of "
+                             f"eval_steps ({self.eval_steps}), so that every checkpoint has a validation loss")
+        return self
 
     mergeable: ClassVar[bool] = True
     """Whether the trained weights can be folded into the base (prefix tuning, for one, cannot)."""
@@ -122,11 +154,21 @@ class FullRecipe(_RecipeBase):
         return self
 
 
+class DpoRecipe(_RecipeBase):
+    """LoRA trained with TRL's DPO on (reference answer, plausible wrong answer) pairs; see ``dpo.py``."""
+
+    method: Literal["dpo"]
+    epochs: PositiveFloat = 2
+    learning_rate: PositiveFloat = 5e-4
+    lora: LoraParams = LoraParams()
+    dpo: DpoParams = DpoParams()
+
+
 Recipe = Annotated[
-    Union[LoraRecipe, QLoraRecipe, DoraRecipe, IA3Recipe, PrefixRecipe, PTuningRecipe, FullRecipe],
+    Union[LoraRecipe, QLoraRecipe, DoraRecipe, IA3Recipe, PrefixRecipe, PTuningRecipe, FullRecipe, DpoRecipe],
     Field(discriminator="method"),
 ]
-METHODS = ("lora", "qlora", "dora", "ia3", "prefix", "ptuning", "full")
+METHODS = ("lora", "qlora", "dora", "ia3", "prefix", "ptuning", "full", "dpo")
 
 _RECIPE_ADAPTER = TypeAdapter(Recipe)
 

@@ -9,6 +9,7 @@ with TRL) is one class here plus one recipe in ``recipes.py``.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
@@ -30,7 +31,15 @@ from peft.utils.constants import (
     TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING,
     TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING,
 )
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    DataCollatorWithFlattening,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 from transformers.pytorch_utils import Conv1D
 
 from ftassets.devices import inference_dtype
@@ -108,6 +117,43 @@ class PaddingCollator:
         return {name: torch.tensor(rows) for name, rows in batch.items()}
 
 
+class CompletionLossTrainer(Trainer):
+    """A ``Trainer`` for token-aligned models that computes logits only where a label follows.
+
+    Loss is on answer tokens only, so the vocabulary projection and softmax over every prompt position are
+    wasted work (a fifth of a step on the embedded model); the model's ``logits_to_keep`` skips them. The
+    loss is the same token-mean cross entropy the model computes, normalised by the Trainer's count of
+    target tokens across accumulation steps. The KV cache is off: it is useless in training, and a cache
+    object would stop transformers from recognising packed rows (position ids restarting per example).
+    """
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        targets = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+        keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(-1)
+        if accepts_logits_to_keep(model):
+            outputs, targets = model(**inputs, use_cache=False, logits_to_keep=keep), targets[:, keep]
+        else:
+            outputs = model(**inputs, use_cache=False)
+        loss = torch.nn.functional.cross_entropy(
+            outputs.logits.float().flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+        )
+        if num_items_in_batch is not None and self.model_accepts_loss_kwargs:
+            loss = loss / num_items_in_batch
+            if self.args.average_tokens_across_devices:
+                # As in Trainer.compute_loss: num_items_in_batch was summed over every process.
+                loss = loss * (self.accelerator.num_processes if self.args.n_gpu <= 1 else self.args.n_gpu)
+        else:
+            loss = loss / (targets != IGNORE_INDEX).sum().clamp(min=1)
+        return (loss, outputs) if return_outputs else loss
+
+
+def accepts_logits_to_keep(model: torch.nn.Module) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = getattr(base, "module", base)
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
 def _save_pretrained_with_tokenizer(model, tokenizer, out_dir: Path) -> dict[str, Any]:
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
@@ -122,6 +168,9 @@ def _save_pretrained_with_tokenizer(model, tokenizer, out_dir: Path) -> dict[str
 class TrainingStrategy(ABC):
     method: ClassVar[str]
     mergeable: ClassVar[bool]
+    sequence_aligned: ClassVar[bool] = True
+    """Whether the model's outputs line up one-to-one with the input tokens, which packing and answer-only
+    logits rely on (prompt-learning methods prepend virtual tokens, so they do not)."""
 
     def validate(self, recipe: Recipe, model: torch.nn.Module) -> None:
         """Raise ``RecipeError`` when ``recipe`` cannot train ``model``."""
@@ -145,15 +194,19 @@ class TrainingStrategy(ABC):
         """Plain merged weights plus tokenizer in ``out_dir``; returns a summary."""
 
     def build_trainer(self, model, args: TrainingArguments, splits: dict[str, Dataset], tokenizer,
-                      callbacks: list[TrainerCallback]) -> Trainer:
-        # Padding never reaches the loss (labels -100, attention 0), so eos is a safe pad when a tokenizer has none.
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        return Trainer(
+                      callbacks: list[TrainerCallback], packing: bool = False) -> Trainer:
+        if packing:
+            collator = DataCollatorWithFlattening()
+        else:
+            # Padding never reaches the loss (labels -100, attention 0), so eos is a safe pad when a tokenizer has none.
+            collator = PaddingCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
+        trainer_class = CompletionLossTrainer if self.sequence_aligned else Trainer
+        return trainer_class(
             model=model,
             args=args,
             train_dataset=splits["train"],
             eval_dataset=splits.get("validation"),
-            data_collator=PaddingCollator(pad_id),
+            data_collator=collator,
             processing_class=tokenizer,
             callbacks=callbacks,
         )
@@ -298,12 +351,16 @@ class PromptLearningStrategy(PeftStrategy):
     """Trained virtual tokens in front of every input; nothing to fold into the weights."""
 
     mergeable = False
+    sequence_aligned = False
 
     def params(self, recipe: Recipe):
         return getattr(recipe, self.method)
 
     def validate(self, recipe: Recipe, model: torch.nn.Module) -> None:
         super().validate(recipe, model)
+        if recipe.packing is True:
+            raise RecipeError(f"packing: {self.method} prepends virtual tokens to every row, so examples cannot be "
+                              "packed into one row; use packing: false or 'auto'")
         virtual, limit = self.params(recipe).num_virtual_tokens, getattr(model.config, "max_position_embeddings", None)
         if limit is not None and virtual >= limit:
             raise RecipeError(f"{self.method}.num_virtual_tokens: {virtual} leaves no room for input in "
@@ -364,3 +421,7 @@ def strategy_for(recipe: Recipe) -> TrainingStrategy:
         return STRATEGIES[recipe.method]()
     except KeyError:
         raise RecipeError(f"method: unknown training method {recipe.method!r}; available: {sorted(STRATEGIES)}") from None
+
+
+# DpoStrategy builds on LoraStrategy, so its module imports this one and adds itself to STRATEGIES.
+import ftassets.training.dpo  # noqa: F401

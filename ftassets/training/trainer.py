@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -19,9 +20,9 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from transformers import PrinterCallback, TrainerCallback, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from ftassets.devices import mixed_precision, peak_memory_mb, reset_peak_memory, resolve_device
+from ftassets.tracking import MlflowRunRef, MlflowStepLogger
 from ftassets.training.recipes import Recipe
 from ftassets.training.strategies import count_parameters, load_tokenizer, strategy_for
 from ftassets.training.tokenize import IGNORE_INDEX
@@ -35,6 +36,8 @@ class TrainingDiverged(RuntimeError):
 class TrainingResult:
     method: str
     device: str
+    world_size: int
+    packing: bool
     trainable_params: int
     total_params: int
     steps: int
@@ -82,24 +85,50 @@ def _run_fingerprint(base_dir: Path, splits: dict[str, Dataset], recipe: Recipe)
     """What must match for a checkpoint to be resumed: recipe, base and the exact training data."""
     digest = hashlib.sha256()
     for name in sorted(splits):
-        for column in ("input_ids", "labels"):
+        for column in splits[name].column_names:
             digest.update(repr(splits[name].data.table.column(column).to_pylist()).encode())
     return {"recipe": recipe.model_dump(mode="json"), "base_dir": str(Path(base_dir).resolve()), "data": digest.hexdigest()}
 
 
+def _complete_checkpoints(checkpoint_dir: Path) -> list[Path]:
+    """Checkpoints with a readable trainer state, oldest first. The Trainer writes that file last, so a
+    process killed while saving leaves a checkpoint without it, which must not be resumed."""
+    complete = []
+    for candidate in checkpoint_dir.glob("checkpoint-*"):
+        try:
+            json.loads((candidate / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        complete.append(candidate)
+    return sorted(complete, key=lambda path: int(path.name.rsplit("-", 1)[1]))
+
+
 def _resume_checkpoint(checkpoint_dir: Path, fingerprint: dict, log: Callable[[str], None]) -> str | None:
-    """The last checkpoint of this same run, if any; checkpoints of another run are removed."""
+    """The last complete checkpoint of this same run, if any; checkpoints of another run, and incomplete
+    ones, are removed."""
     marker = checkpoint_dir / "run.json"
-    last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
-    if last and marker.exists() and json.loads(marker.read_text()) == fingerprint:
-        log(f"resuming from {last}")
-        return last
+    same_run = marker.exists() and json.loads(marker.read_text()) == fingerprint
+    complete = _complete_checkpoints(checkpoint_dir) if same_run else []
+    if int(os.environ.get("RANK", "0")) != 0:
+        return str(complete[-1]) if complete else None  # in a multi-process launch only rank 0 tidies up
     for stale in checkpoint_dir.glob("checkpoint-*"):
-        log(f"removing {stale}: it belongs to a different run")
-        shutil.rmtree(stale)
+        if stale not in complete:
+            log(f"removing {stale}: " + ("it was not completely written" if same_run else "it belongs to a different run"))
+            shutil.rmtree(stale)
+    if complete:
+        log(f"resuming from {complete[-1]}")
+        return str(complete[-1])
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(fingerprint, indent=2))
     return None
+
+
+def resolve_packing(recipe: Recipe, strategy, model) -> bool:
+    """Whether to pack: the recipe's choice, with "auto" packing only where attention handles packed rows natively."""
+    if recipe.packing != "auto":
+        return recipe.packing
+    attention = getattr(model.config, "_attn_implementation", None) or ""
+    return strategy.sequence_aligned and "flash" in attention  # flash_attention_2/3 or a kernels-hub flash kernel
 
 
 def train(
@@ -110,6 +139,7 @@ def train(
     checkpoint_dir: Path,
     device: str = "auto",
     log: Callable[[str], None] = print,
+    mlflow_run: MlflowRunRef | None = None,
 ) -> TrainingResult:
     """Fine-tune ``base_dir`` on ``splits["train"]`` (evaluating on ``splits["validation"]``) per ``recipe``."""
     base_dir, out_dir, checkpoint_dir = Path(base_dir), Path(out_dir), Path(checkpoint_dir)
@@ -131,6 +161,11 @@ def train(
     log(f"recipe: {recipe.model_dump_json()}")
 
     validation = splits.get("validation")
+    if recipe.keep_best_checkpoint and validation is None:
+        raise ValueError("keep_best_checkpoint needs a validation split to pick the best checkpoint by")
+    packing = resolve_packing(recipe, strategy, model)
+    log("batches: " + ("packed into one row each, attention kept within every example" if packing
+                       else "grouped by length and padded to the longest"))
     args = TrainingArguments(
         output_dir=str(checkpoint_dir),
         num_train_epochs=recipe.epochs,
@@ -150,13 +185,17 @@ def train(
         use_cpu=device == "cpu",
         seed=recipe.seed,
         data_seed=recipe.seed,
-        train_sampling_strategy="group_by_length",
+        train_sampling_strategy="random" if packing else "group_by_length",
         include_num_input_tokens_seen="non_padding",
+        ddp_backend="gloo" if device == "cpu" and int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
         eval_strategy="steps" if validation is not None else "no",
         eval_steps=recipe.eval_steps,
         save_strategy="steps",
         save_steps=recipe.save_steps,
         save_total_limit=2,
+        load_best_model_at_end=recipe.keep_best_checkpoint,
+        metric_for_best_model="eval_loss" if recipe.keep_best_checkpoint else None,
+        prediction_loss_only=True,
         logging_steps=recipe.logging_steps,
         logging_first_step=True,
         logging_nan_inf_filter=False,
@@ -167,7 +206,8 @@ def train(
         disable_tqdm=True,
     )
     guard = _LogAndGuard(log)
-    trainer = strategy.build_trainer(model, args, splits, tokenizer, [guard])
+    callbacks = [guard] + ([MlflowStepLogger(mlflow_run)] if mlflow_run else [])
+    trainer = strategy.build_trainer(model, args, splits, tokenizer, callbacks, packing=packing)
     trainer.remove_callback(PrinterCallback)
 
     resume_from = _resume_checkpoint(checkpoint_dir, _run_fingerprint(base_dir, splits, recipe), log)
@@ -176,10 +216,11 @@ def train(
     trainer.train(resume_from_checkpoint=resume_from)
     wall_seconds = time.perf_counter() - started
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    strategy.save(trainer.model, out_dir)
-    tokenizer.save_pretrained(out_dir)
-    (out_dir / "recipe.json").write_text(recipe.model_dump_json(indent=2))
+    if trainer.is_world_process_zero():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        strategy.save(trainer.model, out_dir)
+        tokenizer.save_pretrained(out_dir)
+        (out_dir / "recipe.json").write_text(recipe.model_dump_json(indent=2))
 
     state = trainer.state
     train_loss = [(entry["step"], entry["loss"]) for entry in state.log_history if "loss" in entry]
@@ -187,6 +228,8 @@ def train(
     result = TrainingResult(
         method=recipe.method,
         device=device,
+        world_size=args.world_size,
+        packing=packing,
         trainable_params=trainable_params,
         total_params=total_params,
         steps=state.global_step,
