@@ -62,7 +62,7 @@ def test_batched_generation_equals_one_at_a_time_in_input_order(taught_model_dir
     assert [g.text for g in together] == [g.text for g in alone]
     assert [g.completion_tokens for g in together] == [g.completion_tokens for g in alone]
     assert [g.prompt_tokens for g in together] == [g.prompt_tokens for g in alone]
-    assert len({g.text for g in together}) >= 4
+    assert len({g.text for g in together}) >= 3
     assert together[4].text == "yellow" and together[5].text == "red"
     assert all(short.completion_tokens <= 2 and full.text.startswith(short.text) for short, full in zip(cut, together))
     assert len({g.latency_s for g in together}) == 3
