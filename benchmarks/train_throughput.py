@@ -7,7 +7,7 @@ baseline is what a user writes from the transformers/peft docs: random batches p
 with its defaults (length-grouped batches or padding-free packing, logits only where a label follows).
 Tokens are the examples' real (non-padding) tokens; checkpointing and evaluation are off in both.
 
-    python benchmarks/train_throughput.py [--steps 60] [--task classification] [--base-dir DIR]
+    python benchmarks/train_throughput.py [--steps 60] [--task classification] [--threads N] [--base-dir DIR]
 
 The last line printed is one JSON object with both figures and ``ratio`` (ours / baseline).
 """
@@ -84,7 +84,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating baseline/ours rounds; the median of each is reported")
     parser.add_argument("--task", default="classification")
     parser.add_argument("--base-dir", type=Path, help="an existing base model folder (default: build the embedded model)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice, one per core)")
     options = parser.parse_args()
+    if options.threads:
+        torch.set_num_threads(options.threads)
 
     config = load_project_config()
     recipe = parse_recipe({**config.recipes["lora"].model_dump(), "lr_scheduler": "constant", "warmup_ratio": 0.0})
