@@ -190,7 +190,10 @@ def root_cause_message(error) -> str:
 def format_report(report: RunReport, project: ProjectConfig) -> str:
     lines = []
     for task, table in report.comparisons.items():
-        lines += [f"\n## comparison: {task} (primary metric: {project.tasks[task].primary_metric})\n", markdown_table(table)]
+        missing = table.status == "missing"
+        lines += [f"\n## comparison: {task} (primary metric: {project.tasks[task].primary_metric})\n", markdown_table(table[~missing])]
+        if missing.any():
+            lines.append(f"not evaluated yet: {', '.join(dict.fromkeys(table.model[missing]))}")
     ran = len(report.ran)
     lines.append(f"\n{ran} step(s) ran, {sum(o.status == 'current' for o in report.outcomes)} current, {len(report.failed)} failed or blocked")
     for outcome in report.failed:
