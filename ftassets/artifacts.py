@@ -44,6 +44,11 @@ class ArtifactStore:
             )
         return manifest["fingerprint"]
 
+    def fingerprint_if_built(self, asset: str, *parts: str) -> str | None:
+        """The recorded fingerprint, or None when the artifact was never built."""
+        manifest = read_manifest(self.path(asset, *parts))
+        return manifest["fingerprint"] if manifest else None
+
     def work_path(self, asset: str, *parts: str) -> Path:
         """Scratch space that survives a failed run (checkpoints), never read as an artifact."""
         return self.root.joinpath("work", asset, *parts)

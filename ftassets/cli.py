@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--models", nargs="+", help="model entries (default: the default experiment's)")
     run.add_argument("--experiment", help="a named experiment in configs/experiments.yaml")
     run.add_argument("--force", action="store_true", help="re-materialize everything selected, current or not")
+    run.add_argument("--no-forgetting", action="store_true", help="skip the cross-task forgetting matrix of each model entry")
     run.add_argument("--verbose", action="store_true", help="show Dagster's INFO logs")
     run.add_argument("--config-dir", help="configuration folder (default: $FTASSETS_CONFIG_DIR or ./configs)")
     validate = commands.add_parser("validate", help="load and cross-check configs/*.yaml")
@@ -84,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"ftassets run: tasks {tasks}, models {models}; instance {os.environ['DAGSTER_HOME']}, artifacts {default_home()}")
     release_orphaned_runs(instance)
     runner = PipelineRunner(defs, project, ArtifactStore(default_home()), instance, dagster_log_level="INFO" if args.verbose else "WARNING")
-    report = runner.run(tasks, models, force=args.force)
+    report = runner.run(tasks, models, force=args.force, forgetting=not args.no_forgetting)
     print(format_report(report, project))
     return 1 if report.failed or len(report.comparisons) < len(tasks) else 0
 

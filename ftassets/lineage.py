@@ -21,8 +21,10 @@ CODE_VERSIONS = {
     "tokenized_splits": "1",
     "adapter": "2",
     "merged_model": "1",
-    "evaluation": "1",
-    "comparison": "1",
+    "evaluation": "2",
+    "comparison": "2",
+    "leaderboard": "1",
+    "forgetting": "1",
 }
 
 
@@ -61,6 +63,14 @@ def evaluation_params(project: ProjectConfig, task: str) -> dict[str, Any]:
         "max_new_tokens": resolved.max_new_tokens,
         "primary_metric": resolved.primary_metric,
         "settings": project.experiments.evaluation.model_dump(mode="json"),
+    }
+
+
+def evaluation_params_all(project: ProjectConfig) -> dict[str, Any]:
+    """Evaluation settings and every task's generation parameters (the forgetting matrix spans all tasks)."""
+    return {
+        "settings": project.experiments.evaluation.model_dump(mode="json"),
+        "tasks": {task: [resolved.max_new_tokens, resolved.primary_metric] for task, resolved in project.tasks.items()},
     }
 
 

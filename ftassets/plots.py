@@ -11,12 +11,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def markdown_image(figure: plt.Figure, alt: str) -> str:
-    """The figure as ``![alt](data:image/png;base64,...)``: Dagster metadata has no image type."""
+def image_data_uri(figure: plt.Figure) -> str:
+    """The figure as a ``data:image/png;base64,...`` URI (and closed)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(figure)
-    return f"![{alt}](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})"
+    return f"data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}"
+
+
+def markdown_image(figure: plt.Figure, alt: str) -> str:
+    """The figure as ``![alt](data:image/png;base64,...)``: Dagster metadata has no image type."""
+    return f"![{alt}]({image_data_uri(figure)})"
 
 
 def loss_curve(train_loss: list[tuple[int, float]], val_loss: list[tuple[int, float]], title: str) -> plt.Figure:

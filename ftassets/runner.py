@@ -24,7 +24,7 @@ from ftassets.artifacts import ArtifactStore, read_manifest
 from ftassets.config import ConfigError, ProjectConfig
 from ftassets.defs.assets import comparison_version
 from ftassets.defs.partitions import cell_key
-from ftassets.evaluation.evaluate import markdown_table
+from ftassets.evaluation.evaluate import markdown_table, summary_columns
 from ftassets.training.recipes import is_mergeable
 
 CELL_ASSETS = ("tokenized_splits", "adapter", "merged_model", "evaluation")
@@ -66,7 +66,7 @@ class PipelineRunner:
         self.defs, self.project, self.store, self.instance, self.log = defs, project, store, instance, log
         self.dagster_log_level = dagster_log_level
 
-    def run(self, tasks: list[str], models: list[str], force: bool = False) -> RunReport:
+    def run(self, tasks: list[str], models: list[str], force: bool = False, forgetting: bool = True) -> RunReport:
         self._check_selection(tasks, models)
         report = RunReport()
         expected = {(t, m): lineage.expected_fingerprints(self.project, t, m) for t in tasks for m in models}
@@ -89,11 +89,32 @@ class PipelineRunner:
                     continue
                 stale = list(CELL_ASSETS) if force else self._stale_cell(task, model, expected[(task, model)])
                 self._step(report, stale, key, bool(stale))
+        compared = False
         for task in tasks:
             versions = self._evaluation_versions(task)
-            if self._step(report, ["comparison"], task, force or self._stale("comparison", task, comparison_version(versions))):
+            stale = force or self._stale("comparison", task, comparison_version(versions), ("comparison", task))
+            compared |= stale
+            if self._step(report, ["comparison"], task, stale):
                 report.comparisons[task] = self._load("comparison", task)
+        if report.comparisons:
+            self._step(report, ["leaderboard"], None, compared or self._latest_version("leaderboard", None) is None)
+        if forgetting:
+            self._forgetting(report, tasks, models, force)
         return report
+
+    def _forgetting(self, report: RunReport, tasks: list[str], models: list[str], force: bool) -> None:
+        """Each model entry's cross-task matrix, which needs every task's dataset (cheap to build)."""
+        from ftassets.evaluation.runs import forgetting_version
+
+        for task in self.project.tasks:
+            if task not in tasks:
+                version = lineage.fingerprint("dataset", lineage.dataset_params(self.project, task))
+                self._step(report, ["dataset"], task, force or self._stale("dataset", task, version, ("dataset", task)))
+        for model in models:
+            if self.project.recipe_of(model) is None or any(o.partition == cell_key(t, model) for o in report.failed for t in tasks):
+                continue
+            version = forgetting_version(self.project, self.store, model)
+            self._step(report, ["forgetting"], model, force or self._stale("forgetting", model, version))
 
     def _load(self, asset: str, partition: str) -> pd.DataFrame:
         previous = logging.root.manager.disable
@@ -108,7 +129,7 @@ class PipelineRunner:
             if unknown := [name for name in chosen if name not in known]:
                 raise ConfigError(f"{flag}: unknown {unknown}; defined in {self.project.config_dir}: {', '.join(known)}")
 
-    def _step(self, report: RunReport, assets: list[str], partition: str, needed: bool) -> bool:
+    def _step(self, report: RunReport, assets: list[str], partition: str | None, needed: bool) -> bool:
         if not needed:
             report.outcomes.append(StepOutcome(tuple(assets), partition, "current"))
             self.log(f"  current  {'+'.join(assets)} [{partition}]")
@@ -175,7 +196,7 @@ class PipelineRunner:
 
     def _latest_version(self, asset: str, partition: str) -> str | None:
         records = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition]), limit=1
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition is not None else None), limit=1
         ).records
         return records[0].asset_materialization.tags.get("dagster/data_version") if records else None
 
@@ -191,7 +212,8 @@ def format_report(report: RunReport, project: ProjectConfig) -> str:
     lines = []
     for task, table in report.comparisons.items():
         missing = table.status == "missing"
-        lines += [f"\n## comparison: {task} (primary metric: {project.tasks[task].primary_metric})\n", markdown_table(table[~missing])]
+        shown = table.loc[~missing, summary_columns(project.tasks[task], table)]
+        lines += [f"\n## comparison: {task} (primary metric: {project.tasks[task].primary_metric})\n", markdown_table(shown)]
         if missing.any():
             lines.append(f"not evaluated yet: {', '.join(dict.fromkeys(table.model[missing]))}")
     ran = len(report.ran)

@@ -90,3 +90,14 @@ def test_device_resolution_validates_explicit_choices():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_reference_perplexity_falls_with_fine_tuning(taught_model_dir, tiny_base_dir):
+    prompts, answers = [f"color: {color}" for color in COLORS], list(COLORS)
+    with LocalHFBackend(model_dir=taught_model_dir, device="cpu", batch_size=3) as taught:
+        tuned = taught.perplexity(prompts, answers)
+        one_by_one = [taught.perplexity([p], [a]) for p, a in zip(prompts, answers)]
+    with LocalHFBackend(model_dir=tiny_base_dir, device="cpu") as base:
+        untuned = base.perplexity(prompts, answers)
+    assert 1.0 <= tuned < 2.0 < untuned
+    assert min(one_by_one) <= tuned <= max(one_by_one), "padding in a batch does not change the answer tokens' likelihood"

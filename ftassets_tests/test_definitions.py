@@ -54,7 +54,7 @@ def test_asset_graph_matches_snapshot():
 
 def test_keys_and_partitions_are_the_documented_ones():
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
-    assert set(specs) == {"dataset", "base_model", "tokenized_splits", "adapter", "merged_model", "evaluation", "comparison"}
+    assert set(specs) == {"dataset", "base_model", "tokenized_splits", "adapter", "merged_model", "evaluation", "comparison", "leaderboard", "forgetting"}
     for name in ("tokenized_splits", "adapter", "merged_model", "evaluation"):
         pdef = specs[name].partitions_def
         assert isinstance(pdef, dg.MultiPartitionsDefinition)

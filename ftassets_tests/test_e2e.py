@@ -32,7 +32,7 @@ def world(tmp_path_factory):
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     runner = PipelineRunner(defs, project, ArtifactStore(home), instance, log=lambda line: print(line, flush=True))
     assert list(project.experiments.experiments["methods"].models) == list(METHODS), "one shipped entry per method"
-    first = runner.run(["classification"], list(METHODS))
+    first = runner.run(["classification"], list(METHODS), forgetting=False)
     return dict(root=root, dagster_home=dagster_home, home=home, project=project, defs=defs, instance=instance, runner=runner, first=first)
 
 
@@ -56,6 +56,31 @@ def test_full_lineage_materializes_and_fine_tuning_beats_base(world):
         assert tuned["delta_accuracy"] == pytest.approx(tuned["accuracy"] - base["accuracy"])
     assert rows.loc[("tiny-lora", "base")]["accuracy"] == rows.loc[("tiny-full", "base")]["accuracy"], "one shared base"
     assert {"latency_p50_s", "latency_p95_s", "generated_tokens_per_s"} <= set(table.columns)
+    evaluated = table[table.status == "ok"]
+    for metric in ("accuracy", "macro_f1"):
+        assert (evaluated[f"{metric}_ci_low"] <= evaluated[metric] + 1e-9).all() and (evaluated[metric] <= evaluated[f"{metric}_ci_high"] + 1e-9).all()
+    assert (evaluated.latency_p50_s <= evaluated.latency_p95_s).all() and (evaluated.latency_p95_s <= evaluated.latency_p99_s).all()
+    assert (evaluated.cost_per_1k_usd > 0).all() and set(evaluated.device) == {"cpu"}
+    tuned = evaluated[evaluated.variant == "finetuned"].set_index("model")
+    assert tuned.loc["tiny-full", "significant"] == True and tuned.loc["tiny-full", "delta_ci_low"] > 0  # noqa: E712
+    assert tuned.significant.notna().all() and tuned.mcnemar_p.notna().all()
+
+
+def test_leaderboard_ranks_every_evaluated_entry(world):
+    board = world["defs"].load_asset_value("leaderboard", instance=world["instance"]).set_index("model")
+    assert set(METHODS) <= set(board.index) and (board.tasks >= 1).all()
+    best = board.classification.idxmax()
+    assert board.loc[best, "average_rank"] == 1.0 and board.average_rank.is_monotonic_increasing
+
+
+def test_comparison_report_is_self_contained_html_with_figures(world):
+    directory = ArtifactStore(world["home"]).path("comparison", "classification")
+    page = (directory / "report.html").read_text()
+    assert page.startswith("<!doctype html>") and page.count("src='data:image/png;base64,") == 3
+    assert "Worst examples of each fine-tuned model" in page and "tiny-dpo" in page
+    assert "http://" not in page and "https://" not in page, "nothing to fetch: it opens offline"
+    report = (directory / "report.md").read_text()
+    assert "accuracy_ci_low" in report and "cost_per_1k_usd" in report and "significant" in report
 
 
 def test_evaluation_loads_from_the_instance_with_predictions_beside_it(world):
@@ -122,8 +147,22 @@ def test_each_adapter_is_one_mlflow_run_with_step_metrics(world):
     assert any(a.path == "adapter/adapter_config.json" for a in client.list_artifacts(run.info.run_id, "adapter"))
 
 
+def test_forgetting_matrix_scores_each_fine_tune_on_every_task(world):
+    report = world["runner"].run(["classification"], ["tiny-lora", "tiny-full"])
+    assert not report.failed, [(o.assets, o.partition, o.error) for o in report.failed]
+    assert {o.partition for o in report.ran if o.assets == ("forgetting",)} == {"tiny-lora", "tiny-full"}
+    table = world["defs"].load_asset_value("forgetting", partition_key="tiny-full", instance=world["instance"])
+    tasks = set(world["project"].tasks)
+    assert set(table.evaluated_on) == tasks and set(table.trained_on) == {"classification"}
+    diagonal = table.set_index("evaluated_on").loc["classification"]
+    assert diagonal["delta"] > 0.5 and diagonal["n"] == world["project"].experiments.evaluation.forgetting_examples
+    assert table["delta"].notna().all()
+    again = world["runner"].run(["classification"], ["tiny-lora", "tiny-full"])
+    assert not again.ran, [(o.assets, o.partition) for o in again.ran]
+
+
 def test_second_run_retrains_nothing(world):
-    report = world["runner"].run(["classification"], list(METHODS))
+    report = world["runner"].run(["classification"], list(METHODS), forgetting=False)
     assert not report.failed and not report.ran, [(o.assets, o.partition, o.status) for o in report.outcomes]
     assert {o.status for o in report.outcomes} == {"current"}
 

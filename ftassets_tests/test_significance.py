@@ -168,3 +168,34 @@ def test_latency_summary_uses_numpy_percentiles():
         }
     )
     assert summary["p50"] < summary["p95"] < summary["p99"]
+
+
+def test_metric_intervals_resample_means_directly_and_rescore_the_rest():
+    from ftassets.evaluation.significance import metric_intervals
+
+    rng = np.random.default_rng(1)
+    correct = (rng.random(200) < 0.7).astype(float)
+    per_example = [{"correct": c} for c in correct]
+    calls = []
+
+    def rescore(sample):
+        calls.append(len(sample))
+        return {"accuracy": float(correct[sample].mean()), "macro_f1": float(correct[sample].mean()) / 2}
+
+    intervals = metric_intervals(per_example, {"accuracy": correct.mean(), "macro_f1": correct.mean() / 2}, rescore,
+                                 resamples=500, rescore_resamples=50)
+    low, high = intervals["accuracy"]
+    assert low < correct.mean() < high and 0.05 < high - low < 0.2
+    assert len(calls) == 50, "only the metric that is not a per-example mean is rescored"
+    assert intervals["macro_f1"][0] < correct.mean() / 2 < intervals["macro_f1"][1]
+
+
+def test_significance_flags_the_fine_tuned_row_against_its_base():
+    from ftassets.evaluation.evaluate import significance
+
+    ids = list(range(120))
+    base = pd.DataFrame({"id": ids, "model": "m", "variant": "base", "correct": [0.0] * 120})
+    tuned = pd.DataFrame({"id": ids, "model": "m", "variant": "finetuned", "correct": [1.0] * 80 + [0.0] * 40})
+    table = significance(pd.concat([base, tuned]))
+    row = table.set_index("variant").loc["finetuned"]
+    assert bool(row["significant"]) and row["delta_ci_low"] > 0.5 and row["mcnemar_p"] < 1e-6

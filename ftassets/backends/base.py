@@ -25,6 +25,11 @@ class ModelBackend(ABC):
     def generate(self, conversations: list[list[dict[str, str]]], max_new_tokens: int) -> list[Generation]:
         """One greedy ``Generation`` per conversation, in input order."""
 
+    def perplexity(self, prompts: list[str], answers: list[str], system_prompt: str | None = None) -> float | None:
+        """Perplexity of the reference ``answers`` given their prompts, where the backend exposes token
+        probabilities of a given text (local models); None where it cannot (chat APIs)."""
+        return None
+
     def close(self) -> None:
         """Release the model, connection or server process."""
 

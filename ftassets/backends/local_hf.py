@@ -83,6 +83,30 @@ class LocalHFBackend(ModelBackend):
             completions.append(row[:end])
         return completions
 
+    @torch.inference_mode()
+    def perplexity(self, prompts: list[str], answers: list[str], system_prompt: str | None = None) -> float | None:
+        """exp of the mean negative log-likelihood of every answer token (end of turn included), each answer
+        conditioned on its prompt through the chat template, exactly the tokens training puts loss on."""
+        from ftassets.training.strategies import PaddingCollator
+        from ftassets.training.tokenize import IGNORE_INDEX, tokenize_examples
+
+        if not prompts:
+            return None
+        examples, _ = tokenize_examples(self.tokenizer, prompts, answers, max_length=1 << 30, system_prompt=system_prompt)
+        rows = [{"input_ids": ids, "labels": labels} for ids, labels in zip(examples["input_ids"], examples["labels"])]
+        collate = PaddingCollator(self.pad_id)
+        total, count = 0.0, 0
+        for start in range(0, len(rows), self.batch_size):
+            batch = {k: v.to(self.device) for k, v in collate(rows[start:start + self.batch_size]).items()}
+            labels = batch.pop("labels")
+            # Prompt-learning models prepend virtual tokens to the outputs: the last positions are the input's.
+            logits = self.model(**batch).logits[:, -labels.shape[1]:].float()
+            targets = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+            total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX,
+                                                       reduction="sum").item()
+            count += int((targets != IGNORE_INDEX).sum())
+        return float(torch.exp(torch.tensor(total / count))) if count else None
+
     def close(self) -> None:
         self.model = None
         gc.collect()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, StringConstraints
 
 from ftassets.training.recipes import Recipe
 
@@ -93,9 +93,37 @@ class Experiment(_Strict):
     description: str = ""
 
 
+DEFAULT_RUBRIC = (
+    "You grade answers. Given a task prompt, a reference answer and a candidate answer, rate how well the "
+    "candidate answers the prompt as the reference does: 5 = equivalent, 4 = minor omissions, 3 = partly right, "
+    "2 = mostly wrong, 1 = wrong or unrelated. Reply with JSON only: {\"score\": <1-5>, \"reason\": \"<one sentence>\"}."
+)
+
+
+class JudgeSettings(_Strict):
+    """An optional LLM judge for open-ended tasks, through any OpenAI-compatible endpoint (off by default)."""
+
+    enabled: bool = False
+    tasks: list[str] = ["summarization", "instruction"]
+    model: str = "gpt-5-mini"
+    base_url_env: str = "FTASSETS_JUDGE_BASE_URL"
+    api_key_env: str = "FTASSETS_JUDGE_API_KEY"
+    rubric_version: str = "1"
+    rubric: str = DEFAULT_RUBRIC
+    max_completion_tokens: PositiveInt = 300
+
+
 class EvaluationSettings(_Strict):
     batch_size: PositiveInt = 32
     max_test_examples: PositiveInt | None = None
+    confidence: float = Field(0.95, gt=0, lt=1)
+    bootstrap_resamples: PositiveInt = 1000
+    price_per_device_hour_usd: dict[Literal["cpu", "cuda", "mps"], NonNegativeFloat] = {"cpu": 0.10, "cuda": 3.00, "mps": 0.10}
+    """What one hour of a local device costs, for local rows' cost per 1k examples. Defaults: a 2-vCPU cloud
+    VM (~$0.10/h), one on-demand data-center GPU (~$3/h); set your own."""
+    forgetting_examples: PositiveInt = 40
+    """Test examples per other task when measuring forgetting (the cross-task matrix)."""
+    judge: JudgeSettings = JudgeSettings()
 
 
 class ExperimentsFile(_Strict):

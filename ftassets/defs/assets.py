@@ -378,20 +378,34 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         io_manager_key="table_io_manager",
     )
     def comparison(
-        context: dg.AssetExecutionContext, evaluation: dict[str, pd.DataFrame], project: ProjectResource
+        context: dg.AssetExecutionContext, evaluation: dict[str, pd.DataFrame], project: ProjectResource,
+        artifacts: ArtifactStoreResource,
     ) -> dg.Output[pd.DataFrame]:
-        """Every model entry of the task, base against fine-tuned, with the gain on the primary metric."""
+        """Every model entry of the task, base against fine-tuned: metrics with bootstrap intervals, the gain on
+        the primary metric and its significance, latency and cost; plus a markdown and a self-contained HTML
+        report with figures and each fine-tuned model's worst examples."""
         from ftassets.evaluation.evaluate import comparison_table, markdown_table
+        from ftassets.evaluation.report import render
 
-        config = project.project
+        config, store = project.project, artifacts.store
         task = config.tasks[context.partition_key]
         by_model = {partitions.task_model.get_partition_key_from_str(key).keys_by_dimension["model"]: frame for key, frame in evaluation.items()}
         table = comparison_table(task, list(config.models), by_model)
         version = comparison_version({model: frame["fingerprint"].iloc[0] for model, frame in by_model.items()})
         missing = sorted(set(table.loc[table.status == "missing", "model"]))
+        predictions = [store.path("evaluation", model, task.name) / "predictions.parquet" for model in by_model]
+        predictions = pd.concat([pd.read_parquet(path) for path in predictions if path.exists()] or [pd.DataFrame()], ignore_index=True)
+        report_md, report_html = render(task, table, predictions)
+        directory = store.path("comparison", task.name)
+        with store.writing(directory) as staging:
+            (staging / "report.md").write_text(report_md)
+            (staging / "report.html").write_text(report_html)
+            write_manifest(staging, asset="comparison", partition=task.name, fingerprint=version)
         return dg.Output(
             table,
             metadata={
+                "report": dg.MetadataValue.md(report_md),
+                "report_html": dg.MetadataValue.path(str(directory / "report.html")),
                 "table": dg.MetadataValue.md(markdown_table(table)),
                 "primary_metric": task.primary_metric,
                 "missing_models": dg.MetadataValue.json(missing),
@@ -399,7 +413,65 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
             data_version=dg.DataVersion(version),
         )
 
-    return [dataset, base_model, tokenized_splits, adapter, merged_model, evaluation, comparison]
+    @dg.asset(
+        ins={"comparison": dg.AssetIn(metadata={"allow_missing_partitions": True})},
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"pandas"},
+        code_version=lineage.CODE_VERSIONS["leaderboard"],
+        io_manager_key="table_io_manager",
+    )
+    def leaderboard(comparison: dict[str, pd.DataFrame], project: ProjectResource) -> dg.Output[pd.DataFrame]:
+        """Across every task compared so far: the best row per task, and each model entry's average rank."""
+        from ftassets.evaluation.evaluate import leaderboard as rank_models
+        from ftassets.evaluation.evaluate import markdown_table
+
+        config = project.project
+        best, board = rank_models(comparison, {task: config.tasks[task].primary_metric for task in comparison})
+        return dg.Output(
+            board,
+            metadata={
+                "best_per_task": dg.MetadataValue.md(markdown_table(best)),
+                "ranking": dg.MetadataValue.md(markdown_table(board)),
+                "tasks": dg.MetadataValue.json(sorted(comparison)),
+            },
+        )
+
+    @dg.asset(
+        partitions_def=partitions.model,
+        deps=[
+            dg.AssetDep(dataset, partition_mapping=dg.AllPartitionMapping()),
+            dg.AssetDep(merged_model, partition_mapping=model_of_cell),
+            dg.AssetDep(adapter, partition_mapping=model_of_cell),
+        ],
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"pandas"},
+        code_version=lineage.CODE_VERSIONS["forgetting"],
+        io_manager_key="table_io_manager",
+        pool="gpu",
+    )
+    def forgetting(
+        context: dg.AssetExecutionContext, project: ProjectResource, artifacts: ArtifactStoreResource, trainer: TrainerResource
+    ) -> dg.Output[pd.DataFrame]:
+        """What fine-tuning on one task cost on the others: each fine-tune of the model entry and its base, scored
+        on every task's test split (its first ``evaluation.forgetting_examples``), as a trained-on x evaluated-on matrix."""
+        from ftassets.evaluation.runs import evaluate_forgetting, forgetting_version
+
+        config, store = project.project, artifacts.store
+        model = context.partition_key
+        table = evaluate_forgetting(config, store, model, trainer.resolved_device(), context.log.info)
+        matrix = table.pivot(index="trained_on", columns="evaluated_on", values="delta") if not table.empty else table
+        return dg.Output(
+            table,
+            metadata={
+                "delta_matrix": dg.MetadataValue.md(matrix.to_markdown(floatfmt="+.3f") if not table.empty else "no fine-tuned task yet"),
+                "rows": len(table),
+            },
+            data_version=dg.DataVersion(forgetting_version(config, store, model)),
+        )
+
+    return [dataset, base_model, tokenized_splits, adapter, merged_model, evaluation, comparison, leaderboard, forgetting]
 
 
 def comparison_version(evaluation_versions: dict[str, str]) -> str:

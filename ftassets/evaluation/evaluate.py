@@ -12,12 +12,18 @@ import pandas as pd
 
 from ftassets.backends.base import ModelBackend
 from ftassets.config import ResolvedTask
-from ftassets.evaluation.significance import latency_summary
+from ftassets.config.schemas import EvaluationSettings
+from ftassets.evaluation.significance import compare_rows, latency_summary, metric_intervals
 from ftassets.tasks import get_task_type
 from ftassets.training.tokenize import chat_messages
 
 IDENTITY_COLUMNS = ["model", "variant", "status"]
-TIMING_COLUMNS = ["n", "latency_p50_s", "latency_p95_s", "generated_tokens_per_s", "seconds"]
+TIMING_COLUMNS = [
+    "n", "latency_mean_s", "latency_p50_s", "latency_p95_s", "latency_p99_s", "generated_tokens_per_s", "seconds",
+    "prompt_tokens", "completion_tokens", "peak_memory_mb", "device", "cost_per_1k_usd",
+]
+SIGNIFICANCE_COLUMNS = ["delta_ci_low", "delta_ci_high", "significant", "mcnemar_p"]
+JUDGE_COLUMNS = ["judge_score", "judge_parse_failures"]
 
 
 @dataclass(frozen=True)
@@ -27,27 +33,56 @@ class VariantEvaluation:
 
 
 def evaluate_variant(
-    backend: ModelBackend, task: ResolvedTask, test_rows: list[dict[str, Any]], model: str, variant: str
+    backend: ModelBackend, task: ResolvedTask, test_rows: list[dict[str, Any]], model: str, variant: str,
+    settings: EvaluationSettings = EvaluationSettings(),
 ) -> VariantEvaluation:
-    """Generate an answer for every test row, parse and score it, and time it."""
+    """Generate an answer for every test row, parse and score it with bootstrap intervals, time it and cost it.
+
+    A local row's cost per 1k examples is its measured seconds per example times the configured price of
+    its device per hour (``evaluation.price_per_device_hour_usd``)."""
     task_type = get_task_type(task.type)
     conversations = [chat_messages(row["prompt"], system_prompt=task.config.system_prompt) for row in test_rows]
     start = time.perf_counter()
     generations = backend.generate(conversations, task.max_new_tokens)
     seconds = time.perf_counter() - start
-    scored = task_type.score(test_rows, [g.text for g in generations])
+    texts = [g.text for g in generations]
+    scored = task_type.score(test_rows, texts)
+    metrics = {name: float(scored.metrics.get(name, math.nan)) for name in task_type.metric_names}
+    intervals = metric_intervals(
+        scored.per_example, {k: v for k, v in metrics.items() if k != "parse_failures"},
+        lambda sample: task_type.score([test_rows[i] for i in sample], [texts[i] for i in sample]).metrics,
+        confidence=settings.confidence, resamples=settings.bootstrap_resamples,
+    )
     latency = latency_summary([g.latency_s for g in generations] or [0.0])
     completion_tokens = sum(g.completion_tokens for g in generations)
+    perplexity = backend.perplexity([r["prompt"] for r in test_rows], [r["answer"] for r in test_rows], task.config.system_prompt)
+    judged = {}
+    if settings.judge.enabled and task.name in settings.judge.tasks:
+        from ftassets.evaluation.judge import LLMJudge
+
+        judged = LLMJudge.from_settings(settings.judge).score([r["prompt"] for r in test_rows], [r["answer"] for r in test_rows], texts)
+    device = getattr(backend, "device", "api").split(":")[0]
+    price = settings.price_per_device_hour_usd.get(device, math.nan)
     row = {
         "model": model,
         "variant": variant,
         "status": "ok",
-        **{name: float(scored.metrics.get(name, math.nan)) for name in task_type.metric_names},
+        **metrics,
+        **{f"{name}_ci_{end}": bound for name, (low, high) in intervals.items() for end, bound in (("low", low), ("high", high))},
+        "perplexity": math.nan if perplexity is None else perplexity,
+        **judged,
         "n": len(test_rows),
+        "latency_mean_s": latency["mean"],
         "latency_p50_s": latency["p50"],
         "latency_p95_s": latency["p95"],
+        "latency_p99_s": latency["p99"],
         "generated_tokens_per_s": completion_tokens / seconds if seconds else 0.0,
         "seconds": seconds,
+        "prompt_tokens": sum(g.prompt_tokens for g in generations),
+        "completion_tokens": completion_tokens,
+        "peak_memory_mb": float(getattr(backend, "peak_memory_mb", math.nan)),
+        "device": device,
+        "cost_per_1k_usd": seconds / max(len(test_rows), 1) * 1000 / 3600 * price,
     }
     predictions = pd.DataFrame(
         {
@@ -73,18 +108,68 @@ def comparison_table(task: ResolvedTask, model_names: list[str], evaluations: di
     ``delta_<primary metric>`` is each fine-tuned row's gain over its own base row.
     """
     metric_names = list(get_task_type(task.type).metric_names)
+    metric_columns = [c for m in metric_names for c in ((m,) if m == "parse_failures" else (m, f"{m}_ci_low", f"{m}_ci_high"))]
     frames = []
     for model in model_names:
         frame = evaluations.get(model)
         if frame is None or frame.empty:
             frame = pd.DataFrame([{"model": model, "variant": variant, "status": "missing"} for variant in ("base", "finetuned")])
         frames.append(frame)
-    table = pd.concat(frames, ignore_index=True).reindex(columns=IDENTITY_COLUMNS + metric_names + TIMING_COLUMNS)
+    table = pd.concat(frames, ignore_index=True).reindex(
+        columns=IDENTITY_COLUMNS + metric_columns + ["perplexity"] + [c for c in JUDGE_COLUMNS if any(c in f for f in frames)]
+        + TIMING_COLUMNS + SIGNIFICANCE_COLUMNS)
     primary = task.primary_metric
     base_scores = table[table.variant == "base"].set_index("model")[primary]
-    table[f"delta_{primary}"] = (table[primary] - table["model"].map(base_scores)).where(table.variant != "base")
+    table.insert(len(IDENTITY_COLUMNS) + len(metric_columns), f"delta_{primary}",
+                 (table[primary] - table["model"].map(base_scores)).where(table.variant != "base"))
     return table
+
+
+def significance(predictions: pd.DataFrame, confidence: float = 0.95, resamples: int = 1000) -> pd.DataFrame:
+    """Each fine-tuned row against its base on the same examples: paired bootstrap interval of the difference
+    in per-example score (``correct``), a 95 % significance flag, and McNemar's p-value when scores are 0/1."""
+    binary = bool(predictions["correct"].isin((0.0, 1.0)).all())
+    compared = compare_rows(predictions, metric_is_binary=binary, confidence=confidence, resamples=resamples)
+    columns = {"ci_low": "delta_ci_low", "ci_high": "delta_ci_high"}
+    return compared.rename(columns=columns).drop(columns=["n", "delta", "mcnemar_significant"], errors="ignore")
+
+
+def summary_columns(task: ResolvedTask, table: pd.DataFrame) -> list[str]:
+    """The columns a reader scans first: metrics (the primary one with its interval), the gain over base and
+    whether it is significant, latency percentiles and cost; the full table keeps everything."""
+    primary = task.primary_metric
+    metrics = list(get_task_type(task.type).metric_names)
+    wanted = IDENTITY_COLUMNS + [primary, f"{primary}_ci_low", f"{primary}_ci_high"] + [m for m in metrics if m != primary] + [
+        f"delta_{primary}", "significant", "mcnemar_p", "perplexity", "latency_p50_s", "latency_p95_s", "cost_per_1k_usd"]
+    return [column for column in wanted if column in table.columns]
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, floatfmt=".3f")
+
+
+def leaderboard(comparisons: dict[str, pd.DataFrame], primary_metrics: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(best row per task, model entries by average rank) across the tasks' comparison tables.
+
+    Each model entry is ranked within a task by its fine-tuned row's primary metric (its base row when it
+    has no fine-tune), 1 = best, ties sharing the better rank; its average rank is over the tasks where it
+    was evaluated.
+    """
+    best, ranked = [], []
+    for task, table in sorted(comparisons.items()):
+        metric = primary_metrics[task]
+        evaluated = table[table.status == "ok"]
+        if evaluated.empty:
+            continue
+        top = evaluated.loc[evaluated[metric].idxmax()]
+        best.append({"task": task, "metric": metric, "model": top.model, "variant": top.variant, "score": top[metric]})
+        entries = evaluated.sort_values("variant", key=lambda v: v != "finetuned", kind="stable").drop_duplicates("model")
+        ranks = entries[metric].rank(ascending=False, method="min")
+        ranked += [{"model": m, "task": task, "rank": r, "score": v} for m, r, v in zip(entries.model, ranks, entries[metric])]
+    best_table = pd.DataFrame(best, columns=["task", "metric", "model", "variant", "score"])
+    if not ranked:
+        return best_table, pd.DataFrame(columns=["model", "average_rank", "tasks"])
+    long = pd.DataFrame(ranked)
+    scores = long.pivot(index="model", columns="task", values="score")
+    board = long.groupby("model").agg(average_rank=("rank", "mean"), tasks=("task", "count")).join(scores)
+    return best_table, board.sort_values(["average_rank", "model"]).reset_index()

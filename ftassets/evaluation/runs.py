@@ -12,7 +12,7 @@ from ftassets import lineage
 from ftassets.artifacts import ArtifactStore, read_manifest, write_manifest
 from ftassets.config import ProjectConfig
 from ftassets.data.datasets import read_splits
-from ftassets.evaluation.evaluate import VariantEvaluation, evaluate_variant
+from ftassets.evaluation.evaluate import VariantEvaluation, evaluate_variant, significance
 from ftassets.training.recipes import parse_recipe
 
 
@@ -38,21 +38,25 @@ def evaluate_cell(
     version = lineage.fingerprint("evaluation", params, lineage.evaluation_upstream(dataset_version, base_version, adapter_version))
 
     test_rows = read_splits(store.path("dataset", task_name))["test"][: project.experiments.evaluation.max_test_examples]
-    batch_size = project.experiments.evaluation.batch_size
+    settings = project.experiments.evaluation
     base_key = lineage.fingerprint("evaluation", params, lineage.evaluation_upstream(dataset_version, base_version, None))
-    variants = [_base_variant(store, base_key, base_dir, task, test_rows, model, device, batch_size, log)]
+    variants = [_base_variant(store, base_key, base_dir, task, test_rows, model, device, settings, log)]
     if adapter_version is not None:
-        variants.append(_finetuned_variant(store, adapter_dir, base_dir, model, task_name, task, test_rows, device, batch_size, log))
+        variants.append(_finetuned_variant(store, adapter_dir, base_dir, model, task_name, task, test_rows, device, settings, log))
 
-    table = pd.DataFrame([v.row for v in variants]).assign(fingerprint=version)
+    predictions = pd.concat([v.predictions for v in variants], ignore_index=True)
+    table = pd.DataFrame([v.row for v in variants])
+    if len(variants) > 1:
+        table = table.merge(significance(predictions, settings.confidence, settings.bootstrap_resamples), on=["model", "variant"], how="left")
+    table = table.assign(fingerprint=version)
     directory = store.path("evaluation", model, task_name)
     with store.writing(directory) as staging:
-        pd.concat([v.predictions for v in variants], ignore_index=True).to_parquet(staging / "predictions.parquet", index=False)
+        predictions.to_parquet(staging / "predictions.parquet", index=False)
         write_manifest(staging, asset="evaluation", partition=[task_name, model], fingerprint=version, rows=table.to_dict("records"))
     return CellEvaluation(table, directory / "predictions.parquet", version)
 
 
-def _base_variant(store, key, base_dir, task, test_rows, model, device, batch_size, log) -> VariantEvaluation:
+def _base_variant(store, key, base_dir, task, test_rows, model, device, settings, log) -> VariantEvaluation:
     """Entries sharing a base share its scores on a test split: computed once, then read back."""
     from ftassets.backends.local_hf import LocalHFBackend
 
@@ -60,8 +64,8 @@ def _base_variant(store, key, base_dir, task, test_rows, model, device, batch_si
     with store.lock(f"base-evaluation-{key}"):
         if not (cache / "predictions.parquet").exists():
             log(f"evaluating base {base_dir.name!r} on {task.name!r} ({len(test_rows)} examples)")
-            with LocalHFBackend(model_dir=base_dir, device=device, batch_size=batch_size, name=base_dir.name) as backend:
-                result = evaluate_variant(backend, task, test_rows, model, "base")
+            with LocalHFBackend(model_dir=base_dir, device=device, batch_size=settings.batch_size, name=base_dir.name) as backend:
+                result = evaluate_variant(backend, task, test_rows, model, "base", settings)
             with store.writing(cache) as staging:
                 result.predictions.to_parquet(staging / "predictions.parquet", index=False)
                 pd.DataFrame([result.row]).to_parquet(staging / "row.parquet", index=False)
@@ -71,7 +75,7 @@ def _base_variant(store, key, base_dir, task, test_rows, model, device, batch_si
     return VariantEvaluation(row, pd.read_parquet(cache / "predictions.parquet").assign(model=model))
 
 
-def _finetuned_variant(store, adapter_dir, base_dir, model, task_name, task, test_rows, device, batch_size, log) -> VariantEvaluation:
+def _finetuned_variant(store, adapter_dir, base_dir, model, task_name, task, test_rows, device, settings, log) -> VariantEvaluation:
     from transformers import AutoTokenizer
 
     from ftassets.backends.local_hf import LocalHFBackend
@@ -83,11 +87,58 @@ def _finetuned_variant(store, adapter_dir, base_dir, model, task_name, task, tes
         merged = read_manifest(merged_dir)
         if merged is None or merged["upstream"]["adapter"] != read_manifest(adapter_dir)["fingerprint"]:
             raise FileNotFoundError(f"merged_model for {model}/{task_name} is missing or older than its adapter; materialize merged_model first")
-        backend = LocalHFBackend(model_dir=merged_dir, device=device, batch_size=batch_size, name=model)
+        backend = LocalHFBackend(model_dir=merged_dir, device=device, batch_size=settings.batch_size, name=model)
     else:
         weights = strategy_for(recipe).load_finetuned(adapter_dir, base_dir, device)
-        backend = LocalHFBackend(weights, AutoTokenizer.from_pretrained(base_dir), device=device, batch_size=batch_size, name=model)
+        backend = LocalHFBackend(weights, AutoTokenizer.from_pretrained(base_dir), device=device, batch_size=settings.batch_size, name=model)
     log(f"evaluating fine-tuned {model!r} on {task_name!r} ({len(test_rows)} examples)")
     with backend:
-        return evaluate_variant(backend, task, test_rows, model, "finetuned")
+        return evaluate_variant(backend, task, test_rows, model, "finetuned", settings)
 
+
+
+def forgetting_upstream(project: ProjectConfig, store: ArtifactStore, model: str) -> dict[str, str | None]:
+    """What a model entry's forgetting matrix depends on: its adapters, every task's dataset, its base."""
+    upstream: dict[str, str | None] = {"base_model": store.fingerprint("base_model", project.base_of(model))}
+    for task in project.tasks:
+        upstream[f"dataset:{task}"] = store.fingerprint_if_built("dataset", task)
+        if project.recipe_of(model) is not None:
+            upstream[f"adapter:{task}"] = store.fingerprint_if_built("adapter", model, task)
+    return upstream
+
+
+def forgetting_version(project: ProjectConfig, store: ArtifactStore, model: str) -> str:
+    return lineage.fingerprint("forgetting", lineage.evaluation_params_all(project), forgetting_upstream(project, store, model))
+
+
+def evaluate_forgetting(
+    project: ProjectConfig, store: ArtifactStore, model: str, device: str, log: Callable[[str], None]
+) -> pd.DataFrame:
+    """The cross-task matrix of one model entry: for every task it was fine-tuned on (an adapter exists), its
+    primary metric on every task's test split next to its base's, on the first ``forgetting_examples``.
+
+    The diagonal is the task it was trained on; off the diagonal, a negative delta is what fine-tuning on
+    ``trained_on`` cost on ``evaluated_on``.
+    """
+    settings = project.experiments.evaluation
+    base_dir = store.path("base_model", project.base_of(model))
+    base_version = store.fingerprint("base_model", project.base_of(model))
+    trained_on = [t for t in project.tasks if project.recipe_of(model) is not None and store.fingerprint_if_built("adapter", model, t)]
+    rows = []
+    for evaluated_on in project.tasks:
+        dataset_version = store.fingerprint_if_built("dataset", evaluated_on)
+        if dataset_version is None or not trained_on:
+            continue
+        task = project.tasks[evaluated_on]
+        test_rows = read_splits(store.path("dataset", evaluated_on))["test"][: settings.forgetting_examples]
+        params = {**lineage.evaluation_params(project, evaluated_on), "examples": len(test_rows)}
+        base_key = lineage.fingerprint("evaluation", params, lineage.evaluation_upstream(dataset_version, base_version, None))
+        base = _base_variant(store, base_key, base_dir, task, test_rows, model, device, settings, log)
+        for source in trained_on:
+            adapter_dir = store.path("adapter", model, source)
+            tuned = _finetuned_variant(store, adapter_dir, base_dir, model, source, task, test_rows, device, settings, log)
+            metric = task.primary_metric
+            rows.append({"model": model, "trained_on": source, "evaluated_on": evaluated_on, "metric": metric,
+                         "n": len(test_rows), "base": base.row[metric], "finetuned": tuned.row[metric],
+                         "delta": tuned.row[metric] - base.row[metric]})
+    return pd.DataFrame(rows, columns=["model", "trained_on", "evaluated_on", "metric", "n", "base", "finetuned", "delta"])

@@ -205,3 +205,49 @@ def _scores_by_id(rows: pd.DataFrame, model: str, variant: str) -> pd.Series:
     if not duplicated.empty:
         raise ValueError(f"{model}/{variant} has repeated example ids, e.g. {duplicated.iloc[:3].tolist()}")
     return rows.set_index("id")["correct"].astype(float)
+
+
+def metric_intervals(
+    per_example: list[dict],
+    metrics: dict[str, float],
+    rescore: Callable[[np.ndarray], dict[str, float]],
+    confidence: float = 0.95,
+    resamples: int = 1000,
+    rescore_resamples: int = 200,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of every metric of one evaluation row, resampling its examples.
+
+    A metric that is the mean of a per-example value (accuracy = mean of ``correct``, ROUGE, token F1)
+    is resampled directly; any other (macro-F1, corpus BLEU) is recomputed by ``rescore(indices)`` on
+    the first ``rescore_resamples`` resamples. Every metric sees the same resampled example sets.
+    """
+    n = len(per_example)
+    if n == 0:
+        return {}
+    indices = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    tail = (1 - confidence) / 2
+    intervals, pending = {}, []
+    for name, value in metrics.items():
+        values = _per_example_values(per_example, name, value)
+        if values is None:
+            pending.append(name)
+            continue
+        means = values[indices].mean(axis=1)
+        intervals[name] = (float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail)))
+    if pending:
+        rescored = [rescore(sample) for sample in indices[:rescore_resamples]]
+        for name in pending:
+            values = np.array([scores[name] for scores in rescored], dtype=float)
+            intervals[name] = (float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail)))
+    return intervals
+
+
+def _per_example_values(per_example: list[dict], name: str, value: float) -> np.ndarray | None:
+    """The per-example values whose mean is ``value``: the example's own ``name``, else ``correct``."""
+    for key in (name, "correct"):
+        if all(key in example for example in per_example):
+            values = np.array([float(example[key]) for example in per_example])
+            if math.isclose(values.mean(), value, rel_tol=1e-9, abs_tol=1e-9):
+                return values
+    return None

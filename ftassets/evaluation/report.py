@@ -1,0 +1,98 @@
+"""The comparison report of one task, as markdown (Dagster metadata) and as one self-contained HTML file.
+
+Figures are matplotlib PNGs embedded as base64, so the HTML opens offline in any browser: the primary
+metric per row with its bootstrap interval, quality against cost per 1k examples, latency percentiles,
+and the worst test examples of every fine-tuned model with prompt, reference and prediction.
+"""
+
+from __future__ import annotations
+
+import html
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from ftassets.config import ResolvedTask
+from ftassets.evaluation.evaluate import markdown_table, summary_columns
+from ftassets.plots import image_data_uri
+
+WORST_EXAMPLES = 3
+
+
+def metric_bars(table: pd.DataFrame, metric: str) -> plt.Figure:
+    labels = [f"{m}\n{v}" for m, v in zip(table.model, table.variant)]
+    values = table[metric].to_numpy(dtype=float)
+    low, high = (table.get(f"{metric}_ci_{end}", table[metric]).to_numpy(dtype=float) for end in ("low", "high"))
+    figure, axes = plt.subplots(figsize=(max(4, 0.9 * len(table)), 3.4))
+    colors = ["#9aa5b1" if v == "base" else "#2f6fdf" for v in table.variant]
+    axes.bar(range(len(table)), values, color=colors, yerr=[values - low, high - values], capsize=4)
+    axes.set_xticks(range(len(table)), labels, fontsize=8)
+    axes.set(ylabel=metric, title=f"{metric} with 95 % bootstrap intervals")
+    axes.grid(axis="y", alpha=0.3)
+    return figure
+
+
+def quality_vs_cost(table: pd.DataFrame, metric: str) -> plt.Figure:
+    figure, axes = plt.subplots(figsize=(5.5, 3.6))
+    for row in table.itertuples():
+        x, y = getattr(row, "cost_per_1k_usd"), getattr(row, metric)
+        axes.scatter(x, y, color="#9aa5b1" if row.variant == "base" else "#2f6fdf")
+        axes.annotate(f"{row.model}/{row.variant}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axes.set(xlabel="cost per 1k examples (USD)", ylabel=metric, title="quality against cost")
+    axes.grid(alpha=0.3)
+    return figure
+
+
+def latency_bars(table: pd.DataFrame) -> plt.Figure:
+    labels = [f"{m}\n{v}" for m, v in zip(table.model, table.variant)]
+    figure, axes = plt.subplots(figsize=(max(4, 0.9 * len(table)), 3.2))
+    positions = range(len(table))
+    for offset, column in ((-0.2, "latency_p50_s"), (0.2, "latency_p95_s")):
+        axes.bar([p + offset for p in positions], table[column], width=0.4, label=column.split("_")[1])
+    axes.set_xticks(list(positions), labels, fontsize=8)
+    axes.set(ylabel="seconds per batch", title="latency (p50, p95)")
+    axes.legend()
+    return figure
+
+
+def worst_examples(predictions: pd.DataFrame, count: int = WORST_EXAMPLES) -> pd.DataFrame:
+    """The lowest-scoring test examples of each fine-tuned model (ties in test order)."""
+    tuned = predictions[predictions.variant != "base"]
+    worst = tuned.sort_values(["model", "correct"], kind="stable").groupby("model", sort=False).head(count)
+    return worst[["model", "id", "prompt", "reference", "prediction", "correct"]]
+
+
+def render(task: ResolvedTask, table: pd.DataFrame, predictions: pd.DataFrame) -> tuple[str, str]:
+    """(markdown, html) of the report."""
+    evaluated = table[table.status == "ok"].reset_index(drop=True)
+    primary = task.primary_metric
+    figures = []
+    if not evaluated.empty:
+        figures = [(f"{primary} by row", metric_bars(evaluated, primary)),
+                   ("quality against cost", quality_vs_cost(evaluated, primary)),
+                   ("latency", latency_bars(evaluated))]
+    images = [(title, image_data_uri(figure)) for title, figure in figures]
+    summary = table[summary_columns(task, table)]
+    worst = worst_examples(predictions) if not predictions.empty else pd.DataFrame()
+    title = f"{task.name}: base against fine-tuned (primary metric: {primary})"
+
+    markdown = [f"# {title}", "", markdown_table(summary), ""]
+    markdown += [f"![{alt}]({uri})" for alt, uri in images]
+    if not worst.empty:
+        markdown += ["", "## Worst examples of each fine-tuned model", "", worst.to_markdown(index=False)]
+
+    page = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;font-size:.85em}"
+        "td,th{border:1px solid #ccc;padding:.25em .5em;text-align:right}td:first-child,th:first-child{text-align:left}"
+        "pre{white-space:pre-wrap;margin:0}img{max-width:100%}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        summary.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""),
+        *[f"<h2>{html.escape(alt)}</h2><img alt='{html.escape(alt)}' src='{uri}'>" for alt, uri in images],
+    ]
+    if not worst.empty:
+        page += ["<h2>Worst examples of each fine-tuned model</h2>",
+                 worst.to_html(index=False, escape=True, float_format=lambda v: f"{v:.3f}")]
+    page += ["<h2>Every column</h2>", table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""), "</body></html>"]
+    return "\n".join(markdown), "\n".join(page)

@@ -1,0 +1,51 @@
+"""The comparison report and the leaderboard, on hand-made evaluation tables."""
+
+import pandas as pd
+import pytest
+
+from ftassets.config import load_project_config
+from ftassets.evaluation.evaluate import comparison_table, leaderboard
+from ftassets.evaluation.report import render, worst_examples
+
+
+@pytest.fixture(scope="module")
+def task():
+    return load_project_config().tasks["classification"]
+
+
+def evaluation_rows(model: str, base: float, tuned: float) -> pd.DataFrame:
+    rows = []
+    for variant, accuracy in (("base", base), ("finetuned", tuned)):
+        rows.append({"model": model, "variant": variant, "status": "ok", "accuracy": accuracy, "accuracy_ci_low": accuracy - 0.05,
+                     "accuracy_ci_high": accuracy + 0.05, "macro_f1": accuracy, "parse_failures": 0.0, "n": 10,
+                     "latency_p50_s": 0.1, "latency_p95_s": 0.2, "latency_p99_s": 0.3, "cost_per_1k_usd": 0.01 + accuracy / 100,
+                     "significant": None if variant == "base" else tuned - base > 0.2})
+    return pd.DataFrame(rows)
+
+
+def predictions(model: str) -> pd.DataFrame:
+    return pd.DataFrame({"id": range(4), "model": model, "variant": "finetuned", "prompt": [f"p{i}" for i in range(4)],
+                         "reference": "positive", "prediction": ["positive", "<b>negative</b>", "positive", "neutral"],
+                         "correct": [1.0, 0.0, 1.0, 0.0]})
+
+
+def test_report_has_tables_figures_and_escaped_worst_examples(task):
+    table = comparison_table(task, ["a", "b", "c"], {"a": evaluation_rows("a", 0.0, 0.8), "b": evaluation_rows("b", 0.0, 0.5)})
+    markdown, page = render(task, table, pd.concat([predictions("a"), predictions("b")]))
+    assert page.count("src='data:image/png;base64,") == 3 and markdown.count("](data:image/png;base64,") == 3
+    assert "&lt;b&gt;negative&lt;/b&gt;" in page and "<b>negative</b>" not in page, "predictions are escaped"
+    assert "delta_accuracy" in markdown and "cost_per_1k_usd" in markdown
+
+
+def test_worst_examples_are_the_lowest_scoring_per_model():
+    worst = worst_examples(pd.concat([predictions("a"), predictions("b")]), count=2)
+    assert list(worst.model) == ["a", "a", "b", "b"] and (worst.correct == 0.0).all()
+
+
+def test_leaderboard_best_rows_and_average_ranks(task):
+    first = comparison_table(task, ["a", "b"], {"a": evaluation_rows("a", 0.0, 0.8), "b": evaluation_rows("b", 0.0, 0.5)})
+    second = comparison_table(task, ["a", "b"], {"a": evaluation_rows("a", 0.1, 0.3), "b": evaluation_rows("b", 0.1, 0.6)})
+    best, board = leaderboard({"t1": first, "t2": second}, {"t1": "accuracy", "t2": "accuracy"})
+    assert best.set_index("task").model.to_dict() == {"t1": "a", "t2": "b"}
+    assert board.set_index("model").average_rank.to_dict() == {"a": 1.5, "b": 1.5}
+    assert list(board.columns[:3]) == ["model", "average_rank", "tasks"]
