@@ -130,11 +130,12 @@ class PipelineRunner:
                 raise ConfigError(f"{flag}: unknown {unknown}; defined in {self.project.config_dir}: {', '.join(known)}")
 
     def _step(self, report: RunReport, assets: list[str], partition: str | None, needed: bool) -> bool:
+        label = partition if partition is not None else "all"
         if not needed:
             report.outcomes.append(StepOutcome(tuple(assets), partition, "current"))
-            self.log(f"  current  {'+'.join(assets)} [{partition}]")
+            self.log(f"  current  {'+'.join(assets)} [{label}]")
             return True
-        self.log(f"  running  {'+'.join(assets)} [{partition}]")
+        self.log(f"  running  {'+'.join(assets)} [{label}]")
         started = time.perf_counter()
         keys = [dg.AssetKey(a) for a in assets]
         result = self.defs.resolve_implicit_job_def_def_for_assets(keys).execute_in_process(
@@ -148,7 +149,7 @@ class PipelineRunner:
         seconds = time.perf_counter() - started
         if result.success:
             report.outcomes.append(StepOutcome(tuple(assets), partition, "ran", seconds))
-            self.log(f"  done     {'+'.join(assets)} [{partition}] in {seconds:.1f}s (run {result.run_id[:8]})")
+            self.log(f"  done     {'+'.join(assets)} [{label}] in {seconds:.1f}s (run {result.run_id[:8]})")
             return True
         errors = [root_cause_message(e.step_failure_data.error) for e in result.get_step_failure_events() if e.step_failure_data.error]
         failed_checks = [
@@ -158,7 +159,7 @@ class PipelineRunner:
         ]
         message = " | ".join(errors + failed_checks) or "run failed; see the run's logs in the Dagster UI"
         report.outcomes.append(StepOutcome(tuple(assets), partition, "failed", seconds, message))
-        self.log(f"  FAILED   {'+'.join(assets)} [{partition}] (run {result.run_id[:8]}): {message}")
+        self.log(f"  FAILED   {'+'.join(assets)} [{label}] (run {result.run_id[:8]}): {message}")
         return False
 
     def _stale(self, asset: str, partition: str, version: str, artifact: tuple[str, ...] | None = None) -> bool:

@@ -26,7 +26,7 @@ def evaluation_rows(model: str, base: float, tuned: float) -> pd.DataFrame:
 def predictions(model: str) -> pd.DataFrame:
     return pd.DataFrame({"id": range(4), "model": model, "variant": "finetuned", "prompt": [f"p{i}" for i in range(4)],
                          "reference": "positive", "prediction": ["positive", "<b>negative</b>", "positive", "neutral"],
-                         "correct": [1.0, 0.0, 1.0, 0.0]})
+                         "parsed": ['"positive"', "null", '"positive"', '"neutral"'], "correct": [1.0, 0.0, 1.0, 0.0]})
 
 
 def test_report_has_tables_figures_and_escaped_worst_examples(task):
@@ -35,6 +35,15 @@ def test_report_has_tables_figures_and_escaped_worst_examples(task):
     assert page.count("src='data:image/png;base64,") == 3 and markdown.count("](data:image/png;base64,") == 3
     assert "&lt;b&gt;negative&lt;/b&gt;" in page and "<b>negative</b>" not in page, "predictions are escaped"
     assert "delta_accuracy" in markdown and "cost_per_1k_usd" in markdown
+    assert markdown.count("## Confusion matrix:") == 2 and "(unparsed)" in page
+
+
+def test_confusion_matrix_counts_reference_against_parsed_answers():
+    from ftassets.evaluation.report import confusion_matrices
+
+    matrix = confusion_matrices(predictions("a"))["a"]
+    assert list(matrix.columns) == ["neutral", "positive", "(unparsed)"]
+    assert matrix.loc["positive"].tolist() == [1, 2, 1]
 
 
 def test_worst_examples_are_the_lowest_scoring_per_model():

@@ -8,6 +8,7 @@ and the worst test examples of every fine-tuned model with prompt, reference and
 from __future__ import annotations
 
 import html
+import json
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -17,6 +18,7 @@ from ftassets.evaluation.evaluate import markdown_table, summary_columns
 from ftassets.plots import image_data_uri
 
 WORST_EXAMPLES = 3
+UNPARSED = "(unparsed)"
 
 
 def metric_bars(table: pd.DataFrame, metric: str) -> plt.Figure:
@@ -62,6 +64,20 @@ def worst_examples(predictions: pd.DataFrame, count: int = WORST_EXAMPLES) -> pd
     return worst[["model", "id", "prompt", "reference", "prediction", "correct"]]
 
 
+def confusion_matrices(predictions: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per fine-tuned model, scikit-learn's confusion matrix of reference (rows) against parsed answer (columns)."""
+    from sklearn.metrics import confusion_matrix
+
+    matrices = {}
+    for model, rows in predictions[predictions.variant != "base"].groupby("model", sort=False):
+        parsed = [json.loads(value) if isinstance(value, str) else None for value in rows.parsed]
+        answers = [UNPARSED if value is None else str(value) for value in parsed]
+        labels = sorted(set(rows.reference) | set(answers) - {UNPARSED}) + ([UNPARSED] if UNPARSED in answers else [])
+        matrix = confusion_matrix(list(rows.reference), answers, labels=labels)
+        matrices[model] = pd.DataFrame(matrix, index=pd.Index(labels, name="reference"), columns=labels)
+    return matrices
+
+
 def render(task: ResolvedTask, table: pd.DataFrame, predictions: pd.DataFrame) -> tuple[str, str]:
     """(markdown, html) of the report."""
     evaluated = table[table.status == "ok"].reset_index(drop=True)
@@ -76,8 +92,11 @@ def render(task: ResolvedTask, table: pd.DataFrame, predictions: pd.DataFrame) -
     worst = worst_examples(predictions) if not predictions.empty else pd.DataFrame()
     title = f"{task.name}: base against fine-tuned (primary metric: {primary})"
 
+    matrices = confusion_matrices(predictions) if task.type == "classification" and "parsed" in predictions else {}
     markdown = [f"# {title}", "", markdown_table(summary), ""]
     markdown += [f"![{alt}]({uri})" for alt, uri in images]
+    for model, matrix in matrices.items():
+        markdown += ["", f"## Confusion matrix: {model} (rows: reference, columns: answer)", "", matrix.to_markdown()]
     if not worst.empty:
         markdown += ["", "## Worst examples of each fine-tuned model", "", worst.to_markdown(index=False)]
 
@@ -91,6 +110,8 @@ def render(task: ResolvedTask, table: pd.DataFrame, predictions: pd.DataFrame) -
         summary.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""),
         *[f"<h2>{html.escape(alt)}</h2><img alt='{html.escape(alt)}' src='{uri}'>" for alt, uri in images],
     ]
+    for model, matrix in matrices.items():
+        page += [f"<h2>Confusion matrix: {html.escape(model)} (rows: reference, columns: answer)</h2>", matrix.to_html()]
     if not worst.empty:
         page += ["<h2>Worst examples of each fine-tuned model</h2>",
                  worst.to_html(index=False, escape=True, float_format=lambda v: f"{v:.3f}")]

@@ -7,7 +7,7 @@ import re
 from numbers import Real
 from typing import Any
 
-from sklearn.metrics import accuracy_score, f1_score
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 from ftassets.tasks._scoring import zero_metrics
 from ftassets.tasks.base import Scored, TaskType
@@ -130,7 +130,10 @@ REVIEW_WRITERS = {"easy": _easy_review, "medium": _medium_review, "hard": _hard_
 class ClassificationTask(TaskType):
     name = "classification"
     fields = ("text",)
-    metric_names = ("accuracy", "macro_f1", "parse_failures")
+    metric_names = (
+        "accuracy", "macro_f1", "macro_precision", "macro_recall", "micro_f1", "micro_precision", "micro_recall",
+        "weighted_f1", "weighted_precision", "weighted_recall", "parse_failures",
+    )
     default_primary_metric = "accuracy"
     default_prompt_template = "Review: {text}\nIs this review positive, negative or neutral?"
     default_max_new_tokens = 8
@@ -190,11 +193,13 @@ class ClassificationTask(TaskType):
         predicted = [UNPARSED if answer is None else answer for answer in parsed]
         # Only the classes present in the data: a task configured with two labels is not capped at 2/3.
         present_labels = [label for label in LABELS if label in truth]
-        metrics = {
-            "accuracy": float(accuracy_score(truth, predicted)),
-            "macro_f1": float(f1_score(truth, predicted, labels=present_labels, average="macro", zero_division=0)),
-            "parse_failures": float(predicted.count(UNPARSED)),
-        }
+        metrics = {"accuracy": float(accuracy_score(truth, predicted))}
+        for average in ("macro", "micro", "weighted"):
+            precision, recall, f1, _ = precision_recall_fscore_support(
+                truth, predicted, labels=present_labels, average=average, zero_division=0
+            )
+            metrics |= {f"{average}_f1": float(f1), f"{average}_precision": float(precision), f"{average}_recall": float(recall)}
+        metrics["parse_failures"] = float(predicted.count(UNPARSED))
         return Scored(metrics, per_example)
 
     def rejected(self, record: dict[str, Any], rng: random.Random) -> str:

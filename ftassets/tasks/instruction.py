@@ -83,7 +83,7 @@ CATEGORIES = {
 class InstructionTask(TaskType):
     name = "instruction"
     fields = ("instruction", "input")
-    metric_names = ("rougeL", "bleu", "exact_match", "parse_failures")
+    metric_names = ("rougeL", "bleu", "chrf", "exact_match", "parse_failures")
     default_primary_metric = "rougeL"
     default_prompt_template = "{instruction}\nInput: {input}"
     default_max_new_tokens = 32
@@ -126,7 +126,7 @@ class InstructionTask(TaskType):
         outputs = [answer or "" for answer in parsed]
         per_example = [{"parsed": answer, "correct": scores["rougeL"], "exact_match": output == reference}
                        for answer, scores, output, reference in zip(parsed, rouge, outputs, references)]
-        metrics = {"rougeL": generation["rougeL"], "bleu": generation["bleu"],
+        metrics = {"rougeL": generation["rougeL"], "bleu": generation["bleu"], "chrf": generation["chrf"],
                    "exact_match": float(accuracy_score(references, outputs)),
                    "parse_failures": generation["parse_failures"]}
         return Scored(metrics, per_example)

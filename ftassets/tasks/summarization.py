@@ -130,7 +130,7 @@ EVENT_WRITERS = {"opening": _opening, "closure": _closure, "festival": _festival
 class SummarizationTask(TaskType):
     name = "summarization"
     fields = ("document",)
-    metric_names = (*ROUGE_TYPES, "bleu", "parse_failures")
+    metric_names = (*ROUGE_TYPES, "bleu", "chrf", "parse_failures")
     default_primary_metric = "rougeL"
     default_prompt_template = "Summarize the document in one sentence.\nDocument: {document}"
     default_max_new_tokens = 64
