@@ -91,7 +91,7 @@ def _finetuned_variant(store, adapter_dir, base_dir, model, task_name, task, tes
     else:
         weights = strategy_for(recipe).load_finetuned(adapter_dir, base_dir, device)
         backend = LocalHFBackend(weights, AutoTokenizer.from_pretrained(base_dir), device=device, batch_size=settings.batch_size, name=model)
-    log(f"evaluating fine-tuned {model!r} on {task_name!r} ({len(test_rows)} examples)")
+    log(f"evaluating {model!r} fine-tuned on {task_name!r}, on {task.name!r} ({len(test_rows)} examples)")
     with backend:
         return evaluate_variant(backend, task, test_rows, model, "finetuned", settings)
 
