@@ -127,11 +127,15 @@ class CompletionLossTrainer(Trainer):
     object would stop transformers from recognising packed rows (position ids restarting per example).
     """
 
+    _keeps_logits: bool | None = None
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
         targets = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
         keep = (targets != IGNORE_INDEX).any(dim=0).nonzero().squeeze(-1)
-        if accepts_logits_to_keep(model):
+        if self._keeps_logits is None:  # the model's signature does not change between steps
+            self._keeps_logits = accepts_logits_to_keep(model)
+        if self._keeps_logits:
             outputs, targets = model(**inputs, use_cache=False, logits_to_keep=keep), targets[:, keep]
         else:
             outputs = model(**inputs, use_cache=False)
