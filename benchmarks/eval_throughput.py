@@ -6,15 +6,20 @@ stop at end of turn); the baseline calls ``model.generate`` once per prompt, as 
 do. The model is the fully fine-tuned embedded model (trained here for a few steps so it answers and
 stops like a fine-tuned model would), on CPU.
 
-    python benchmarks/eval_throughput.py [--task classification] [--batch-size 64] [--threads N]
+    python benchmarks/eval_throughput.py [--task classification] [--rounds 3] [--threads N]
+                                         [--batch-size N] [--max-batch-tokens N]
 
-The last line printed is one JSON object with both figures (generated tokens per second) and ``ratio``.
+Batch limits default to the evaluation's own (``evaluation.batch_size`` / ``max_batch_tokens`` in
+configs/experiments.yaml). Naive and batched runs alternate for ``--rounds`` rounds; the median of each
+is reported. The last line printed is one JSON object with both figures (generated tokens per second)
+and ``ratio``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -49,13 +54,18 @@ def naive_generate(model, tokenizer, conversations, max_new_tokens: int) -> tupl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="classification")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--max-batch-tokens", type=int)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int)
     options = parser.parse_args()
     if options.threads:
         torch.set_num_threads(options.threads)
 
     config = load_project_config()
+    settings = config.experiments.evaluation
+    batch_size = options.batch_size or settings.batch_size
+    max_batch_tokens = options.max_batch_tokens or settings.max_batch_tokens
     task = config.tasks[options.task]
     splits = build_splits(task)
     with tempfile.TemporaryDirectory() as scratch:
@@ -70,11 +80,16 @@ def main() -> None:
 
         conversations = [chat_messages(r["prompt"], system_prompt=task.config.system_prompt) for r in splits["test"]]
         model = load_causal_lm(scratch / "tuned", "cpu").eval()
-        naive_tokens, naive_seconds, naive_texts = naive_generate(model, tokenizer, conversations, task.max_new_tokens)
-        with LocalHFBackend(model, tokenizer, batch_size=options.batch_size) as backend:
+        backend = LocalHFBackend(model, tokenizer, batch_size=batch_size, max_batch_tokens=max_batch_tokens)
+        naive_runs, batched_runs = [], []
+        for round_index in range(options.rounds):
+            naive_tokens, seconds, naive_texts = naive_generate(model, tokenizer, conversations, task.max_new_tokens)
+            naive_runs.append(seconds)
             started = time.perf_counter()
             generations = backend.generate(conversations, task.max_new_tokens)
-            batched_seconds = time.perf_counter() - started
+            batched_runs.append(time.perf_counter() - started)
+            print(f"round {round_index}: naive {naive_runs[-1]:.2f} s, batched {batched_runs[-1]:.2f} s", flush=True)
+        naive_seconds, batched_seconds = statistics.median(naive_runs), statistics.median(batched_runs)
         batched_tokens = sum(g.completion_tokens for g in generations)
         agreement = sum(g.text == text for g, text in zip(generations, naive_texts)) / len(naive_texts)
 
@@ -84,7 +99,9 @@ def main() -> None:
         "device": "cpu",
         "torch_threads": torch.get_num_threads(),
         "prompts": len(conversations),
-        "batch_size": options.batch_size,
+        "batch_size": batch_size,
+        "max_batch_tokens": max_batch_tokens,
+        "rounds": options.rounds,
         "max_new_tokens": task.max_new_tokens,
         "same_text_fraction": round(agreement, 3),
         "naive_tokens_per_second": round(naive_tokens / naive_seconds, 1),

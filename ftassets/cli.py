@@ -27,11 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     validate = commands.add_parser("validate", help="load and cross-check configs/*.yaml")
     validate.add_argument("--config-dir")
     commands.add_parser("recover", help="mark runs whose process was killed as failed and free their gpu pool slots")
+    sync = commands.add_parser("sync", help="register models.yaml's entries as the instance's model partitions (remove deleted ones)")
+    sync.add_argument("--config-dir")
     args = parser.parse_args(argv)
     if getattr(args, "config_dir", None):
         os.environ["FTASSETS_CONFIG_DIR"] = str(Path(args.config_dir).resolve())
     try:
-        return {"validate": _validate, "recover": _recover}.get(args.command, lambda: _run(args))()
+        return {"validate": _validate, "recover": _recover, "sync": _sync}.get(args.command, lambda: _run(args))()
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
@@ -56,6 +58,20 @@ def _recover() -> int:
     return 0
 
 
+def _sync() -> int:
+    ensure_dagster_home()
+    import dagster as dg
+
+    from ftassets.config import load_project_config
+    from ftassets.defs.partitions import sync_model_partitions
+
+    project = load_project_config()
+    added, removed = sync_model_partitions(dg.DagsterInstance.get(), project.models, prune=True)
+    print(f"model partitions in {os.environ['DAGSTER_HOME']}: {len(project.models)} ({', '.join(project.models)}); "
+          f"added {added or 'none'}, removed {removed or 'none'}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     ensure_dagster_home()
     if not args.verbose:
@@ -77,6 +93,10 @@ def _run(args: argparse.Namespace) -> int:
     else:
         tasks, models = project.default_selection()
     tasks, models = args.tasks or tasks, args.models or models
+    if not args.models:
+        from ftassets.azure.settings import without_missing_credentials
+
+        models = without_missing_credentials(project, models, print)
 
     from ftassets.definitions import build_definitions
 

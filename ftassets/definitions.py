@@ -11,6 +11,9 @@ import dagster as dg
 from ftassets.artifacts import default_home
 from ftassets.config import load_project_config
 from ftassets.defs.assets import build_assets
+from ftassets.defs.azure import azure_teardown
+from ftassets.defs.publishing import publish_to_model_store
+from ftassets.defs.checks import build_checks
 from ftassets.defs.partitions import build_partitions
 from ftassets.defs.resources import (
     ArtifactStoreResource,
@@ -18,7 +21,10 @@ from ftassets.defs.resources import (
     ProjectResource,
     TableIOManager,
     TrainerResource,
+    model_store_from_env,
 )
+from ftassets.defs.schedules import build_automation_sensor, build_schedules
+from ftassets.defs.sensors import build_sensors
 
 # Multi-to-single-dimension partition mappings and user data versions are beta in Dagster 1.13; the
 # graph relies on both on purpose (see README), so their warnings would only be noise in every run.
@@ -28,8 +34,14 @@ warnings.filterwarnings("ignore", category=dg.BetaWarning)
 def build_definitions(config_dir: Path | str | None = None, home: Path | str | None = None) -> dg.Definitions:
     project = load_project_config(config_dir)
     home = Path(home) if home else default_home()
+    partitions = build_partitions(project)
+    schedules, jobs = build_schedules(partitions)
     return dg.Definitions(
-        assets=build_assets(build_partitions(project)),
+        assets=build_assets(partitions),
+        asset_checks=build_checks(partitions),
+        sensors=[*build_sensors(partitions), build_automation_sensor()],
+        schedules=schedules,
+        jobs=[*jobs, azure_teardown, publish_to_model_store],
         resources={
             "project": ProjectResource(config_dir=str(project.config_dir)),
             "artifacts": ArtifactStoreResource(root=str(home)),
@@ -44,6 +56,7 @@ def build_definitions(config_dir: Path | str | None = None, home: Path | str | N
                 enabled=os.environ.get("FTASSETS_MLFLOW", "1") != "0",
             ),
             "table_io_manager": TableIOManager(base_dir=str(home / "tables")),
+            "model_store": model_store_from_env(home),
         },
     )
 

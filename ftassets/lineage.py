@@ -21,8 +21,9 @@ CODE_VERSIONS = {
     "tokenized_splits": "1",
     "adapter": "2",
     "merged_model": "1",
-    "evaluation": "2",
-    "comparison": "2",
+    "gguf_export": "1",
+    "evaluation": "3",
+    "comparison": "3",
     "leaderboard": "1",
     "forgetting": "1",
 }
@@ -35,11 +36,24 @@ def fingerprint(asset: str, params: Any, upstream: dict[str, str] | None = None)
 
 
 def dataset_params(project: ProjectConfig, task: str) -> dict[str, Any]:
-    return project.tasks[task].config.model_dump(mode="json")
+    """The task's configuration, plus the accepted incoming files when there are any (so existing
+    fingerprints stay as they were until data is dropped)."""
+    from ftassets.data.incoming import accepted_version
+
+    params = project.tasks[task].config.model_dump(mode="json")
+    incoming = accepted_version(project, task)
+    return {**params, "incoming": incoming} if incoming else params
 
 
 def base_params(project: ProjectConfig, base: str) -> dict[str, Any]:
-    return {"name": base, **project.bases[base].model_dump(mode="json")}
+    params = {"name": base, **project.bases[base].model_dump(mode="json")}
+    if params["source"] == "azure_openai":
+        from ftassets.azure.settings import model_family
+
+        deployment = project.azure.deployments[params["deployment"]]
+        pricing = project.azure.pricing.get(model_family(deployment.model))
+        params |= {"azure_deployment": deployment.model_dump(mode="json"), "pricing": pricing.model_dump(mode="json") if pricing else None}
+    return params
 
 
 def tokenized_params(project: ProjectConfig, task: str, model: str) -> dict[str, Any]:
@@ -79,8 +93,21 @@ def not_applicable(asset: str) -> str:
     return fingerprint(asset, {"not_applicable": True})
 
 
-def evaluation_upstream(dataset: str, base: str, adapter: str | None) -> dict[str, str | None]:
-    return {"dataset": dataset, "base_model": base, "adapter": adapter}
+def cloud_adapter_upstream(dataset: str, base: str) -> dict[str, str]:
+    """A cloud fine-tune trains from the dataset itself (no local tokenization) on the base's model."""
+    return {"dataset": dataset, "base_model": base}
+
+
+def evaluation_upstream(dataset: str, base: str, adapter: str | None, gguf_export: str | None = None) -> dict[str, str | None]:
+    """What an evaluation depends on; the GGUF export only where the cell has one (its rows are evaluated too)."""
+    upstream = {"dataset": dataset, "base_model": base, "adapter": adapter}
+    return upstream | {"gguf_export": gguf_export} if gguf_export else upstream
+
+
+def export_params() -> dict[str, Any]:
+    from ftassets.export.export import ExportSettings
+
+    return ExportSettings().params()
 
 
 def expected_fingerprints(project: ProjectConfig, task: str, model: str) -> dict[str, str]:
@@ -91,7 +118,10 @@ def expected_fingerprints(project: ProjectConfig, task: str, model: str) -> dict
     base = fingerprint("base_model", base_params(project, project.base_of(model)))
     recipe = project.recipe_of(model)
     expected = {"dataset": dataset, "base_model": base}
-    if recipe is None:
+    if recipe is not None and getattr(recipe, "cloud", False):
+        expected |= {name: not_applicable(name) for name in ("tokenized_splits", "merged_model")}
+        adapter = expected["adapter"] = fingerprint("adapter", recipe_params(recipe), cloud_adapter_upstream(dataset, base))
+    elif recipe is None:
         expected |= {name: not_applicable(name) for name in ("tokenized_splits", "adapter", "merged_model")}
         adapter = None
     else:
@@ -104,7 +134,15 @@ def expected_fingerprints(project: ProjectConfig, task: str, model: str) -> dict
         expected["merged_model"] = (
             fingerprint("merged_model", {}, {"adapter": adapter}) if is_mergeable(recipe) else not_applicable("merged_model")
         )
+    from ftassets.export.variants import not_exportable_reason
+
+    exportable = not_exportable_reason(project, model) is None
+    expected["gguf_export"] = (
+        fingerprint("gguf_export", export_params(), {"merged_model": expected["merged_model"]}) if exportable
+        else not_applicable("gguf_export")
+    )
     expected["evaluation"] = fingerprint(
-        "evaluation", evaluation_params(project, task), evaluation_upstream(dataset, base, adapter)
+        "evaluation", evaluation_params(project, task),
+        evaluation_upstream(dataset, base, adapter, expected["gguf_export"] if exportable else None),
     )
     return expected

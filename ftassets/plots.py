@@ -11,12 +11,21 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def image_data_uri(figure: plt.Figure) -> str:
-    """The figure as a ``data:image/png;base64,...`` URI (and closed)."""
+def png_bytes(figure: plt.Figure) -> bytes:
+    """The figure as PNG (and closed)."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(figure)
-    return f"data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}"
+    return buffer.getvalue()
+
+
+def data_uri(png: bytes) -> str:
+    return f"data:image/png;base64,{base64.b64encode(png).decode()}"
+
+
+def image_data_uri(figure: plt.Figure) -> str:
+    """The figure as a ``data:image/png;base64,...`` URI (and closed)."""
+    return data_uri(png_bytes(figure))
 
 
 def markdown_image(figure: plt.Figure, alt: str) -> str:

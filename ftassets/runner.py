@@ -3,7 +3,7 @@
 One Dagster run cannot span assets with different partitions definitions, so the runner launches
 runs in lineage order through Dagster's API, each recorded in the instance like a UI launch:
 one run per task for ``dataset``, one per model entry for ``base_model``, one per (task, model)
-cell for ``tokenized_splits -> adapter -> merged_model -> evaluation``, and one per task for
+cell for ``tokenized_splits -> adapter -> merged_model -> gguf_export -> evaluation``, and one per task for
 ``comparison``. A partition is skipped when its latest materialization and its artifact's
 manifest both carry the fingerprint the configuration implies (``ftassets/lineage.py``); a cell
 starts at its first stale asset. A failed step blocks only what depends on it.
@@ -23,11 +23,12 @@ from ftassets import lineage
 from ftassets.artifacts import ArtifactStore, read_manifest
 from ftassets.config import ConfigError, ProjectConfig
 from ftassets.defs.assets import comparison_version
-from ftassets.defs.partitions import cell_key
+from ftassets.defs.partitions import cell_key, sync_model_partitions
 from ftassets.evaluation.evaluate import markdown_table, summary_columns
+from ftassets.export.variants import not_exportable_reason
 from ftassets.training.recipes import is_mergeable
 
-CELL_ASSETS = ("tokenized_splits", "adapter", "merged_model", "evaluation")
+CELL_ASSETS = ("tokenized_splits", "adapter", "merged_model", "gguf_export", "evaluation")
 
 
 @dataclass
@@ -68,6 +69,7 @@ class PipelineRunner:
 
     def run(self, tasks: list[str], models: list[str], force: bool = False, forgetting: bool = True) -> RunReport:
         self._check_selection(tasks, models)
+        sync_model_partitions(self.instance, self.project.models)
         report = RunReport()
         expected = {(t, m): lineage.expected_fingerprints(self.project, t, m) for t in tasks for m in models}
         broken: set[tuple[str, str]] = set()
@@ -175,6 +177,7 @@ class PipelineRunner:
             "tokenized_splits": ("tokenized_splits", model, task),
             "adapter": ("adapter", model, task),
             "merged_model": ("merged_model", model, task),
+            "gguf_export": ("gguf_export", model, task) if not_exportable_reason(self.project, model) is None else None,
             "evaluation": ("evaluation", model, task),
         }
         recipe = self.project.recipe_of(model)
@@ -182,6 +185,8 @@ class PipelineRunner:
             applicable.update(tokenized_splits=None, adapter=None, merged_model=None)
         elif not is_mergeable(recipe):
             applicable["merged_model"] = None
+        if getattr(recipe, "cloud", False):
+            applicable["tokenized_splits"] = None
         key = cell_key(task, model)
         for index, asset in enumerate(CELL_ASSETS):
             if self._stale(asset, key, expected[asset], applicable[asset]):

@@ -78,6 +78,12 @@ class MlflowTracker:
             client.log_artifacts(run.run_id, str(artifact_dir), artifact_path)
         client.set_terminated(run.run_id, "FINISHED")
 
+    def log_files(self, name: str, tags: dict[str, str], directory: Path, metrics: dict[str, float] | None = None) -> MlflowRunRef:
+        """One finished run holding ``directory``'s files as artifacts (a report and its figures), with metrics."""
+        run = self.start_run(name, tags, {})
+        self.finish(run, metrics or {}, directory, artifact_path="report")
+        return run
+
     def fail(self, run: MlflowRunRef, reason: str) -> None:
         client = self._client()
         client.set_tag(run.run_id, "failure", reason[:5000])

@@ -101,3 +101,11 @@ def test_reference_perplexity_falls_with_fine_tuning(taught_model_dir, tiny_base
         untuned = base.perplexity(prompts, answers)
     assert 1.0 <= tuned < 2.0 < untuned
     assert min(one_by_one) <= tuned <= max(one_by_one), "padding in a batch does not change the answer tokens' likelihood"
+
+
+def test_batches_are_bounded_by_prompt_count_and_padded_tokens(taught_model_dir):
+    backend = LocalHFBackend(model_dir=taught_model_dir, device="cpu", batch_size=3, max_batch_tokens=20)
+    prompts = [[0] * length for length in (2, 3, 4, 4, 5, 9, 10, 30)]
+    batches = backend._batches(list(range(len(prompts))), prompts)
+    assert batches == [[0, 1, 2], [3, 4], [5, 6], [7]], "3 prompts at most; 20 padded tokens unless a prompt alone is longer"
+    assert sorted(i for batch in batches for i in batch) == list(range(len(prompts)))

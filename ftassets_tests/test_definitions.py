@@ -17,7 +17,14 @@ def _partitions(spec: dg.AssetSpec) -> object:
     if pdef is None:
         return None
     if isinstance(pdef, dg.MultiPartitionsDefinition):
-        return {d.name: sorted(d.partitions_def.get_partition_keys()) for d in pdef.partitions_defs}
+        return {d.name: _keys(d.partitions_def) for d in pdef.partitions_defs}
+    return _keys(pdef)
+
+
+def _keys(pdef: dg.PartitionsDefinition) -> object:
+    """Static keys come from the YAML; the dynamic model dimension lives in the instance (named here)."""
+    if isinstance(pdef, dg.DynamicPartitionsDefinition):
+        return {"dynamic": pdef.name}
     return sorted(pdef.get_partition_keys())
 
 
@@ -54,13 +61,14 @@ def test_asset_graph_matches_snapshot():
 
 def test_keys_and_partitions_are_the_documented_ones():
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
-    assert set(specs) == {"dataset", "base_model", "tokenized_splits", "adapter", "merged_model", "evaluation", "comparison", "leaderboard", "forgetting"}
-    for name in ("tokenized_splits", "adapter", "merged_model", "evaluation"):
+    assert set(specs) == {"dataset", "base_model", "tokenized_splits", "adapter", "merged_model", "gguf_export", "evaluation", "comparison", "leaderboard", "forgetting"}
+    for name in ("tokenized_splits", "adapter", "merged_model", "gguf_export", "evaluation"):
         pdef = specs[name].partitions_def
         assert isinstance(pdef, dg.MultiPartitionsDefinition)
         assert sorted(d.name for d in pdef.partitions_defs) == ["model", "task"]
     assert isinstance(specs["dataset"].partitions_def, dg.StaticPartitionsDefinition)
     assert specs["comparison"].partitions_def == specs["dataset"].partitions_def
+    assert specs["base_model"].partitions_def == dg.DynamicPartitionsDefinition(name="models"), "models.yaml entries, synced into the instance"
     for name in ("base_model", "adapter", "evaluation"):
         assert defs.resolve_assets_def(name).op.pool == "gpu"
 

@@ -12,7 +12,7 @@ import pytest
 from ftassets.artifacts import ArtifactStore, read_manifest
 from ftassets.config import load_project_config
 from ftassets.definitions import build_definitions
-from ftassets.defs.partitions import cell_key
+from ftassets.defs.partitions import cell_key, sync_model_partitions
 from ftassets.runner import PipelineRunner, root_cause_message
 
 REPO = Path(__file__).resolve().parents[1]
@@ -21,19 +21,8 @@ METHODS = {"tiny-lora": "lora", "tiny-qlora": "qlora", "tiny-dora": "dora", "tin
            "tiny-prefix": "prefix", "tiny-ptuning": "ptuning", "tiny-dpo": "dpo"}
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e")
-    dagster_home, home = root / "dagster_home", root / "ftassets_home"
-    dagster_home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
-    project = load_project_config(REPO / "configs")
-    defs = build_definitions(project.config_dir, home)
-    instance = dg.DagsterInstance.from_config(str(dagster_home))
-    runner = PipelineRunner(defs, project, ArtifactStore(home), instance, log=lambda line: print(line, flush=True))
-    assert list(project.experiments.experiments["methods"].models) == list(METHODS), "one shipped entry per method"
-    first = runner.run(["classification"], list(METHODS), forgetting=False)
-    return dict(root=root, dagster_home=dagster_home, home=home, project=project, defs=defs, instance=instance, runner=runner, first=first)
+def test_the_methods_experiment_has_one_shipped_entry_per_method(world):
+    assert list(world["project"].experiments.experiments["methods"].models) == list(METHODS)
 
 
 def test_full_lineage_materializes_and_fine_tuning_beats_base(world):
@@ -81,12 +70,30 @@ def test_comparison_report_is_self_contained_html_with_figures(world):
     assert "http://" not in page and "https://" not in page, "nothing to fetch: it opens offline"
     report = (directory / "report.md").read_text()
     assert "accuracy_ci_low" in report and "cost_per_1k_usd" in report and "significant" in report
+    assert sorted(p.name for p in (directory / "figures").iterdir()) == ["accuracy.png", "latency.png", "quality_vs_cost.png"]
+
+
+def test_comparison_report_and_figures_are_logged_to_mlflow(world):
+    from mlflow import MlflowClient
+
+    from ftassets.tracking import default_tracking_uri
+
+    record = world["instance"].fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("comparison"), asset_partitions=["classification"]), limit=1
+    ).records[0].asset_materialization
+    client = MlflowClient(default_tracking_uri(world["home"]))
+    run = client.get_run(record.metadata["mlflow_run_id"].value)
+    assert run.info.status == "FINISHED" and run.data.tags["dagster.partition"] == "classification"
+    assert run.data.metrics["accuracy/tiny-full/finetuned"] >= 0.8
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "report")} | {
+        a.path for a in client.list_artifacts(run.info.run_id, "report/figures")}
+    assert {"report/report.html", "report/report.md", "report/figures/accuracy.png", "report/figures/quality_vs_cost.png"} <= logged
 
 
 def test_evaluation_loads_from_the_instance_with_predictions_beside_it(world):
     key = cell_key("classification", "tiny-lora")
     evaluation = world["defs"].load_asset_value("evaluation", partition_key=key, instance=world["instance"])
-    assert list(evaluation.variant) == ["base", "finetuned"]
+    assert list(evaluation.variant) == ["base", "finetuned", "gguf-q8_0", "gguf-q4_k_m"]
     predictions = world["home"] / "artifacts" / "evaluation" / "tiny-lora" / "classification" / "predictions.parquet"
     import pandas as pd
 
@@ -261,6 +268,7 @@ def test_a_killed_training_run_resumes_from_its_last_checkpoint(world, tmp_path)
     models["models"]["tiny-resume"] = {"base": "tiny", "recipe": "lora"}
     (config_dir / "models.yaml").write_text(yaml.safe_dump(models))
     project = load_project_config(config_dir)
+    sync_model_partitions(world["instance"], project.models)  # what `ftassets sync` does before a CLI materialization
     defs = build_definitions(config_dir, world["home"])
     for asset, partition in (("base_model", "tiny-resume"), ("tokenized_splits", cell_key("classification", "tiny-resume"))):
         defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey(asset)]).execute_in_process(

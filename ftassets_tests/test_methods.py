@@ -166,6 +166,12 @@ def test_prompt_learning_cannot_merge_but_generates(trained, tiny_base_dir, toke
     assert (last[0] - own).abs().max() > 1e-3
     assert (own - base).abs().max() > 1e-2
 
+    # generate() must apply the virtual tokens too, not only forward() (transformers 5.24 dropped them there).
+    with torch.inference_mode():
+        first_step = model.generate(input_ids=torch.tensor([prompts[0]]), attention_mask=torch.ones(1, len(prompts[0]), dtype=torch.long),
+                                    max_new_tokens=1, do_sample=False, output_logits=True, return_dict_in_generate=True).logits[0][0]
+    assert torch.allclose(first_step, own, atol=1e-4), "generation ignores the trained virtual tokens"
+
 
 # validation: bad values fail before any model is loaded, or before training starts
 

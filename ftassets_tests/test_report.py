@@ -24,18 +24,31 @@ def evaluation_rows(model: str, base: float, tuned: float) -> pd.DataFrame:
 
 
 def predictions(model: str) -> pd.DataFrame:
-    return pd.DataFrame({"id": range(4), "model": model, "variant": "finetuned", "prompt": [f"p{i}" for i in range(4)],
+    return pd.DataFrame({"id": range(4), "model": model, "variant": "finetuned", "prompt": [f"p{i}\nsecond line" for i in range(4)],
                          "reference": "positive", "prediction": ["positive", "<b>negative</b>", "positive", "neutral"],
                          "parsed": ['"positive"', "null", '"positive"', '"neutral"'], "correct": [1.0, 0.0, 1.0, 0.0]})
 
 
 def test_report_has_tables_figures_and_escaped_worst_examples(task):
     table = comparison_table(task, ["a", "b", "c"], {"a": evaluation_rows("a", 0.0, 0.8), "b": evaluation_rows("b", 0.0, 0.5)})
-    markdown, page = render(task, table, pd.concat([predictions("a"), predictions("b")]))
+    report = render(task, table, pd.concat([predictions("a"), predictions("b")]))
+    markdown, page = report.markdown, report.html
     assert page.count("src='data:image/png;base64,") == 3 and markdown.count("](data:image/png;base64,") == 3
+    assert sorted(report.figures) == ["accuracy.png", "latency.png", "quality_vs_cost.png"]
+    assert all(png.startswith(b"\x89PNG") for png in report.figures.values())
     assert "&lt;b&gt;negative&lt;/b&gt;" in page and "<b>negative</b>" not in page, "predictions are escaped"
+    assert "p0<br>second line" in page, "a prompt's line breaks show as line breaks"
     assert "delta_accuracy" in markdown and "cost_per_1k_usd" in markdown
     assert markdown.count("## Confusion matrix:") == 2 and "(unparsed)" in page
+    summary = markdown.split("\n\n")[1]
+    assert "| c " not in summary and "Not evaluated yet: c." in markdown, "the summary shows evaluated rows only"
+
+
+def test_report_files_are_written_beside_each_other(task, tmp_path):
+    table = comparison_table(task, ["a"], {"a": evaluation_rows("a", 0.0, 0.8)})
+    render(task, table, predictions("a")).write(tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {"report.md", "report.html", "figures"}
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["accuracy.png", "latency.png", "quality_vs_cost.png"]
 
 
 def test_confusion_matrix_counts_reference_against_parsed_answers():

@@ -16,6 +16,13 @@ class Generation:
     latency_s: float
     prompt_tokens: int
     completion_tokens: int
+    first_token_s: float | None = None
+    """Seconds until the first token arrived, where the backend streams."""
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    """Part of ``completion_tokens`` that a reasoning model spent thinking (billed as output)."""
+    cost_usd: float | None = None
+    """What the call cost, where the backend knows its price (API backends with a pricing table)."""
 
 
 class ModelBackend(ABC):

@@ -1,5 +1,8 @@
 """A transformers causal LM in this process, generating greedily in length-sorted, left-padded batches.
 
+A batch holds at most ``batch_size`` prompts and at most ``max_batch_tokens`` padded prompt tokens, so
+short prompts share few large batches (fewer, better-filled forward passes) and long ones stay within memory.
+
 Prompts are encoded with the same chat-template code as training, and generation stops on the same
 end-of-turn token that training labels (``stop_token_ids``), plus the eos ids the model declares.
 """
@@ -23,7 +26,7 @@ class LocalHFBackend(ModelBackend):
     """Either pass a loaded ``model`` and ``tokenizer`` (kept on their device), or a ``model_dir`` to load."""
 
     def __init__(self, model: torch.nn.Module | None = None, tokenizer=None, *, model_dir: Path | None = None,
-                 device: str = "auto", batch_size: int = 32, name: str = "local") -> None:
+                 device: str = "auto", batch_size: int = 128, max_batch_tokens: int = 16384, name: str = "local") -> None:
         if (model is None) == (model_dir is None):
             raise ValueError("pass either model (with tokenizer) or model_dir")
         if model is None:
@@ -32,7 +35,8 @@ class LocalHFBackend(ModelBackend):
             tokenizer = tokenizer or load_tokenizer(Path(model_dir))
         if tokenizer is None:
             raise ValueError("a model passed directly needs its tokenizer")
-        self.model, self.tokenizer, self.name, self.batch_size = model.eval(), tokenizer, name, batch_size
+        self.model, self.tokenizer, self.name = model.eval(), tokenizer, name
+        self.batch_size, self.max_batch_tokens = batch_size, max_batch_tokens
         self.device = str(next(model.parameters()).device)
         self.stop_ids = stop_token_ids(tokenizer, getattr(model, "generation_config", None))
         # Left padding is masked out by the attention mask, so any id will do when a tokenizer has no pad.
@@ -62,9 +66,11 @@ class LocalHFBackend(ModelBackend):
         return [results[i] for i in range(len(prompts))]
 
     def _batches(self, order: list[int], prompts: list[list[int]]) -> list[list[int]]:
+        """Consecutive prompts of ``order`` (shortest first), so each new prompt is its batch's longest."""
         batches: list[list[int]] = []
         for i in order:
             if (not batches or len(batches[-1]) == self.batch_size
+                    or (len(batches[-1]) + 1) * len(prompts[i]) > self.max_batch_tokens
                     or (self.pad_free and len(prompts[i]) != len(prompts[batches[-1][0]]))):
                 batches.append([])
             batches[-1].append(i)

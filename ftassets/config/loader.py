@@ -214,3 +214,6 @@ def _check_references(
             require("experiments.yaml", f"experiments.{name}.models[{index}]", model, models.models, "model")
     for name, deployment in azure.deployments.items():
         require("azure.yaml", f"deployments.{name}.endpoint", deployment.endpoint, azure.endpoints, "endpoint")
+    from ftassets.azure.settings import check_api_entries
+
+    check_api_entries(config_dir, models, experiments.recipes, azure)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, StringConstraints
+from pydantic import (
+    BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, StringConstraints,
+    model_validator,
+)
 
 from ftassets.training.recipes import Recipe
 
@@ -73,7 +76,35 @@ class HuggingFaceBase(_Strict):
     chat_template: str | None = Field(None, description="Overrides the tokenizer's template when it has none.")
 
 
-BaseConfig = Annotated[Union[EmbeddedBase, HuggingFaceBase], Field(discriminator="source")]
+class AzureOpenAIBase(_Strict):
+    """An Azure OpenAI deployment named in azure.yaml: no weights, evaluated (and cloud fine-tuned) through the API."""
+
+    source: Literal["azure_openai"]
+    deployment: Slug = Field(description="A key of `deployments` in azure.yaml.")
+
+
+class OpenAICompatibleBase(_Strict):
+    """Any OpenAI-compatible chat endpoint (vLLM, Ollama, llama.cpp's server, OpenAI): no weights."""
+
+    source: Literal["openai_compatible"]
+    base_url_env: EnvVarName = Field(description="Name of the env var holding the base URL, e.g. http://127.0.0.1:8000/v1")
+    api_key_env: EnvVarName | None = Field(None, description="Name of the env var holding the key; None: no key.")
+    model: str = Field(min_length=1)
+    reasoning_model: bool = False
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    concurrency: PositiveInt = 8
+    timeout_s: PositiveFloat = 120.0
+    max_retries: NonNegativeInt = 4
+    pricing: TokenPricing | None = None
+
+
+API_SOURCES = ("azure_openai", "openai_compatible")
+"""Base sources reached over HTTP: no local weights, so nothing to tokenize, train locally or merge."""
+
+BaseConfig = Annotated[
+    Union[EmbeddedBase, HuggingFaceBase, AzureOpenAIBase, OpenAICompatibleBase], Field(discriminator="source")
+]
 
 
 class ModelEntry(_Strict):
@@ -114,7 +145,10 @@ class JudgeSettings(_Strict):
 
 
 class EvaluationSettings(_Strict):
-    batch_size: PositiveInt = 32
+    batch_size: PositiveInt = 128
+    """Most prompts per generation batch of a local model."""
+    max_batch_tokens: PositiveInt = 16384
+    """Most padded prompt tokens per generation batch: bounds a batch's memory when prompts are long."""
     max_test_examples: PositiveInt | None = None
     confidence: float = Field(0.95, gt=0, lt=1)
     bootstrap_resamples: PositiveInt = 1000
@@ -126,11 +160,37 @@ class EvaluationSettings(_Strict):
     judge: JudgeSettings = JudgeSettings()
 
 
+class AutomationSettings(_Strict):
+    """Sensors, schedules and the regression check (ftassets/defs/sensors.py, schedules.py, checks.py)."""
+
+    incoming_dir: str = "incoming"
+    """Drop folder for new rows: ``<incoming_dir>/<task>/*.jsonl``; relative paths are relative to the folder
+    that holds ``configs/``."""
+    regression_threshold: NonNegativeFloat = 0.05
+    """Largest allowed drop of a variant's primary metric between two evaluations of one partition."""
+
+
 class ExperimentsFile(_Strict):
     default_experiment: Slug = "default"
     recipes: dict[Slug, Recipe]
     experiments: dict[Slug, Experiment]
     evaluation: EvaluationSettings = EvaluationSettings()
+    automation: AutomationSettings = AutomationSettings()
+
+
+class TokenPricing(_Strict):
+    """List price of an API model in USD per 1M tokens, as of a date; reasoning tokens bill as output."""
+
+    input_per_1m: NonNegativeFloat
+    cached_input_per_1m: NonNegativeFloat | None = Field(None, description="None: cached input bills as input.")
+    output_per_1m: NonNegativeFloat
+    as_of: str = Field(description="Date of the price list, e.g. 2025-08-07: prices change, keep it current.")
+    deployment_type: str = "GlobalStandard"
+
+    def cost(self, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> float:
+        cached_price = self.input_per_1m if self.cached_input_per_1m is None else self.cached_input_per_1m
+        uncached = max(prompt_tokens - cached_tokens, 0)
+        return (uncached * self.input_per_1m + cached_tokens * cached_price + completion_tokens * self.output_per_1m) / 1e6
 
 
 class AzureEndpoint(_Strict):
@@ -138,23 +198,82 @@ class AzureEndpoint(_Strict):
     api_key_env: EnvVarName | None = Field(None, description="Name of the env var holding the key; None: Entra ID.")
     api_version: str = "2025-04-01-preview"
     auth: Literal["api_key", "entra_id"] = "api_key"
+    api: Literal["deployments", "v1"] = Field(
+        "deployments", description="deployments: /openai/deployments/{name}/...?api-version=; v1: /openai/v1/ (no api-version)."
+    )
+    ad_token_env: EnvVarName = Field(
+        "AZURE_OPENAI_AD_TOKEN", description="entra_id: a token acquired elsewhere, if set; else DefaultAzureCredential."
+    )
+    timeout_s: PositiveFloat = 120.0
+    max_retries: NonNegativeInt = 5
+    concurrency: PositiveInt = 16
+
+    @model_validator(mode="after")
+    def _key_auth_names_its_variable(self) -> "AzureEndpoint":
+        if self.auth == "api_key" and self.api_key_env is None:
+            raise ValueError("auth is api_key but api_key_env is not set: name the env var holding the key, or use auth: entra_id")
+        return self
 
 
 class AzureDeployment(_Strict):
     endpoint: Slug
     deployment: str
     model: str
+    model_version: str | None = Field(None, description="e.g. 2025-04-14; a fine-tuning job names the model with it.")
     deployment_type: Literal["Standard", "GlobalStandard", "DataZoneStandard", "GlobalBatch", "Developer"] = (
         "GlobalStandard"
     )
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+
+
+class FineTuningPricing(_Strict):
+    """What a cloud fine-tune costs: training tokens (x epochs) and, once deployed, hosting per hour."""
+
+    training_per_1m_tokens: NonNegativeFloat
+    hosting_per_hour: NonNegativeFloat
+    as_of: str
+    inference: TokenPricing | None = None
+    """Per-token price of calling the fine-tuned deployment; None: the base model's price."""
+
+
+class AzureFineTuning(_Strict):
+    poll_interval_s: PositiveFloat = 30.0
+    timeout_hours: PositiveFloat = 72.0
+    pricing: dict[str, FineTuningPricing] = {}
+    """Per fine-tunable base model (gpt-4.1-mini, ...)."""
+
+
+class AzureMLSettings(_Strict):
+    """Our own training strategies as an Azure ML command job (trainer launcher ``azureml``)."""
+
+    workspace_env: EnvVarName = "AZUREML_WORKSPACE"
+    compute: str = Field("gpu-cluster", description="A compute cluster of the workspace.")
+    environment: str = "azureml://registries/azureml/environments/acpt-pytorch-2.2-cuda12.1/labels/latest"
+    instance_count: PositiveInt = 1
+    process_count_per_instance: PositiveInt = 1
+    distribution: Literal["pytorch", "mpi"] = "pytorch"
+    pipes_storage_url_env: EnvVarName = Field(
+        "AZURE_STORAGE_ACCOUNT_URL", description="Blob account through which Dagster Pipes talks to the job."
+    )
+    pipes_container: str = "dagster-pipes"
+    poll_interval_s: PositiveFloat = 15.0
 
 
 class AzureFile(_Strict):
     endpoints: dict[Slug, AzureEndpoint] = {}
     deployments: dict[Slug, AzureDeployment] = {}
+    pricing: dict[str, TokenPricing] = {}
+    """Inference price per model name (a deployment's ``model``); a fine-tune of a model bills at its base's price."""
+    fine_tuning: AzureFineTuning = AzureFineTuning()
     subscription_id_env: EnvVarName = "AZURE_SUBSCRIPTION_ID"
     resource_group_env: EnvVarName = "AZURE_RESOURCE_GROUP"
     account_name_env: EnvVarName = "AZURE_OPENAI_ACCOUNT"
+    management_url: str = "https://management.azure.com"
+    management_token_env: EnvVarName = Field(
+        "AZURE_MANAGEMENT_TOKEN", description="A control-plane token acquired elsewhere, if set; else DefaultAzureCredential."
+    )
+    azure_ml: AzureMLSettings = AzureMLSettings()
 
 
 SCHEMAS: dict[str, type[_Strict]] = {

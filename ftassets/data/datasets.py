@@ -64,6 +64,25 @@ def build_splits(task: ResolvedTask) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+def add_incoming(task: ResolvedTask, splits: dict[str, list[dict[str, Any]]], records: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
+    """Append accepted incoming rows (``ftassets/data/incoming.py``) to the train split, rendered like generated
+    rows. The validation and test splits stay frozen, so evaluations before and after stay comparable; a row whose
+    prompt is already in any split is skipped (no duplicates, no contamination)."""
+    task_type = get_task_type(task.type)
+    seen = {row["prompt"] for rows in splits.values() for row in rows}
+    added, skipped = [], 0
+    for record in records:
+        prompt = task_type.render_prompt(record, task.prompt_template)
+        if prompt in seen:
+            skipped += 1
+            continue
+        seen.add(prompt)
+        row_id = f"{task.name}-incoming-{len(added):06d}"
+        rejected = task_type.rejected(record, random.Random(f"{task.config.seed}:{row_id}"))
+        added.append({"id": row_id, **record, "prompt": prompt, "answer": task_type.reference(record), "rejected": rejected})
+    return {**splits, "train": splits["train"] + added}, {"incoming_rows_added": len(added), "incoming_rows_skipped": skipped}
+
+
 def write_splits(directory: Path, splits: dict[str, list[dict[str, Any]]]) -> None:
     for name, rows in splits.items():
         with open(directory / f"{name}.jsonl", "w") as handle:

@@ -1,6 +1,6 @@
 """The asset graph, read top to bottom:
 
-dataset (task) -> base_model (model) -> tokenized_splits -> adapter -> merged_model -> evaluation
+dataset (task) -> base_model (model) -> tokenized_splits -> adapter -> merged_model -> gguf_export -> evaluation
 (task x model) -> comparison (task).
 
 Each asset loads its inputs, calls one plain-Python function, writes its artifact atomically with a
@@ -18,8 +18,12 @@ from pydantic import ValidationError
 from ftassets import lineage
 from ftassets.artifacts import ArtifactStore, directory_bytes, read_manifest, write_manifest
 from ftassets.config import ConfigError, ProjectConfig
+from ftassets.config.schemas import API_SOURCES
 from ftassets.defs.partitions import ProjectPartitions, cell_of
 from ftassets.defs.resources import ArtifactStoreResource, MlflowResource, ProjectResource, TrainerResource
+from ftassets.defs.metadata import table_metadata
+from ftassets.defs.schedules import refresh_when_upstream_updates
+from ftassets.export.export import CHECKS as GGUF_CHECKS
 from ftassets.training.recipes import parse_recipe
 
 GROUP = "finetuning"
@@ -60,10 +64,11 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
     def dataset(context: dg.AssetExecutionContext, project: ProjectResource, artifacts: ArtifactStoreResource):
         """Seeded synthetic train / validation / test splits of one task, as JSONL, with quality gates."""
         from ftassets.data import datasets as data
+        from ftassets.data.incoming import accepted_rows
 
         config, store = project.project, artifacts.store
         task = config.tasks[context.partition_key]
-        splits = data.build_splits(task)
+        splits, incoming = data.add_incoming(task, data.build_splits(task), accepted_rows(config, task.name))
         outcomes = data.check_splits(task, splits)
         version = lineage.fingerprint("dataset", lineage.dataset_params(config, task.name))
         directory = store.path("dataset", task.name)
@@ -78,6 +83,7 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
             metadata={
                 "path": dg.MetadataValue.path(str(directory)),
                 **{f"{name}_rows": count for name, count in counts.items()},
+                **incoming,
                 "label_distribution": dg.MetadataValue.json(data.label_distribution(task, splits)),
                 "length_statistics": dg.MetadataValue.json(data.length_stats(splits)),
                 "preview": dg.MetadataValue.md(data.preview(splits).to_markdown(index=False)),
@@ -112,6 +118,8 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         base_name = config.base_of(context.partition_key)
         version = lineage.fingerprint("base_model", lineage.base_params(config, base_name))
         directory = store.path("base_model", base_name)
+        if config.bases[base_name].source in API_SOURCES:
+            return _api_base(config, store, base_name, directory, version)
         with store.lock(f"base_model-{base_name}"):
             manifest = read_manifest(directory)
             built = manifest is None or manifest.get("fingerprint") != version
@@ -163,6 +171,9 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         recipe = config.recipe_of(model)
         if recipe is None:
             return _not_applicable("tokenized_splits", f"model {model!r} has no recipe: nothing to train", check="no_fully_masked_examples")
+        if getattr(recipe, "cloud", False):
+            return _not_applicable("tokenized_splits", f"{recipe.method} trains in the cloud from the dataset's JSONL",
+                                   check="no_fully_masked_examples")
         task = config.tasks[task_name]
         base_dir = store.path("base_model", config.base_of(model))
         upstream = _upstream_versions(store, dataset=("dataset", task_name), base_model=("base_model", config.base_of(model)))
@@ -236,6 +247,8 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
             return _not_applicable("adapter", f"model {model!r} has no recipe: it is evaluated as a base model only")
         recipe = resolve_recipe(project_config, model, config)
         context.log.info(f"recipe for {model}/{task_name}: {recipe.model_dump_json()}")
+        if getattr(recipe, "cloud", False):
+            return _cloud_adapter(context, project_config, store, model, task_name, recipe, mlflow)
         upstream = _upstream_versions(store, tokenized_splits=("tokenized_splits", model, task_name))
         version = lineage.fingerprint("adapter", lineage.recipe_params(recipe), upstream)
         directory = store.path("adapter", model, task_name)
@@ -309,6 +322,8 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         task_name, model = cell_of(context)
         if config.recipe_of(model) is None:
             return _not_applicable("merged_model", f"model {model!r} has no recipe: nothing to merge")
+        if getattr(config.recipe_of(model), "cloud", False):
+            return _not_applicable("merged_model", "a cloud fine-tune is served by its deployment: no weights to merge")
         adapter_dir = store.path("adapter", model, task_name)
         upstream = _upstream_versions(store, adapter=("adapter", model, task_name))
         adapter_manifest = read_manifest(adapter_dir)
@@ -332,8 +347,67 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         partitions_def=partitions.task_model,
+        deps=[merged_model, dg.AssetDep(dataset, partition_mapping=task_of_cell)],
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"gguf"},
+        code_version=lineage.CODE_VERSIONS["gguf_export"],
+        check_specs=[dg.AssetCheckSpec(name, asset="gguf_export", blocking=True) for name in GGUF_CHECKS],
+    )
+    def gguf_export(context: dg.AssetExecutionContext, project: ProjectResource, artifacts: ArtifactStoreResource):
+        """The merged model as f16, q8_0 and q4_k_m GGUF files for llama.cpp and Ollama, with a Modelfile, behind a
+        parity gate: identical token ids, chat template and special ids, and q8_0 greedy decoding that agrees
+        with transformers on the test prompts."""
+        from ftassets.data.datasets import read_splits
+        from ftassets.export.export import ExportSettings, export_gguf
+        from ftassets.export.variants import not_exportable_reason
+        from ftassets.training.tokenize import chat_messages
+
+        config, store = project.project, artifacts.store
+        task_name, model = cell_of(context)
+        if (reason := not_exportable_reason(config, model)) is not None:
+            return dg.MaterializeResult(
+                metadata={"applicable": False, "reason": reason},
+                data_version=dg.DataVersion(lineage.not_applicable("gguf_export")),
+                check_results=[dg.AssetCheckResult(check_name=name, passed=True, description=f"not applicable: {reason}")
+                               for name in GGUF_CHECKS],
+            )
+        task, settings = config.tasks[task_name], ExportSettings()
+        upstream = _upstream_versions(store, merged_model=("merged_model", model, task_name))
+        version = lineage.fingerprint("gguf_export", lineage.export_params(), upstream)
+        test_rows = read_splits(store.path("dataset", task_name))["test"][: settings.parity_prompts]
+        conversations = [chat_messages(row["prompt"], system_prompt=task.config.system_prompt) for row in test_rows]
+        directory = store.path("gguf_export", model, task_name)
+        with store.writing(directory) as staging:
+            result = export_gguf(store.path("merged_model", model, task_name), staging, f"{model}-{task_name}", conversations,
+                                 settings, context.log.info)
+            write_manifest(staging, asset="gguf_export", partition=[task_name, model], fingerprint=version, upstream=upstream,
+                           summary=result.summary)
+        quantizations = result.summary["quantizations"]
+        return dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(directory)),
+                "files": dg.MetadataValue.md(_gguf_table(result.summary)),
+                **{f"{quant}_size_mb": facts["size_mb"] for quant, facts in quantizations.items()},
+                **{f"{quant}_greedy_agreement": g["agreement"] for quant, g in result.summary["parity"]["greedy"].items()},
+                **{f"{quant}_top1_agreement": s["top1_agreement"] for quant, s in result.summary["parity"]["logits"].items()},
+                "fallback_tensors": dg.MetadataValue.json({q: f["fallback_tensors"] for q, f in quantizations.items()}),
+                "modelfile": dg.MetadataValue.path(str(directory / "Modelfile")) if result.summary["modelfile"]
+                else result.summary["modelfile_problem"],
+            },
+            data_version=dg.DataVersion(version),
+            check_results=[
+                dg.AssetCheckResult(check_name=c.name, passed=c.passed, description=c.description,
+                                    metadata={"details": dg.MetadataValue.json(c.metadata)})
+                for c in result.checks
+            ],
+        )
+
+    @dg.asset(
+        partitions_def=partitions.task_model,
         deps=[
             merged_model,
+            gguf_export,
             adapter,
             dg.AssetDep(dataset, partition_mapping=task_of_cell),
             dg.AssetDep(base_model, partition_mapping=model_of_cell),
@@ -376,15 +450,16 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         kinds={"pandas"},
         code_version=lineage.CODE_VERSIONS["comparison"],
         io_manager_key="table_io_manager",
+        automation_condition=refresh_when_upstream_updates(),
     )
     def comparison(
         context: dg.AssetExecutionContext, evaluation: dict[str, pd.DataFrame], project: ProjectResource,
-        artifacts: ArtifactStoreResource,
+        artifacts: ArtifactStoreResource, mlflow: MlflowResource,
     ) -> dg.Output[pd.DataFrame]:
         """Every model entry of the task, base against fine-tuned: metrics with bootstrap intervals, the gain on
         the primary metric and its significance, latency and cost; plus a markdown and a self-contained HTML
-        report with figures and each fine-tuned model's worst examples."""
-        from ftassets.evaluation.evaluate import comparison_table, markdown_table
+        report with figures and each fine-tuned model's worst examples, also logged to MLflow as one run."""
+        from ftassets.evaluation.evaluate import comparison_table, markdown_table, summary_columns
         from ftassets.evaluation.report import render
 
         config, store = project.project, artifacts.store
@@ -395,18 +470,20 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         missing = sorted(set(table.loc[table.status == "missing", "model"]))
         predictions = [store.path("evaluation", model, task.name) / "predictions.parquet" for model in by_model]
         predictions = pd.concat([pd.read_parquet(path) for path in predictions if path.exists()] or [pd.DataFrame()], ignore_index=True)
-        report_md, report_html = render(task, table, predictions)
+        report = render(task, table, predictions)
         directory = store.path("comparison", task.name)
         with store.writing(directory) as staging:
-            (staging / "report.md").write_text(report_md)
-            (staging / "report.html").write_text(report_html)
+            report.write(staging)
             write_manifest(staging, asset="comparison", partition=task.name, fingerprint=version)
+        tracked = mlflow.log_report(context, f"comparison/{task.name}", directory, comparison_metrics(table, task.primary_metric))
         return dg.Output(
             table,
             metadata={
-                "report": dg.MetadataValue.md(report_md),
+                "report": dg.MetadataValue.md(report.markdown),
+                **({"mlflow_run_id": tracked.run_id, "mlflow_tracking_uri": tracked.tracking_uri} if tracked else {}),
                 "report_html": dg.MetadataValue.path(str(directory / "report.html")),
                 "table": dg.MetadataValue.md(markdown_table(table)),
+                "summary": table_metadata(table[summary_columns(task, table)]),
                 "primary_metric": task.primary_metric,
                 "missing_models": dg.MetadataValue.json(missing),
             },
@@ -420,6 +497,7 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         kinds={"pandas"},
         code_version=lineage.CODE_VERSIONS["leaderboard"],
         io_manager_key="table_io_manager",
+        automation_condition=refresh_when_upstream_updates(),
     )
     def leaderboard(comparison: dict[str, pd.DataFrame], project: ProjectResource) -> dg.Output[pd.DataFrame]:
         """Across every task compared so far: the best row per task, and each model entry's average rank."""
@@ -471,7 +549,13 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
             data_version=dg.DataVersion(forgetting_version(config, store, model)),
         )
 
-    return [dataset, base_model, tokenized_splits, adapter, merged_model, evaluation, comparison, leaderboard, forgetting]
+    return [dataset, base_model, tokenized_splits, adapter, merged_model, gguf_export, evaluation, comparison, leaderboard, forgetting]
+
+
+def comparison_metrics(table: pd.DataFrame, primary: str) -> dict[str, float]:
+    """The primary metric of every evaluated row, as MLflow metrics named ``<primary>/<model>/<variant>``."""
+    evaluated = table[table.status == "ok"]
+    return {f"{primary}/{m}/{v}": float(score) for m, v, score in zip(evaluated.model, evaluated.variant, evaluated[primary])}
 
 
 def comparison_version(evaluation_versions: dict[str, str]) -> str:
@@ -493,6 +577,66 @@ def resolve_recipe(project: ProjectConfig, model: str, overrides: AdapterConfig)
         raise ConfigError(f"run config ops.adapter.config for recipe {name!r}: {problems}") from None
 
 
+def _api_base(config: ProjectConfig, store: ArtifactStore, base_name: str, directory, version: str) -> dg.MaterializeResult:
+    """An API base has no weights: its artifact is the record of the endpoint, deployment and price it names.
+    Resolving it checks the credentials' variables first, so a missing one fails here, at once, by name."""
+    from ftassets.azure.settings import resolve_base
+
+    target = resolve_base(config, base_name)
+    with store.lock(f"base_model-{base_name}"), store.writing(directory) as staging:
+        write_manifest(staging, asset="base_model", base=base_name, fingerprint=version,
+                       config=lineage.base_params(config, base_name), api=target.describe())
+    return dg.MaterializeResult(
+        metadata={"path": dg.MetadataValue.path(str(directory)), "base": base_name, "weights": "none: served by the API",
+                  "api": dg.MetadataValue.json(target.describe())},
+        data_version=dg.DataVersion(version),
+    )
+
+
+def _cloud_adapter(context, project: ProjectConfig, store: ArtifactStore, model: str, task_name: str, recipe, mlflow) -> dg.MaterializeResult:
+    """A cloud fine-tune: JSONL export, upload, job (events to this log), results.csv, deployment; tracked in MLflow."""
+    from ftassets.azure.finetuning import log_to_mlflow
+    from ftassets.azure.lifecycle import fine_tune_and_deploy
+    from ftassets.data.datasets import read_splits
+    from ftassets.plots import loss_curve, markdown_image
+
+    upstream = lineage.cloud_adapter_upstream(store.fingerprint("dataset", task_name), store.fingerprint("base_model", project.base_of(model)))
+    version = lineage.fingerprint("adapter", lineage.recipe_params(recipe), upstream)
+    tracker = mlflow.tracker()
+    tracked = tracker.start_run(f"{model}/{task_name}", params=recipe.model_dump(mode="json"), tags={
+        "dagster.run_id": context.run_id, "dagster.partition": context.partition_key, "ftassets.task": task_name,
+        "ftassets.model": model, "ftassets.method": recipe.method, "ftassets.fingerprint": version}) if tracker else None
+    directory = store.path("adapter", model, task_name)
+    try:
+        with store.writing(directory) as staging:
+            tuned = fine_tune_and_deploy(project, model, task_name, recipe, read_splits(store.path("dataset", task_name)), staging,
+                                         version, context.log.info, work_dir=store.work_path("adapter", model, task_name))
+            write_manifest(staging, asset="adapter", partition=[task_name, model], fingerprint=version, upstream=upstream,
+                           recipe=recipe.model_dump(mode="json"), mlflow_run_id=tracked.run_id if tracked else None, **tuned.manifest_facts())
+    except BaseException as error:
+        if tracked:
+            tracker.fail(tracked, f"{type(error).__name__}: {error}")
+        raise
+    outcome, deployment = tuned.outcome, tuned.deployment
+    if tracked:
+        log_to_mlflow(tracked, outcome)
+        tracker.finish(tracked, {"trained_tokens": outcome.trained_tokens, "training_cost_usd": tuned.training_cost_usd,
+                                 "hosting_per_hour_usd": deployment.hosting_per_hour_usd, "wall_seconds": outcome.seconds}, directory)
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(directory)), "strategy": recipe.method, "job_id": outcome.job_id,
+            "fine_tuned_model": outcome.fine_tuned_model, "statuses": dg.MetadataValue.json(outcome.statuses_seen),
+            "trained_tokens": outcome.trained_tokens, "training_cost_usd": tuned.training_cost_usd,
+            "deployment": deployment.name, "hosting_per_hour_usd": deployment.hosting_per_hour_usd, "deployment_expires": deployment.expires,
+            "loss_curve": dg.MetadataValue.md(markdown_image(loss_curve(outcome.train_loss, outcome.val_loss, f"{model} on {task_name}"),
+                                                             "loss curve") + "\n\n" + _loss_table(outcome.train_loss, outcome.val_loss)),
+            "recipe": dg.MetadataValue.json(recipe.model_dump(mode="json")),
+            **({"mlflow_run_id": tracked.run_id, "mlflow_tracking_uri": tracked.tracking_uri} if tracked else {}),
+        },
+        data_version=dg.DataVersion(version),
+    )
+
+
 def _upstream_versions(store: ArtifactStore, **assets: tuple[str, ...]) -> dict[str, str]:
     return {label: store.fingerprint(*location) for label, location in assets.items()}
 
@@ -503,6 +647,16 @@ def _not_applicable(asset: str, reason: str, check: str | None = None) -> dg.Mat
         data_version=dg.DataVersion(lineage.not_applicable(asset)),
         check_results=[dg.AssetCheckResult(check_name=check, passed=True, description=f"not applicable: {reason}")] if check else None,
     )
+
+
+def _gguf_table(summary: dict[str, Any]) -> str:
+    rows = ["| quant type | file | MB | tensor types | greedy agreement | top-1 agreement | max abs logit delta |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for quant, facts in summary["quantizations"].items():
+        greedy, logits = summary["parity"]["greedy"][quant], summary["parity"]["logits"][quant]
+        rows.append(f"| {quant} | {facts['file']} | {facts['size_mb']} | {facts['tensor_types']} | {greedy['agreement']:.3f} | "
+                    f"{logits['top1_agreement']:.3f} | {logits['max_abs_logit_delta']:.4f} |")
+    return "\n".join(rows)
 
 
 def _final_metrics(result) -> dict[str, float]:

@@ -1,13 +1,16 @@
 """Resources: the project configuration, the artifact store, the trainer, and the table IO manager."""
 
 
+import contextlib
 import json
 import sys
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import dagster as dg
 import pandas as pd
+from dagster_azure.blob import AzureBlobStorageResource
 from pydantic import PrivateAttr
 
 from ftassets.artifacts import ArtifactStore
@@ -38,7 +41,7 @@ class ArtifactStoreResource(dg.ConfigurableResource):
         return ArtifactStore(self.root)
 
 
-LAUNCHERS = ("in_process", "subprocess", "accelerate")
+LAUNCHERS = ("in_process", "subprocess", "accelerate", "azureml")
 
 
 class TrainerResource(dg.ConfigurableResource):
@@ -75,6 +78,8 @@ class TrainerResource(dg.ConfigurableResource):
         )
         if self.launcher == "in_process":
             return run(request, context.log.info)
+        if self.launcher == "azureml":
+            return self._train_on_azure_ml(context, request, Path(out_dir))
         request_path = request.write(Path(checkpoint_dir) / "request.json")
         (request_path.parent / RESULT_FILE).unlink(missing_ok=True)
         if self.launcher == "subprocess":
@@ -89,6 +94,33 @@ class TrainerResource(dg.ConfigurableResource):
         context.log.info(f"training in a child process: {' '.join(command)}")
         dg.PipesSubprocessClient().run(command=command, context=context).get_results()
         return TrainingResult(**json.loads((request_path.parent / RESULT_FILE).read_text()))
+
+
+    def _train_on_azure_ml(self, context: dg.AssetExecutionContext, request: Any, out_dir: Path):
+        """A command job on the workspace's compute (``azure_ml`` in azure.yaml), followed through Dagster Pipes."""
+        from dagster_azure.pipes import PipesAzureBlobStorageContextInjector, PipesAzureBlobStorageMessageReader, PipesAzureMLClient
+
+        from ftassets.azure.azureml import download_adapter, training_command, workspace_clients, write_recipe
+        from ftassets.training.trainer import TrainingResult
+
+        azure = load_project_config().azure
+        ml_client, blob = workspace_clients(azure)
+        settings = azure.azure_ml
+        command = training_command(settings, request, write_recipe(request, Path(request.checkpoint_dir)), Path(__file__).resolve().parents[2],
+                                   display_name=f"ftassets {context.partition_key}", pipes_storage_url=blob.url,
+                                   tags={"dagster.run_id": context.run_id, "dagster.partition": str(context.partition_key)})
+        pipes = PipesAzureMLClient(
+            client=ml_client, poll_interval_seconds=settings.poll_interval_s,
+            context_injector=PipesAzureBlobStorageContextInjector(container=settings.pipes_container, client=blob),
+            message_reader=PipesAzureBlobStorageMessageReader(container=settings.pipes_container, client=blob),
+        )
+        invocation = pipes.run(context=context, command=command)
+        job_name = str(getattr(invocation.metadata["AzureML Job Name"], "value", invocation.metadata["AzureML Job Name"]))
+        download_adapter(ml_client, job_name, out_dir)
+        [result] = invocation.get_custom_messages()[-1:] or [None]
+        if result is None:
+            raise RuntimeError(f"Azure ML job {job_name} finished without reporting its training result through Pipes")
+        return TrainingResult(**result)
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -109,6 +141,56 @@ class MlflowResource(dg.ConfigurableResource):
         return MlflowTracker(self.tracking_uri or default_tracking_uri(Path(self.home)), self.experiment,
                              None if self.tracking_uri else Path(self.home) / "mlflow" / "artifacts")
 
+    def log_report(self, context: dg.AssetExecutionContext, name: str, directory: Path, metrics: dict[str, float]):
+        """One MLflow run with a report's files and its metrics, tagged with the Dagster run and partition."""
+        tracker = self.tracker()
+        if tracker is None:
+            return None
+        tags = {"dagster.run_id": context.run_id, "dagster.asset": context.asset_key.to_user_string(),
+                "dagster.partition": context.partition_key if context.has_partition_key else ""}
+        return tracker.log_files(name, tags, directory, metrics)
+
+
+class LocalModelStoreResource(dg.ConfigurableResource):
+    """The model store on a local or mounted folder (``ftassets/storage/local.py``)."""
+
+    root: str
+
+    @contextlib.contextmanager
+    def store(self) -> Iterator[Any]:
+        from ftassets.storage import LocalModelStore
+
+        yield LocalModelStore(self.root)
+
+
+class BlobModelStoreResource(dg.ConfigurableResource):
+    """The model store in an Azure Blob Storage container, through dagster-azure's ``AzureBlobStorageResource``
+    (key, SAS, DefaultAzureCredential or anonymous; ``ftassets/storage/blob.py``)."""
+
+    blob_storage: AzureBlobStorageResource
+    container: str = "ftassets-models"
+    prefix: str = ""
+
+    @contextlib.contextmanager
+    def store(self) -> Iterator[Any]:
+        from ftassets.storage import BlobModelStore
+
+        with self.blob_storage.get_client() as service:
+            yield BlobModelStore(service.get_container_client(self.container), self.prefix)
+
+
+def model_store_from_env(home: Path) -> dg.ConfigurableResource:
+    """Blob storage when ``$FTASSETS_MODEL_STORE_BLOB_URL`` names an account (https://<account>.blob.core.windows.net,
+    DefaultAzureCredential; container ``$FTASSETS_MODEL_STORE_CONTAINER``), else ``<home>/model_store``."""
+    import os
+
+    from dagster_azure.blob import AzureBlobStorageDefaultCredential
+
+    if url := os.environ.get("FTASSETS_MODEL_STORE_BLOB_URL"):
+        return BlobModelStoreResource(blob_storage=AzureBlobStorageResource(account_url=url, credential=AzureBlobStorageDefaultCredential()),
+                                      container=os.environ.get("FTASSETS_MODEL_STORE_CONTAINER", "ftassets-models"))
+    return LocalModelStoreResource(root=str(Path(home) / "model_store"))
+
 
 class ParquetTableIOManager(dg.UPathIOManager):
     extension = ".parquet"
@@ -121,6 +203,14 @@ class ParquetTableIOManager(dg.UPathIOManager):
 
     def load_from_path(self, context: dg.InputContext, path) -> pd.DataFrame:
         return pd.read_parquet(path)
+
+    def load_input(self, context: dg.InputContext):
+        """An input typed ``dict[str, DataFrame]`` (comparison, leaderboard) gets ``{partition key: table}`` also when its
+        partition mapping yields one partition or none; UPathIOManager alone would pass the bare table or None."""
+        value = super().load_input(context)
+        if context.has_asset_partitions and typing.get_origin(context.dagster_type.typing_type) is dict and not isinstance(value, dict):
+            return {} if value is None else {context.asset_partition_keys[0]: value}
+        return value
 
 
 class TableIOManager(dg.ConfigurableIOManagerFactory):

@@ -19,8 +19,9 @@ from ftassets.training.tokenize import chat_messages
 
 IDENTITY_COLUMNS = ["model", "variant", "status"]
 TIMING_COLUMNS = [
-    "n", "latency_mean_s", "latency_p50_s", "latency_p95_s", "latency_p99_s", "generated_tokens_per_s", "seconds",
-    "prompt_tokens", "completion_tokens", "peak_memory_mb", "device", "cost_per_1k_usd",
+    "n", "latency_mean_s", "latency_p50_s", "latency_p95_s", "latency_p99_s", "ttft_p50_s", "ttft_p95_s",
+    "generated_tokens_per_s", "seconds", "prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens",
+    "peak_memory_mb", "device", "cost_usd", "cost_per_1k_usd",
 ]
 SIGNIFICANCE_COLUMNS = ["delta_ci_low", "delta_ci_high", "significant", "mcnemar_p"]
 JUDGE_COLUMNS = ["judge_score", "judge_parse_failures"]
@@ -38,8 +39,8 @@ def evaluate_variant(
 ) -> VariantEvaluation:
     """Generate an answer for every test row, parse and score it with bootstrap intervals, time it and cost it.
 
-    A local row's cost per 1k examples is its measured seconds per example times the configured price of
-    its device per hour (``evaluation.price_per_device_hour_usd``)."""
+    An API row's cost is what its calls cost (usage x the deployment's pricing); a local row's is its measured
+    seconds times the configured price of its device per hour (``evaluation.price_per_device_hour_usd``)."""
     task_type = get_task_type(task.type)
     conversations = [chat_messages(row["prompt"], system_prompt=task.config.system_prompt) for row in test_rows]
     start = time.perf_counter()
@@ -54,6 +55,8 @@ def evaluate_variant(
         confidence=settings.confidence, resamples=settings.bootstrap_resamples,
     )
     latency = latency_summary([g.latency_s for g in generations] or [0.0])
+    first_tokens = [g.first_token_s for g in generations if g.first_token_s is not None]
+    first_token = latency_summary(first_tokens) if first_tokens else {"p50": math.nan, "p95": math.nan}
     completion_tokens = sum(g.completion_tokens for g in generations)
     perplexity = backend.perplexity([r["prompt"] for r in test_rows], [r["answer"] for r in test_rows], task.config.system_prompt)
     judged = {}
@@ -62,7 +65,7 @@ def evaluate_variant(
 
         judged = LLMJudge.from_settings(settings.judge).score([r["prompt"] for r in test_rows], [r["answer"] for r in test_rows], texts)
     device = getattr(backend, "device", "api").split(":")[0]
-    price = settings.price_per_device_hour_usd.get(device, math.nan)
+    cost = _cost_usd(generations, seconds, settings.price_per_device_hour_usd.get(device, math.nan))
     row = {
         "model": model,
         "variant": variant,
@@ -76,13 +79,18 @@ def evaluate_variant(
         "latency_p50_s": latency["p50"],
         "latency_p95_s": latency["p95"],
         "latency_p99_s": latency["p99"],
+        "ttft_p50_s": first_token["p50"],
+        "ttft_p95_s": first_token["p95"],
         "generated_tokens_per_s": completion_tokens / seconds if seconds else 0.0,
         "seconds": seconds,
         "prompt_tokens": sum(g.prompt_tokens for g in generations),
+        "cached_tokens": sum(g.cached_tokens for g in generations),
         "completion_tokens": completion_tokens,
+        "reasoning_tokens": sum(g.reasoning_tokens for g in generations),
         "peak_memory_mb": float(getattr(backend, "peak_memory_mb", math.nan)),
         "device": device,
-        "cost_per_1k_usd": seconds / max(len(test_rows), 1) * 1000 / 3600 * price,
+        "cost_usd": cost,
+        "cost_per_1k_usd": cost / max(len(test_rows), 1) * 1000,
     }
     predictions = pd.DataFrame(
         {
@@ -97,9 +105,18 @@ def evaluate_variant(
             "latency_s": [g.latency_s for g in generations],
             "prompt_tokens": [g.prompt_tokens for g in generations],
             "completion_tokens": [g.completion_tokens for g in generations],
+            "first_token_s": [g.first_token_s for g in generations],
+            "cost_usd": [g.cost_usd for g in generations],
         }
     )
     return VariantEvaluation(row, predictions)
+
+
+def _cost_usd(generations: list, seconds: float, price_per_hour: float) -> float:
+    """Billed usage where the backend prices its calls (NaN when some call has no price), else device time."""
+    if any(g.cost_usd is not None for g in generations):
+        return math.nan if any(g.cost_usd is None for g in generations) else sum(g.cost_usd for g in generations)
+    return seconds / 3600 * price_per_hour
 
 
 def comparison_table(task: ResolvedTask, model_names: list[str], evaluations: dict[str, pd.DataFrame]) -> pd.DataFrame:

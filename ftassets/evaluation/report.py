@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import html
 import json
+from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from ftassets.config import ResolvedTask
 from ftassets.evaluation.evaluate import markdown_table, summary_columns
-from ftassets.plots import image_data_uri
+from ftassets.plots import data_uri, png_bytes
 
 WORST_EXAMPLES = 3
 UNPARSED = "(unparsed)"
@@ -35,11 +37,17 @@ def metric_bars(table: pd.DataFrame, metric: str) -> plt.Figure:
 
 
 def quality_vs_cost(table: pd.DataFrame, metric: str) -> plt.Figure:
+    """One point per row; the base rows of entries sharing a base are one point (same scores, same cost)."""
     figure, axes = plt.subplots(figsize=(5.5, 3.6))
-    for row in table.itertuples():
+    points = table.assign(label=[f"{m}/{v}" for m, v in zip(table.model, table.variant)])
+    base = points.variant == "base"
+    shared = points[base].groupby([metric, "cost_per_1k_usd"], sort=False, dropna=False).model.agg(list).reset_index()
+    shared["label"] = [f"base of {models[0]}" + (f" (+{len(models) - 1} entries)" if len(models) > 1 else "") for models in shared.model]
+    shared["variant"] = "base"
+    for row in pd.concat([shared, points[~base]], ignore_index=True).itertuples():
         x, y = getattr(row, "cost_per_1k_usd"), getattr(row, metric)
         axes.scatter(x, y, color="#9aa5b1" if row.variant == "base" else "#2f6fdf")
-        axes.annotate(f"{row.model}/{row.variant}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        axes.annotate(row.label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     axes.set(xlabel="cost per 1k examples (USD)", ylabel=metric, title="quality against cost")
     axes.grid(alpha=0.3)
     return figure
@@ -78,22 +86,40 @@ def confusion_matrices(predictions: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return matrices
 
 
-def render(task: ResolvedTask, table: pd.DataFrame, predictions: pd.DataFrame) -> tuple[str, str]:
-    """(markdown, html) of the report."""
+@dataclass(frozen=True)
+class Report:
+    markdown: str
+    html: str
+    figures: dict[str, bytes]
+    """PNG files by name (``accuracy.png``, ``quality_vs_cost.png``, ``latency.png``), also embedded in both."""
+
+    def write(self, directory: Path) -> None:
+        """``report.md``, ``report.html`` and ``figures/*.png`` in ``directory``."""
+        (directory / "report.md").write_text(self.markdown)
+        (directory / "report.html").write_text(self.html)
+        (directory / "figures").mkdir(exist_ok=True)
+        for name, png in self.figures.items():
+            (directory / "figures" / name).write_bytes(png)
+
+
+def render(task: ResolvedTask, table: pd.DataFrame, predictions: pd.DataFrame) -> Report:
     evaluated = table[table.status == "ok"].reset_index(drop=True)
     primary = task.primary_metric
-    figures = []
+    figures = {}
     if not evaluated.empty:
-        figures = [(f"{primary} by row", metric_bars(evaluated, primary)),
-                   ("quality against cost", quality_vs_cost(evaluated, primary)),
-                   ("latency", latency_bars(evaluated))]
-    images = [(title, image_data_uri(figure)) for title, figure in figures]
-    summary = table[summary_columns(task, table)]
+        figures = {f"{primary}.png": (f"{primary} by row", metric_bars(evaluated, primary)),
+                   "quality_vs_cost.png": ("quality against cost", quality_vs_cost(evaluated, primary)),
+                   "latency.png": ("latency", latency_bars(evaluated))}
+    pngs = {name: png_bytes(figure) for name, (_, figure) in figures.items()}
+    images = [(title, data_uri(pngs[name])) for name, (title, _) in figures.items()]
+    summary = evaluated[summary_columns(task, table)]
+    pending = list(dict.fromkeys(table.model[table.status != "ok"]))
+    pending_line = f"Not evaluated yet: {', '.join(pending)}." if pending else ""
     worst = worst_examples(predictions) if not predictions.empty else pd.DataFrame()
     title = f"{task.name}: base against fine-tuned (primary metric: {primary})"
 
     matrices = confusion_matrices(predictions) if task.type == "classification" and "parsed" in predictions else {}
-    markdown = [f"# {title}", "", markdown_table(summary), ""]
+    markdown = [f"# {title}", "", markdown_table(summary), "", pending_line, ""]
     markdown += [f"![{alt}]({uri})" for alt, uri in images]
     for model, matrix in matrices.items():
         markdown += ["", f"## Confusion matrix: {model} (rows: reference, columns: answer)", "", matrix.to_markdown()]
@@ -108,12 +134,14 @@ def render(task: ResolvedTask, table: pd.DataFrame, predictions: pd.DataFrame) -
         "pre{white-space:pre-wrap;margin:0}img{max-width:100%}</style></head><body>",
         f"<h1>{html.escape(title)}</h1>",
         summary.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""),
+        f"<p>{html.escape(pending_line)}</p>" if pending_line else "",
         *[f"<h2>{html.escape(alt)}</h2><img alt='{html.escape(alt)}' src='{uri}'>" for alt, uri in images],
     ]
     for model, matrix in matrices.items():
         page += [f"<h2>Confusion matrix: {html.escape(model)} (rows: reference, columns: answer)</h2>", matrix.to_html()]
     if not worst.empty:
+        texts = {column: lambda v: html.escape(str(v)).replace("\n", "<br>") for column in worst.columns if worst[column].dtype == object}
         page += ["<h2>Worst examples of each fine-tuned model</h2>",
-                 worst.to_html(index=False, escape=True, float_format=lambda v: f"{v:.3f}")]
+                 worst.to_html(index=False, escape=False, formatters=texts, float_format=lambda v: f"{v:.3f}")]
     page += ["<h2>Every column</h2>", table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""), "</body></html>"]
-    return "\n".join(markdown), "\n".join(page)
+    return Report("\n".join(markdown), "\n".join(page), pngs)

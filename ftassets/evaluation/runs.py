@@ -13,6 +13,7 @@ from ftassets.artifacts import ArtifactStore, read_manifest, write_manifest
 from ftassets.config import ProjectConfig
 from ftassets.data.datasets import read_splits
 from ftassets.evaluation.evaluate import VariantEvaluation, evaluate_variant, significance
+from ftassets.export.variants import gguf_variants, not_exportable_reason
 from ftassets.training.recipes import parse_recipe
 
 
@@ -35,14 +36,18 @@ def evaluate_cell(
     recipe = project.recipe_of(model)
     adapter_version = store.fingerprint("adapter", model, task_name) if recipe is not None else None
     params = lineage.evaluation_params(project, task_name)
-    version = lineage.fingerprint("evaluation", params, lineage.evaluation_upstream(dataset_version, base_version, adapter_version))
+    exported = not_exportable_reason(project, model) is None
+    gguf_version = store.fingerprint_if_built("gguf_export", model, task_name) if exported else None
+    upstream = lineage.evaluation_upstream(dataset_version, base_version, adapter_version, gguf_version)
+    version = lineage.fingerprint("evaluation", params, upstream)
 
     test_rows = read_splits(store.path("dataset", task_name))["test"][: project.experiments.evaluation.max_test_examples]
     settings = project.experiments.evaluation
     base_key = lineage.fingerprint("evaluation", params, lineage.evaluation_upstream(dataset_version, base_version, None))
-    variants = [_base_variant(store, base_key, base_dir, task, test_rows, model, device, settings, log)]
+    variants = [_base_variant(project, store, base_key, base_dir, task, test_rows, model, device, settings, log)]
     if adapter_version is not None:
-        variants.append(_finetuned_variant(store, adapter_dir, base_dir, model, task_name, task, test_rows, device, settings, log))
+        variants.append(_finetuned_variant(project, store, adapter_dir, base_dir, model, task_name, task, test_rows, device, settings, log))
+        variants += gguf_variants(project, store, model, task_name, task, test_rows, variants[-1].row, settings, log)
 
     predictions = pd.concat([v.predictions for v in variants], ignore_index=True)
     table = pd.DataFrame([v.row for v in variants])
@@ -56,15 +61,15 @@ def evaluate_cell(
     return CellEvaluation(table, directory / "predictions.parquet", version)
 
 
-def _base_variant(store, key, base_dir, task, test_rows, model, device, settings, log) -> VariantEvaluation:
+def _base_variant(project, store, key, base_dir, task, test_rows, model, device, settings, log) -> VariantEvaluation:
     """Entries sharing a base share its scores on a test split: computed once, then read back."""
-    from ftassets.backends.local_hf import LocalHFBackend
+    from ftassets.backends.azure_openai import backend_for_base
 
     cache = store.root / "cache" / "base_evaluation" / key
     with store.lock(f"base-evaluation-{key}"):
         if not (cache / "predictions.parquet").exists():
             log(f"evaluating base {base_dir.name!r} on {task.name!r} ({len(test_rows)} examples)")
-            with LocalHFBackend(model_dir=base_dir, device=device, batch_size=settings.batch_size, name=base_dir.name) as backend:
+            with backend_for_base(project, base_dir.name, base_dir, device, settings.batch_size) as backend:
                 result = evaluate_variant(backend, task, test_rows, model, "base", settings)
             with store.writing(cache) as staging:
                 result.predictions.to_parquet(staging / "predictions.parquet", index=False)
@@ -75,26 +80,35 @@ def _base_variant(store, key, base_dir, task, test_rows, model, device, settings
     return VariantEvaluation(row, pd.read_parquet(cache / "predictions.parquet").assign(model=model))
 
 
-def _finetuned_variant(store, adapter_dir, base_dir, model, task_name, task, test_rows, device, settings, log) -> VariantEvaluation:
+def _finetuned_variant(project, store, adapter_dir, base_dir, model, task_name, task, test_rows, device, settings, log) -> VariantEvaluation:
+    log(f"evaluating {model!r} fine-tuned on {task_name!r}, on {task.name!r} ({len(test_rows)} examples)")
+    with _finetuned_backend(project, store, adapter_dir, base_dir, model, task_name, device, settings) as backend:
+        return evaluate_variant(backend, task, test_rows, model, "finetuned", settings)
+
+
+def _finetuned_backend(project, store, adapter_dir, base_dir, model, task_name, device, settings):
+    """The fine-tune of ``model`` on ``task_name``: its merged weights, its adapter on the base (not mergeable),
+    or the deployment a cloud fine-tune was deployed to."""
     from transformers import AutoTokenizer
 
     from ftassets.backends.local_hf import LocalHFBackend
     from ftassets.training.strategies import strategy_for
 
     recipe = parse_recipe(read_manifest(adapter_dir)["recipe"])
+    if getattr(recipe, "cloud", False):
+        from ftassets.backends.azure_openai import backend_for_cloud_finetune
+
+        return backend_for_cloud_finetune(project, project.base_of(model), read_manifest(adapter_dir), model)
     if recipe.mergeable:
         merged_dir = store.path("merged_model", model, task_name)
         merged = read_manifest(merged_dir)
         if merged is None or merged["upstream"]["adapter"] != read_manifest(adapter_dir)["fingerprint"]:
             raise FileNotFoundError(f"merged_model for {model}/{task_name} is missing or older than its adapter; materialize merged_model first")
-        backend = LocalHFBackend(model_dir=merged_dir, device=device, batch_size=settings.batch_size, name=model)
-    else:
-        weights = strategy_for(recipe).load_finetuned(adapter_dir, base_dir, device)
-        backend = LocalHFBackend(weights, AutoTokenizer.from_pretrained(base_dir), device=device, batch_size=settings.batch_size, name=model)
-    log(f"evaluating {model!r} fine-tuned on {task_name!r}, on {task.name!r} ({len(test_rows)} examples)")
-    with backend:
-        return evaluate_variant(backend, task, test_rows, model, "finetuned", settings)
-
+        return LocalHFBackend(model_dir=merged_dir, device=device, batch_size=settings.batch_size,
+                              max_batch_tokens=settings.max_batch_tokens, name=model)
+    weights = strategy_for(recipe).load_finetuned(adapter_dir, base_dir, device)
+    return LocalHFBackend(weights, AutoTokenizer.from_pretrained(base_dir), device=device, batch_size=settings.batch_size,
+                          max_batch_tokens=settings.max_batch_tokens, name=model)
 
 
 def forgetting_upstream(project: ProjectConfig, store: ArtifactStore, model: str) -> dict[str, str | None]:
@@ -124,7 +138,7 @@ def evaluate_forgetting(
     base_dir = store.path("base_model", project.base_of(model))
     base_version = store.fingerprint("base_model", project.base_of(model))
     trained_on = [t for t in project.tasks if project.recipe_of(model) is not None and store.fingerprint_if_built("adapter", model, t)]
-    rows = []
+    evaluated = {}
     for evaluated_on in project.tasks:
         dataset_version = store.fingerprint_if_built("dataset", evaluated_on)
         if dataset_version is None or not trained_on:
@@ -133,12 +147,16 @@ def evaluate_forgetting(
         test_rows = read_splits(store.path("dataset", evaluated_on))["test"][: settings.forgetting_examples]
         params = {**lineage.evaluation_params(project, evaluated_on), "examples": len(test_rows)}
         base_key = lineage.fingerprint("evaluation", params, lineage.evaluation_upstream(dataset_version, base_version, None))
-        base = _base_variant(store, base_key, base_dir, task, test_rows, model, device, settings, log)
-        for source in trained_on:
-            adapter_dir = store.path("adapter", model, source)
-            tuned = _finetuned_variant(store, adapter_dir, base_dir, model, source, task, test_rows, device, settings, log)
-            metric = task.primary_metric
-            rows.append({"model": model, "trained_on": source, "evaluated_on": evaluated_on, "metric": metric,
-                         "n": len(test_rows), "base": base.row[metric], "finetuned": tuned.row[metric],
-                         "delta": tuned.row[metric] - base.row[metric]})
+        evaluated[evaluated_on] = (task, test_rows, _base_variant(project, store, base_key, base_dir, task, test_rows, model, device, settings, log))
+    rows = []
+    for source in trained_on:
+        # One load of each fine-tune scores every task's examples.
+        with _finetuned_backend(project, store, store.path("adapter", model, source), base_dir, model, source, device, settings) as backend:
+            for evaluated_on, (task, test_rows, base) in evaluated.items():
+                log(f"evaluating {model!r} fine-tuned on {source!r}, on {evaluated_on!r} ({len(test_rows)} examples)")
+                tuned = evaluate_variant(backend, task, test_rows, model, "finetuned", settings)
+                metric = task.primary_metric
+                rows.append({"model": model, "trained_on": source, "evaluated_on": evaluated_on, "metric": metric,
+                             "n": len(test_rows), "base": base.row[metric], "finetuned": tuned.row[metric],
+                             "delta": tuned.row[metric] - base.row[metric]})
     return pd.DataFrame(rows, columns=["model", "trained_on", "evaluated_on", "metric", "n", "base", "finetuned", "delta"])

@@ -164,11 +164,55 @@ class DpoRecipe(_RecipeBase):
     dpo: DpoParams = DpoParams()
 
 
+class AzureSftRecipe(_Strict):
+    """Supervised fine-tuning of an Azure OpenAI model as a cloud job, then a deployment of the result to
+    evaluate it (``ftassets/azure/finetuning.py``). The model is the one the entry's base deployment serves."""
+
+    method: Literal["azure_sft"]
+    epochs: PositiveInt = 2
+    batch_size: PositiveInt | None = None
+    """None: Azure picks one from the training set's size."""
+    learning_rate_multiplier: PositiveFloat | None = None
+    training_type: Literal["Standard", "GlobalStandard", "developerTier"] = "GlobalStandard"
+    """Where training runs (Azure's ``trainingType``); developerTier is cheapest, preemptible."""
+    seed: int = 0
+    suffix: str = Field("ftassets", pattern=r"^[a-zA-Z0-9-]+$", max_length=40)
+    deployment_sku: Literal["Standard", "GlobalStandard", "DeveloperTier"] = "GlobalStandard"
+    """DeveloperTier: no hosting fee, removed by Azure after 24 h; others bill per hour until deleted."""
+    deployment_capacity: PositiveInt = 1
+
+    mergeable: ClassVar[bool] = False
+    cloud: ClassVar[bool] = True
+
+
+class FoundrySftRecipe(_Strict):
+    """Fine-tuning of an open model from the Azure AI Foundry catalog (``azure-ai-ml`` ``create_finetuning_job``),
+    for example Phi-4-mini-instruct from the ``azureml`` registry (``ftassets/azure/foundry.py``)."""
+
+    method: Literal["foundry_sft"]
+    model: str = Field(pattern=r"^azureml://registries/[^/]+/models/[^/]+/(versions|labels)/[^/]+$")
+    task: Literal["chat_completion", "text_completion"] = "chat_completion"
+    epochs: PositiveInt = 1
+    learning_rate: PositiveFloat = 1e-4
+    batch_size: PositiveInt = 1
+    extra_hyperparameters: dict[str, str] = {}
+    output_model_name_prefix: str = Field("ftassets", pattern=r"^[a-zA-Z0-9-]+$", max_length=40)
+    instance_types: list[str] = ["Standard_NC24ads_A100_v4"]
+    """Serverless compute for the job; ``compute`` (a cluster of the workspace) takes precedence when set."""
+    compute: str | None = None
+
+    mergeable: ClassVar[bool] = False
+    cloud: ClassVar[bool] = True
+
+
 Recipe = Annotated[
-    Union[LoraRecipe, QLoraRecipe, DoraRecipe, IA3Recipe, PrefixRecipe, PTuningRecipe, FullRecipe, DpoRecipe],
+    Union[LoraRecipe, QLoraRecipe, DoraRecipe, IA3Recipe, PrefixRecipe, PTuningRecipe, FullRecipe, DpoRecipe,
+          AzureSftRecipe, FoundrySftRecipe],
     Field(discriminator="method"),
 ]
 METHODS = ("lora", "qlora", "dora", "ia3", "prefix", "ptuning", "full", "dpo")
+CLOUD_METHODS = ("azure_sft", "foundry_sft")
+"""Trained by a cloud service from the dataset itself: no local tokenization, weights or merge."""
 
 _RECIPE_ADAPTER = TypeAdapter(Recipe)
 

@@ -1,0 +1,88 @@
+"""Our own training strategies on Azure ML compute: the command job that runs ``ftassets.azure.azureml_entry``.
+
+The trainer resource (launcher ``azureml``) submits it through dagster-azure's ``PipesAzureMLClient``, which
+passes the Dagster Pipes bootstrap in the job's environment variables; the job's rank 0 streams its log
+lines and result back through a blob container (``azure_ml.pipes_container``). The base model and the
+tokenized splits are the job's inputs (uploaded by azure-ai-ml), the trained adapter its output.
+Distribution, process count and instance count come from ``azure_ml`` in configs/azure.yaml: users who
+outgrow one GPU use Azure ML's scheduler, not one of ours.
+
+The job's environment must provide ftassets' dependencies (torch, transformers, peft, trl, dagster-pipes,
+azure-identity, azure-storage-blob); the command installs ftassets itself from the uploaded code.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ftassets.azure.settings import require_variables
+from ftassets.config.schemas import AzureFile, AzureMLSettings
+
+ENTRY = "ftassets.azure.azureml_entry"
+PIPES_URL_VARIABLE = "FTASSETS_PIPES_STORAGE_URL"
+
+
+def training_command(settings: AzureMLSettings, request: Any, recipe_path: Path, code_dir: Path, *, display_name: str,
+                     pipes_storage_url: str, tags: dict[str, str] | None = None):
+    """The ``azure.ai.ml`` command job training ``request`` (a ``TrainingRequest``) with the settings' distribution."""
+    from azure.ai.ml import Input, MpiDistribution, Output, PyTorchDistribution, command
+
+    per_instance = settings.process_count_per_instance
+    distribution = (PyTorchDistribution(process_count_per_instance=per_instance) if settings.distribution == "pytorch"
+                    else MpiDistribution(process_count_per_instance=per_instance))
+    return command(
+        code=str(code_dir),
+        command=("pip install --quiet --no-deps . && python -m " + ENTRY + " --recipe ${{inputs.recipe}} "
+                 "--base ${{inputs.base_model}} --splits ${{inputs.tokenized_splits}} "
+                 "--out ${{outputs.adapter}} --checkpoints ${{outputs.checkpoints}}"),
+        inputs={
+            "base_model": Input(type="uri_folder", path=str(request.base_dir)),
+            "tokenized_splits": Input(type="uri_folder", path=str(request.splits_dir)),
+            "recipe": Input(type="uri_file", path=str(recipe_path)),
+        },
+        outputs={"adapter": Output(type="uri_folder"), "checkpoints": Output(type="uri_folder")},
+        environment=settings.environment,
+        compute=settings.compute,
+        instance_count=settings.instance_count,
+        distribution=distribution,
+        environment_variables={PIPES_URL_VARIABLE: pipes_storage_url, "PYTHONUNBUFFERED": "1"},
+        display_name=display_name,
+        experiment_name="ftassets",
+        tags=tags or {},
+    )
+
+
+def write_recipe(request: Any, directory: Path) -> Path:
+    path = Path(directory) / "recipe.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(request.recipe, indent=2))
+    return path
+
+
+def workspace_clients(azure: AzureFile) -> tuple[Any, Any]:
+    """(``MLClient`` of the workspace, ``BlobServiceClient`` of the Pipes account), both with DefaultAzureCredential."""
+    from azure.ai.ml import MLClient
+    from azure.identity import DefaultAzureCredential
+    from azure.storage.blob import BlobServiceClient
+
+    settings = azure.azure_ml
+    values = require_variables([azure.subscription_id_env, azure.resource_group_env, settings.workspace_env, settings.pipes_storage_url_env],
+                               "training on Azure ML (configs/azure.yaml azure_ml)")
+    credential = DefaultAzureCredential()
+    ml_client = MLClient(credential, values[azure.subscription_id_env], values[azure.resource_group_env], values[settings.workspace_env])
+    return ml_client, BlobServiceClient(values[settings.pipes_storage_url_env], credential=credential)
+
+
+def download_adapter(ml_client: Any, job_name: str, out_dir: Path) -> None:
+    """The job's ``adapter`` output into ``out_dir`` (azure-ai-ml puts it under named-outputs/adapter)."""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        ml_client.jobs.download(job_name, output_name="adapter", download_path=scratch)
+        source = next(Path(scratch).rglob("adapter"), None)
+        if source is None or not source.is_dir():
+            raise FileNotFoundError(f"Azure ML job {job_name}: no 'adapter' output to download")
+        shutil.copytree(source, out_dir, dirs_exist_ok=True)

@@ -1,0 +1,98 @@
+"""Clients of the real SDKs: ``openai`` for inference, files and fine-tuning jobs; ``azure-mgmt-cognitiveservices``
+for deployments (the control plane). Entra ID goes through azure-identity.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlparse
+
+from ftassets.azure.settings import ENTRA_SCOPE, ApiTarget, management_variables, require_variables
+from ftassets.config.schemas import AzureFile
+
+
+class StaticTokenCredential:
+    """A bearer token acquired elsewhere (``az account get-access-token``, a CI's OIDC exchange), as an
+    azure-core ``TokenCredential``; it is not refreshed, so it suits runs shorter than its lifetime."""
+
+    def __init__(self, token: str, lifetime_s: int = 3600) -> None:
+        self._token, self._expires_on = token, int(time.time()) + lifetime_s
+
+    def get_token(self, *scopes: str, **kwargs: Any):
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(self._token, self._expires_on)
+
+    def get_token_info(self, *scopes: str, options: Any = None):
+        from azure.core.credentials import AccessTokenInfo
+
+        return AccessTokenInfo(self._token, self._expires_on)
+
+    def __repr__(self) -> str:
+        return "StaticTokenCredential(<hidden>)"
+
+
+def azure_credential(token_env: str | None):
+    """``$token_env`` as a static bearer token when set, else azure-identity's ``DefaultAzureCredential``
+    (environment, workload identity, managed identity, Azure CLI, ...)."""
+    if token_env and os.environ.get(token_env):
+        return StaticTokenCredential(os.environ[token_env])
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+def openai_client(target: ApiTarget):
+    """An ``AzureOpenAI`` client for deployment routes, an ``OpenAI`` client for the v1 API and other servers.
+
+    Retries (429, 5xx, connection errors; honouring ``retry-after``) and timeouts are the client's own."""
+    from openai import AzureOpenAI, OpenAI
+
+    common = dict(timeout=target.timeout_s, max_retries=target.max_retries)
+    if target.source == "openai_compatible":
+        return OpenAI(base_url=target.url, api_key=target.secret or "not-needed", **common)
+    token_provider = None
+    if target.auth == "entra_id":
+        from azure.identity import get_bearer_token_provider
+
+        token_provider = get_bearer_token_provider(azure_credential(target.ad_token_env), ENTRA_SCOPE)
+    if target.api == "v1":
+        return OpenAI(base_url=f"{target.url}/openai/v1/", api_key=target.secret or token_provider, **common)
+    if token_provider is not None:
+        return AzureOpenAI(azure_endpoint=target.url, api_version=target.api_version, azure_ad_token_provider=token_provider, **common)
+    return AzureOpenAI(azure_endpoint=target.url, api_version=target.api_version, api_key=target.secret, **common)
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """The Azure OpenAI resource whose deployments the control plane manages."""
+
+    subscription_id: str
+    resource_group: str
+    account: str
+    management_url: str
+
+    @property
+    def loopback(self) -> bool:
+        return urlparse(self.management_url).hostname in ("127.0.0.1", "localhost", "::1")
+
+
+def account_ref(azure: AzureFile) -> AccountRef:
+    values = require_variables(management_variables(azure), "deploying or deleting a fine-tuned model (configs/azure.yaml)")
+    return AccountRef(values[azure.subscription_id_env], values[azure.resource_group_env], values[azure.account_name_env],
+                      azure.management_url.rstrip("/"))
+
+
+def management_client(azure: AzureFile, account: AccountRef):
+    from azure.mgmt.cognitiveservices import CognitiveServicesManagementClient
+
+    credential = azure_credential(azure.management_token_env)
+    return CognitiveServicesManagementClient(credential, account.subscription_id, base_url=account.management_url)
+
+
+def call_options(account: AccountRef) -> dict[str, Any]:
+    """azure-core refuses to send a bearer token over plain HTTP; an emulator on loopback is the one exception."""
+    return {"enforce_https": False} if account.loopback else {}

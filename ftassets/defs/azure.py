@@ -1,0 +1,28 @@
+"""Azure operations that are not assets: tearing down the fine-tuned deployments ftassets created.
+
+A deployed fine-tune bills hosting per hour until deleted; Azure deletes one only after 15 days
+without calls (Developer tier: 24 h after creation). Run ``azure_teardown`` when the comparison is done.
+"""
+
+import dagster as dg
+
+from ftassets.defs.resources import ProjectResource
+
+
+class TeardownConfig(dg.Config):
+    deployments: list[str] = []
+    """Deployment names to delete; empty: every deployment tagged ``managed-by: ftassets`` on the account."""
+
+
+@dg.op(tags={"kind": "azure"})
+def teardown_azure_deployments(context: dg.OpExecutionContext, config: TeardownConfig, project: ProjectResource) -> dg.Output[list]:
+    """Delete ftassets' fine-tuned deployments through the control plane, with the hosting each one cost."""
+    from ftassets.azure.lifecycle import teardown_deployments
+
+    deleted = teardown_deployments(project.project, config.deployments or None, context.log.info)
+    return dg.Output(deleted, metadata={"deleted": dg.MetadataValue.json(deleted), "count": len(deleted)})
+
+
+@dg.job(description="Delete the Azure OpenAI deployments of fine-tunes that ftassets created (all, or the ones named).")
+def azure_teardown():
+    teardown_azure_deployments()

@@ -1,0 +1,210 @@
+"""A transformers checkpoint (merged fine-tune) written as an f16 GGUF with the public ``gguf`` package.
+
+What llama.cpp needs, learned from its converter and rewritten here for the architectures we train:
+hyper-parameters under ``<arch>.*``, tensors renamed by ``gguf.get_tensor_name_map``, Llama's q/k
+projections re-ordered for llama.cpp's interleaved rotary layout, 1-D tensors (norms, biases) kept in
+f32, and a byte-level BPE vocabulary (``tokenizer.ggml.model = "gpt2"``) with its merges, token types,
+pre-tokenizer name, special ids and the chat template exactly as the merged model's tokenizer has them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gguf
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ArchitectureLayout:
+    gguf_arch: gguf.MODEL_ARCH
+    permute_rotary: bool
+    """Llama-layout checkpoints store q/k rows as two rotary halves per head; llama.cpp wants them interleaved."""
+
+
+SUPPORTED_ARCHITECTURES: dict[str, ArchitectureLayout] = {
+    "LlamaForCausalLM": ArchitectureLayout(gguf.MODEL_ARCH.LLAMA, permute_rotary=True),
+    "MistralForCausalLM": ArchitectureLayout(gguf.MODEL_ARCH.LLAMA, permute_rotary=True),
+    "Qwen2ForCausalLM": ArchitectureLayout(gguf.MODEL_ARCH.QWEN2, permute_rotary=False),
+}
+
+GPT2_SPLIT = "gpt-2"
+PRE_TOKENIZER_PATTERNS = {
+    "qwen2": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    "llama-bpe": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+}
+
+
+class UnsupportedModelError(ValueError):
+    """The checkpoint's architecture, rope scaling or tokenizer is one this exporter does not write."""
+
+
+def supported_architectures() -> list[str]:
+    return sorted(SUPPORTED_ARCHITECTURES)
+
+
+def architecture_of(model_dir: Path) -> str:
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    architectures = config.get("architectures") or [config.get("model_type", "unknown")]
+    return architectures[0]
+
+
+def layout_for(model_dir: Path) -> ArchitectureLayout:
+    architecture = architecture_of(model_dir)
+    if architecture not in SUPPORTED_ARCHITECTURES:
+        raise UnsupportedModelError(
+            f"{Path(model_dir) / 'config.json'}: architecture {architecture!r} cannot be exported to GGUF; "
+            f"supported: {', '.join(supported_architectures())}"
+        )
+    return SUPPORTED_ARCHITECTURES[architecture]
+
+
+def pre_tokenizer_name(tokenizer_json: dict[str, Any], source: Path) -> str:
+    """llama.cpp's name for the tokenizer's pre-tokenization regex, read from ``tokenizer.json``."""
+    model_type = tokenizer_json.get("model", {}).get("type")
+    if model_type != "BPE":
+        raise UnsupportedModelError(f"{source}: tokenizer model {model_type!r} is not byte-level BPE; the GGUF exporter writes BPE vocabularies only")
+    pre = tokenizer_json.get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
+    byte_level = [s for s in steps if s.get("type") == "ByteLevel"]
+    splits = [s for s in steps if s.get("type") == "Split"]
+    if not byte_level:
+        raise UnsupportedModelError(f"{source}: pre-tokenizer {pre.get('type')!r} has no ByteLevel step; only byte-level BPE is supported")
+    if not splits and byte_level[0].get("use_regex", True) and not byte_level[0].get("add_prefix_space", False):
+        return GPT2_SPLIT
+    if len(splits) == 1 and not byte_level[0].get("use_regex", True):
+        pattern = splits[0].get("pattern", {}).get("Regex")
+        for name, known in PRE_TOKENIZER_PATTERNS.items():
+            if pattern == known:
+                return name
+        raise UnsupportedModelError(f"{source}: pre-tokenizer regex {pattern!r} is not one llama.cpp names here "
+                                    f"(known: {GPT2_SPLIT}, {', '.join(PRE_TOKENIZER_PATTERNS)})")
+    raise UnsupportedModelError(f"{source}: pre-tokenizer {json.dumps(pre)[:200]} is not a known byte-level BPE layout")
+
+
+def interleave_rotary_halves(weight: np.ndarray, n_head: int) -> np.ndarray:
+    """Rows of each head from [first half | second half] to pairs (x0, x_half, x1, x_half+1, ...)."""
+    rows = weight.shape[0]
+    return weight.reshape(n_head, 2, rows // n_head // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+
+
+def load_state_dict(model_dir: Path) -> dict[str, np.ndarray]:
+    """Every tensor of the checkpoint's safetensors files as float32 numpy arrays."""
+    from safetensors.torch import load_file
+
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"{model_dir}: no *.safetensors weights; save the merged model with save_pretrained")
+    tensors = {}
+    for path in files:
+        tensors |= {name: tensor.float().numpy() for name, tensor in load_file(path).items()}
+    return tensors
+
+
+def write_gguf(model_dir: Path, out_path: Path, name: str) -> dict[str, Any]:
+    """Write ``model_dir`` (config, safetensors, tokenizer) as an f16 GGUF at ``out_path``; return a summary."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    model_dir = Path(model_dir)
+    layout = layout_for(model_dir)
+    config = AutoConfig.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    rope = getattr(config, "rope_parameters", None) or {"rope_type": "default", "rope_theta": getattr(config, "rope_theta", 10000.0)}
+    if rope.get("rope_type", "default") != "default":
+        raise UnsupportedModelError(f"{model_dir / 'config.json'}: rope_type {rope['rope_type']!r} is not supported by the GGUF exporter (default rope only)")
+    n_head, n_kv_head = config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head
+
+    writer = gguf.GGUFWriter(out_path, gguf.MODEL_ARCH_NAMES[layout.gguf_arch])
+    writer.add_name(name)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    writer.add_context_length(config.max_position_embeddings)
+    writer.add_embedding_length(config.hidden_size)
+    writer.add_feed_forward_length(config.intermediate_size)
+    writer.add_block_count(config.num_hidden_layers)
+    writer.add_head_count(n_head)
+    writer.add_head_count_kv(n_kv_head)
+    writer.add_layer_norm_rms_eps(config.rms_norm_eps)
+    writer.add_rope_freq_base(float(rope["rope_theta"]))
+    writer.add_rope_dimension_count(head_dim)
+    if head_dim != config.hidden_size // n_head:
+        writer.add_key_length(head_dim)
+        writer.add_value_length(head_dim)
+    writer.add_vocab_size(config.vocab_size)
+
+    vocabulary = _add_vocabulary(writer, model_dir, tokenizer, config.vocab_size)
+
+    names = gguf.get_tensor_name_map(layout.gguf_arch, config.num_hidden_layers)
+    written = []
+    for hf_name, weight in load_state_dict(model_dir).items():
+        if hf_name.endswith("rotary_emb.inv_freq") or (hf_name == "lm_head.weight" and config.tie_word_embeddings):
+            continue
+        gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if gguf_name is None:
+            raise UnsupportedModelError(f"{model_dir}: tensor {hf_name!r} has no GGUF name for {layout.gguf_arch.name}")
+        if layout.permute_rotary and hf_name.endswith("q_proj.weight"):
+            weight = interleave_rotary_halves(weight, n_head)
+        elif layout.permute_rotary and hf_name.endswith("k_proj.weight"):
+            weight = interleave_rotary_halves(weight, n_kv_head)
+        writer.add_tensor(gguf_name, weight.astype(np.float16 if weight.ndim > 1 else np.float32))
+        written.append(gguf_name)
+
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return {
+        "architecture": architecture_of(model_dir),
+        "gguf_architecture": gguf.MODEL_ARCH_NAMES[layout.gguf_arch],
+        "tensors": len(written),
+        "tied_embeddings": bool(config.tie_word_embeddings),
+        **vocabulary,
+    }
+
+
+def _add_vocabulary(writer: gguf.GGUFWriter, model_dir: Path, tokenizer, n_vocab: int) -> dict[str, Any]:
+    tokenizer_file = model_dir / "tokenizer.json"
+    if not tokenizer_file.exists():
+        raise UnsupportedModelError(f"{model_dir}: no tokenizer.json; the GGUF exporter needs a fast (tokenizers) BPE tokenizer")
+    pre = pre_tokenizer_name(json.loads(tokenizer_file.read_text()), tokenizer_file)
+    by_id = {token_id: token for token, token_id in tokenizer.get_vocab().items()}
+    if max(by_id) >= n_vocab:
+        raise UnsupportedModelError(f"{model_dir}: tokenizer has id {max(by_id)} but the embedding has only {n_vocab} rows")
+    added = tokenizer.added_tokens_decoder
+    tokens, types = [], []
+    for token_id in range(n_vocab):
+        if token_id not in by_id:
+            tokens.append(f"[PAD{token_id}]")
+            types.append(gguf.TokenType.UNUSED)
+        elif token_id in added:
+            tokens.append(by_id[token_id])
+            types.append(gguf.TokenType.CONTROL if added[token_id].special else gguf.TokenType.USER_DEFINED)
+        else:
+            tokens.append(by_id[token_id])
+            types.append(gguf.TokenType.NORMAL)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre(pre)
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+
+    special = gguf.SpecialVocab(model_dir, load_merges=True, n_vocab=n_vocab)
+    if not special.merges:
+        raise UnsupportedModelError(f"{tokenizer_file}: no BPE merges found")
+    ids = {"bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id, "pad": tokenizer.pad_token_id, "unk": tokenizer.unk_token_id}
+    special.special_token_ids = {kind: token_id for kind, token_id in ids.items() if token_id is not None}
+    probe = tokenizer("a")["input_ids"]
+    bare = tokenizer("a", add_special_tokens=False)["input_ids"]
+    special.add_special_token = {
+        "bos": bool(probe[:1]) and probe[0] == tokenizer.bos_token_id and probe[:1] != bare[:1],
+        "eos": bool(probe[-1:]) and probe[-1] == tokenizer.eos_token_id and probe[-1:] != bare[-1:],
+    }
+    special.chat_template = tokenizer.chat_template
+    if not special.chat_template:
+        raise UnsupportedModelError(f"{model_dir}: tokenizer has no chat template; without one llama.cpp falls back to another format")
+    special.add_to_gguf(writer, quiet=True)
+    return {"tokenizer_pre": pre, "merges": len(special.merges), "special_token_ids": special.special_token_ids,
+            "add_special_tokens": special.add_special_token}

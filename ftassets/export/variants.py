@@ -1,0 +1,98 @@
+"""Which cells export to GGUF, and the exports' evaluation rows (``gguf-q8_0``, ``gguf-q4_k_m``).
+
+Each evaluated file is served by its own ``llama_cpp.server`` and scored through the OpenAI-compatible
+backend on the same test rows as the merged model, so the comparison pairs them example by example.
+Each row also carries what the quantization changed against the merged model: the primary metric's
+drop, the file size next to the merged model's, and the time to answer the whole test split as a ratio
+of the merged model's (per-request latencies are not comparable: the local backend times batches).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+from ftassets.artifacts import ArtifactStore, directory_bytes, read_manifest
+from ftassets.config import ProjectConfig
+from ftassets.config.schemas import API_SOURCES
+
+EVALUATED_QUANT_TYPES = ("q8_0", "q4_k_m")
+SERVED_CONTEXT = 4096
+
+
+def variant_name(quant_type: str) -> str:
+    return f"gguf-{quant_type}"
+
+
+def not_exportable_reason(project: ProjectConfig, model: str) -> str | None:
+    """Why a model entry's fine-tune has no GGUF export, or None when it has one."""
+    base = project.bases[project.base_of(model)]
+    recipe = project.recipe_of(model)
+    if base.source in API_SOURCES:
+        return f"model {model!r} is served by an API ({base.source}): there are no weights to export"
+    if recipe is None:
+        return f"model {model!r} has no recipe: only fine-tunes are exported"
+    if getattr(recipe, "cloud", False):
+        return f"model {model!r} is fine-tuned in the cloud: there are no local weights to export"
+    if not recipe.mergeable:
+        return f"method {recipe.method!r} keeps its trained virtual tokens outside the weights, which a GGUF cannot hold"
+    return None
+
+
+def exported_manifest(project: ProjectConfig, store: ArtifactStore, model: str, task_name: str) -> dict[str, Any] | None:
+    """The cell's gguf_export manifest, checked to be built from the current merged model and to have passed
+    its parity gate; None when the cell has nothing to export."""
+    if not_exportable_reason(project, model) is not None:
+        return None
+    directory = store.path("gguf_export", model, task_name)
+    manifest = read_manifest(directory)
+    merged = store.fingerprint_if_built("merged_model", model, task_name)
+    if manifest is None or manifest["upstream"]["merged_model"] != merged:
+        raise FileNotFoundError(f"gguf_export for {model}/{task_name} is missing or older than its merged_model at {directory}; "
+                                "materialize gguf_export first")
+    failed = [name for name, passed in manifest["summary"]["checks"].items() if not passed]
+    if failed:
+        raise ValueError(f"gguf_export for {model}/{task_name} failed its parity check(s) {failed}; see the asset's check "
+                         f"results or {directory / 'manifest.json'}, fix the export and materialize gguf_export again")
+    return manifest
+
+
+def gguf_variants(
+    project: ProjectConfig, store: ArtifactStore, model: str, task_name: str, task, test_rows: list[dict[str, Any]],
+    merged_row: dict[str, Any], settings, log: Callable[[str], None], threads: int | None = None,
+) -> list:
+    """One evaluated row per exported quantization in ``EVALUATED_QUANT_TYPES`` (none when not exportable)."""
+    from ftassets.backends.llama_cpp_server import LlamaCppServer, LlamaCppServerBackend
+    from ftassets.evaluation.evaluate import VariantEvaluation, evaluate_variant
+    from ftassets.export.llama_runtime import default_threads
+
+    manifest = exported_manifest(project, store, model, task_name)
+    if manifest is None:
+        return []
+    directory = store.path("gguf_export", model, task_name)
+    merged_mb = directory_bytes(store.path("merged_model", model, task_name)) / 1e6
+    quantizations = manifest["summary"]["quantizations"]
+    primary = task.primary_metric
+    variants = []
+    for quant_type in EVALUATED_QUANT_TYPES:
+        facts = quantizations[quant_type]
+        path = Path(directory) / facts["file"]
+        log(f"evaluating {path.name} through llama_cpp.server on {task.name!r} ({len(test_rows)} examples)")
+        server = LlamaCppServer(path, alias=f"{model}-{task_name}-{quant_type}", threads=threads or default_threads(),
+                                n_ctx=min(manifest["summary"]["context_length"], SERVED_CONTEXT))
+        with LlamaCppServerBackend(server.start(), name=model) as backend:
+            result = evaluate_variant(backend, task, test_rows, model, variant_name(quant_type), settings)
+        row = result.row | {
+            "quant_type": quant_type,
+            "file_size_mb": facts["size_mb"],
+            "merged_size_mb": round(merged_mb, 3),
+            f"delta_vs_merged_{primary}": result.row[primary] - merged_row[primary],
+            "seconds_vs_merged": _ratio(result.row["seconds"], merged_row["seconds"]),
+        }
+        variants.append(VariantEvaluation(row, result.predictions))
+    return variants
+
+
+def _ratio(value: float, reference: float) -> float:
+    return value / reference if reference else math.nan
