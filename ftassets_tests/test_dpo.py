@@ -31,7 +31,7 @@ COLORS = ("red", "green", "blue", "yellow", "black", "white", "orange", "purple"
 STEPS = 20
 RUNS = {
     "sft": dict(learning_rate=5e-3, dpo={"start_from": "sft", "sft_max_steps": 12, "sft_learning_rate": 1e-2}),
-    "base": dict(learning_rate=1e-2, dpo={"start_from": "base"}),
+    "base": dict(learning_rate=5e-3, dpo={"start_from": "base"}),
 }
 
 

@@ -98,7 +98,8 @@ def test_evaluation_loads_from_the_instance_with_predictions_beside_it(world):
     import pandas as pd
 
     frame = pd.read_parquet(predictions)
-    assert len(frame) == 2 * world["project"].tasks["classification"].config.sizes.test
+    assert len(frame) == len(evaluation) * world["project"].tasks["classification"].config.sizes.test
+    assert list(frame.variant.unique()) == list(evaluation.variant)
     assert {"prompt", "reference", "prediction", "parsed", "correct", "latency_s"} <= set(frame.columns)
 
 

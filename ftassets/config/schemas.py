@@ -145,7 +145,7 @@ class JudgeSettings(_Strict):
 
 
 class EvaluationSettings(_Strict):
-    batch_size: PositiveInt = 128
+    batch_size: PositiveInt = 32
     """Most prompts per generation batch of a local model."""
     max_batch_tokens: PositiveInt = 16384
     """Most padded prompt tokens per generation batch: bounds a batch's memory when prompts are long."""

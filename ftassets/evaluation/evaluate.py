@@ -132,9 +132,11 @@ def comparison_table(task: ResolvedTask, model_names: list[str], evaluations: di
         if frame is None or frame.empty:
             frame = pd.DataFrame([{"model": model, "variant": variant, "status": "missing"} for variant in ("base", "finetuned")])
         frames.append(frame)
+    export_columns = ["quant_type", "file_size_mb", "merged_size_mb", f"delta_vs_merged_{task.primary_metric}", "seconds_vs_merged"]
+    present = lambda columns: [c for c in columns if any(c in f for f in frames)]  # noqa: E731
     table = pd.concat(frames, ignore_index=True).reindex(
-        columns=IDENTITY_COLUMNS + metric_columns + ["perplexity"] + [c for c in JUDGE_COLUMNS if any(c in f for f in frames)]
-        + TIMING_COLUMNS + SIGNIFICANCE_COLUMNS)
+        columns=IDENTITY_COLUMNS + metric_columns + ["perplexity"] + present(JUDGE_COLUMNS)
+        + TIMING_COLUMNS + SIGNIFICANCE_COLUMNS + present(export_columns))
     primary = task.primary_metric
     base_scores = table[table.variant == "base"].set_index("model")[primary]
     table.insert(len(IDENTITY_COLUMNS) + len(metric_columns), f"delta_{primary}",

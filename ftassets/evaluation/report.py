@@ -67,7 +67,7 @@ def latency_bars(table: pd.DataFrame) -> plt.Figure:
 
 def worst_examples(predictions: pd.DataFrame, count: int = WORST_EXAMPLES) -> pd.DataFrame:
     """The lowest-scoring test examples of each fine-tuned model (ties in test order)."""
-    tuned = predictions[predictions.variant != "base"]
+    tuned = predictions[predictions.variant == "finetuned"]
     worst = tuned.sort_values(["model", "correct"], kind="stable").groupby("model", sort=False).head(count)
     return worst[["model", "id", "prompt", "reference", "prediction", "correct"]]
 
@@ -77,7 +77,7 @@ def confusion_matrices(predictions: pd.DataFrame) -> dict[str, pd.DataFrame]:
     from sklearn.metrics import confusion_matrix
 
     matrices = {}
-    for model, rows in predictions[predictions.variant != "base"].groupby("model", sort=False):
+    for model, rows in predictions[predictions.variant == "finetuned"].groupby("model", sort=False):
         parsed = [json.loads(value) if isinstance(value, str) else None for value in rows.parsed]
         answers = [UNPARSED if value is None else str(value) for value in parsed]
         labels = sorted(set(rows.reference) | set(answers) - {UNPARSED}) + ([UNPARSED] if UNPARSED in answers else [])

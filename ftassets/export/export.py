@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ftassets.data.datasets import CheckOutcome
 from ftassets.export import parity
 from ftassets.export.gguf_writer import write_gguf
 from ftassets.export.llama_runtime import default_threads, load_llama
@@ -36,14 +37,6 @@ class ExportSettings:
 
     def params(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items() if k != "threads"}
-
-
-@dataclass(frozen=True)
-class CheckOutcome:
-    name: str
-    passed: bool
-    description: str
-    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

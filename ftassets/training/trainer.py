@@ -119,7 +119,10 @@ def _resume_checkpoint(checkpoint_dir: Path, fingerprint: dict, log: Callable[[s
         log(f"resuming from {complete[-1]}")
         return str(complete[-1])
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(fingerprint, indent=2))
+    # Renamed into place: the other ranks of a multi-process launch read it while rank 0 writes it.
+    staging = marker.with_name(f".{marker.name}.{os.getpid()}")
+    staging.write_text(json.dumps(fingerprint, indent=2))
+    os.replace(staging, marker)
     return None
 
 
