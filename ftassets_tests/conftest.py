@@ -90,3 +90,23 @@ def world(tmp_path_factory, worker_id):
             (root / "first_run.pickle").write_bytes(pickle.dumps(first))
         first = pickle.loads((root / "first_run.pickle").read_bytes())
     return dict(root=root, dagster_home=dagster_home, home=home, project=project, defs=defs, instance=instance, runner=runner, first=first)
+
+
+@pytest.fixture()
+def chromium(tmp_path):
+    """A headless Debian Chromium under selenium, with a fresh profile and no background networking
+    (this machine's closed network refuses it); quit after the test."""
+    import shutil
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,900",
+                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    yield driver
+    driver.quit()

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from fake_azure import FakeAzure
+from ftassets.config.schemas import EvaluationSettings
 from ftassets.config import ConfigError, load_project_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,7 +132,7 @@ def test_gpt5_requests_follow_the_reasoning_model_rules_and_carry_usage_and_cost
     from ftassets.backends.azure_openai import backend_for_base
 
     project = load_project_config(REPO / "configs")
-    with backend_for_base(project, "gpt-5-mini", Path("unused"), "cpu", 8) as backend:
+    with backend_for_base(project, "gpt-5-mini", Path("unused"), "cpu", EvaluationSettings()) as backend:
         first = backend.generate(conversations(3), 8)
         again = backend.generate(conversations(1), 8)
     body = json.loads(fake.chat_requests()[0]["body"])
@@ -153,7 +154,7 @@ def test_reasoning_tokens_are_counted_and_billed_as_output(fake, config_dir):
 
     edit(config_dir, "azure.yaml", lambda d: d["deployments"]["gpt-5"].update(reasoning_effort="high"))
     project = load_project_config(config_dir)
-    with backend_for_base(project, "gpt-5", Path("unused"), "cpu", 8) as backend:
+    with backend_for_base(project, "gpt-5", Path("unused"), "cpu", EvaluationSettings()) as backend:
         [generation] = backend.generate(conversations(1), 8)
     assert generation.reasoning_tokens == fake.state.reasoning_tokens and generation.completion_tokens == 1 + generation.reasoning_tokens
     assert generation.cost_usd == pytest.approx((generation.prompt_tokens * 1.25 + generation.completion_tokens * 10.0) / 1e6)
@@ -178,12 +179,12 @@ def test_429s_are_retried_honouring_retry_after_and_exhaustion_is_an_error(fake,
 
     project = load_project_config(REPO / "configs")
     fake.throttle(3, retry_after_ms=10)
-    with backend_for_base(project, "gpt-5-nano", Path("unused"), "cpu", 8) as backend:
+    with backend_for_base(project, "gpt-5-nano", Path("unused"), "cpu", EvaluationSettings()) as backend:
         assert [g.text for g in backend.generate(conversations(1), 8)] == ["positive"]
     assert len(fake.chat_requests()) == 4
     edit(config_dir, "azure.yaml", lambda d: d["endpoints"]["default"].update(max_retries=1))
     fake.throttle(5, retry_after_ms=10)
-    with backend_for_base(load_project_config(config_dir), "gpt-5-nano", Path("unused"), "cpu", 8) as backend:
+    with backend_for_base(load_project_config(config_dir), "gpt-5-nano", Path("unused"), "cpu", EvaluationSettings()) as backend:
         with pytest.raises(BackendError, match="429"):
             backend.generate(conversations(1), 8)
 
@@ -195,7 +196,7 @@ def test_concurrency_is_bounded_and_order_kept(config_dir, monkeypatch):
     with FakeAzure(responder=lambda model, messages: messages[-1]["content"].split(":")[0], api_key=KEY, chat_delay_s=0.05) as fake:
         monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", fake.url)
         monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
-        with backend_for_base(load_project_config(config_dir), "gpt-5-nano", Path("unused"), "cpu", 8) as backend:
+        with backend_for_base(load_project_config(config_dir), "gpt-5-nano", Path("unused"), "cpu", EvaluationSettings()) as backend:
             texts = [g.text for g in backend.generate(conversations(12), 8)]
     assert texts == [f"review number {i}" for i in range(12)]
     assert 2 <= fake.state.max_in_flight <= 3
@@ -209,7 +210,7 @@ def test_a_slow_endpoint_times_out(config_dir, monkeypatch):
     with FakeAzure(api_key=KEY, chat_delay_s=1.0) as fake:
         monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", fake.url)
         monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
-        with backend_for_base(load_project_config(config_dir), "gpt-5-nano", Path("unused"), "cpu", 8) as backend:
+        with backend_for_base(load_project_config(config_dir), "gpt-5-nano", Path("unused"), "cpu", EvaluationSettings()) as backend:
             with pytest.raises(BackendError, match="(?i)timed out"):
                 backend.generate(conversations(1), 8)
 
@@ -220,7 +221,7 @@ def test_entra_id_sends_a_bearer_token_and_no_key(fake, config_dir, monkeypatch)
     edit(config_dir, "azure.yaml", lambda d: d["endpoints"]["default"].update(auth="entra_id", api_key_env=None))
     monkeypatch.delenv("AZURE_OPENAI_API_KEY")
     monkeypatch.setenv("AZURE_OPENAI_AD_TOKEN", fake.state.bearer_token)
-    with backend_for_base(load_project_config(config_dir), "gpt-5", Path("unused"), "cpu", 8) as backend:
+    with backend_for_base(load_project_config(config_dir), "gpt-5", Path("unused"), "cpu", EvaluationSettings()) as backend:
         assert backend.generate(conversations(1), 8)[0].text == "positive"
     headers = fake.chat_requests()[0]["headers"]
     assert headers["authorization"] == f"Bearer {fake.state.bearer_token}" and "api-key" not in headers
@@ -230,7 +231,7 @@ def test_the_v1_api_routes_without_api_version(fake, config_dir):
     from ftassets.backends.azure_openai import backend_for_base
 
     edit(config_dir, "azure.yaml", lambda d: d["endpoints"]["default"].update(api="v1"))
-    with backend_for_base(load_project_config(config_dir), "gpt-5-mini", Path("unused"), "cpu", 8) as backend:
+    with backend_for_base(load_project_config(config_dir), "gpt-5-mini", Path("unused"), "cpu", EvaluationSettings()) as backend:
         assert backend.generate(conversations(1), 8)[0].text == "positive"
     request = fake.chat_requests()[0]
     assert request["path"] == "/openai/v1/chat/completions" and "api-version" not in request["query"]
@@ -245,7 +246,7 @@ def test_an_openai_compatible_base_uses_its_own_url_key_and_price(fake, config_d
         "pricing": {"input_per_1m": 1.0, "output_per_1m": 2.0, "as_of": "2026-01-01", "deployment_type": "self-hosted"}}}))
     monkeypatch.setenv("SERVED_BASE_URL", f"{fake.url}/openai/v1/")
     monkeypatch.setenv("SERVED_KEY", KEY)
-    with backend_for_base(load_project_config(config_dir), "served", Path("unused"), "cpu", 8) as backend:
+    with backend_for_base(load_project_config(config_dir), "served", Path("unused"), "cpu", EvaluationSettings()) as backend:
         [generation] = backend.generate(conversations(1), 8)
     body = json.loads(fake.chat_requests()[0]["body"])
     assert body["temperature"] == 0 and body["max_tokens"] == 8

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ftassets.config.schemas import EvaluationSettings
 from ftassets.config import load_project_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,7 +27,7 @@ def test_live_gpt5_nano_answers_with_usage_and_cost():
     from ftassets.backends.azure_openai import backend_for_base
 
     project = load_project_config(REPO / "configs")
-    with backend_for_base(project, "gpt-5-nano", Path("unused"), "cpu", 8) as backend:
+    with backend_for_base(project, "gpt-5-nano", Path("unused"), "cpu", EvaluationSettings()) as backend:
         [generation] = backend.generate([[{"role": "user", "content": "Answer with one word: is the sky blue? yes or no"}]], 16)
     assert generation.text.strip() and generation.prompt_tokens > 0 and generation.completion_tokens > 0
     assert generation.cost_usd is not None and 0 < generation.cost_usd < 0.01

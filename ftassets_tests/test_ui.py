@@ -235,20 +235,12 @@ def test_gpu_pool_steps_of_concurrent_runs_never_overlap(dagster_dev, backfill):
 
 
 @pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian chromium and chromium-driver: bash scripts/install_test_tools.sh")
-def test_the_browser_shows_the_asset_graph_and_the_comparisons_latest_materialization(dagster_dev, backfill, tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
+def test_the_browser_shows_the_asset_graph_and_the_comparisons_latest_materialization(dagster_dev, backfill, tmp_path, chromium):
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,900",
-                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = chromium
     base = f"http://127.0.0.1:{dagster_dev['port']}"
     DOCS.mkdir(parents=True, exist_ok=True)
     def body_text() -> str:
@@ -262,27 +254,24 @@ def test_the_browser_shows_the_asset_graph_and_the_comparisons_latest_materializ
             return
         driver.find_element(By.XPATH, "//button[normalize-space()='Skip']").click()
 
+    driver.get(f"{base}/locations/{dagster_dev['location']}/asset-groups/finetuning")
+    skip_welcome_dialog()
     try:
-        driver.get(f"{base}/locations/{dagster_dev['location']}/asset-groups/finetuning")
-        skip_welcome_dialog()
-        try:
-            WebDriverWait(driver, 90).until(lambda d: all(name in body_text() for name in LINEAGE))
-        finally:
-            (tmp_path / "asset_graph.txt").write_text(body_text())
-        time.sleep(3)
-        driver.save_screenshot(str(DOCS / "asset_graph.png"))
-
-        driver.get(f"{base}/assets/comparison?partition={TASK}")
-        skip_welcome_dialog()
-        try:
-            WebDriverWait(driver, 90).until(lambda d: "Latest materialization" in body_text() and TASK in body_text())
-        finally:
-            (tmp_path / "comparison.txt").write_text(body_text())
-        time.sleep(3)
-        text = body_text()
-        driver.save_screenshot(str(DOCS / "comparison_asset.png"))
+        WebDriverWait(driver, 90).until(lambda d: all(name in body_text() for name in LINEAGE))
     finally:
-        driver.quit()
+        (tmp_path / "asset_graph.txt").write_text(body_text())
+    time.sleep(3)
+    driver.save_screenshot(str(DOCS / "asset_graph.png"))
+
+    driver.get(f"{base}/assets/comparison?partition={TASK}")
+    skip_welcome_dialog()
+    try:
+        WebDriverWait(driver, 90).until(lambda d: "Latest materialization" in body_text() and TASK in body_text())
+    finally:
+        (tmp_path / "comparison.txt").write_text(body_text())
+    time.sleep(3)
+    text = body_text()
+    driver.save_screenshot(str(DOCS / "comparison_asset.png"))
     assert "comparison" in text and "Latest materialization" in text, text[:2000]
 
 

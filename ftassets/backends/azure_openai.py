@@ -39,13 +39,15 @@ def api_backend(target: ApiTarget, name: str) -> OpenAICompatibleBackend:
     )
 
 
-def backend_for_base(project: ProjectConfig, base: str, base_dir: Path, device: str, batch_size: int) -> ModelBackend:
-    """The backend that answers for a base: the API it names, or its local weights under ``base_dir``."""
+def backend_for_base(project: ProjectConfig, base: str, base_dir: Path, device: str, settings) -> ModelBackend:
+    """The backend that answers for a base: the API it names, or its local weights under ``base_dir``, batched as
+    the evaluation ``settings`` say."""
     if project.bases[base].source in ("azure_openai", "openai_compatible"):
         return api_backend(resolve_base(project, base), name=base)
     from ftassets.backends.local_hf import LocalHFBackend
 
-    return LocalHFBackend(model_dir=base_dir, device=device, batch_size=batch_size, name=base_dir.name)
+    return LocalHFBackend(model_dir=base_dir, device=device, batch_size=settings.batch_size,
+                          max_batch_tokens=settings.max_batch_tokens, name=base_dir.name)
 
 
 def backend_for_cloud_finetune(project: ProjectConfig, base: str, adapter_manifest: dict[str, Any], name: str) -> ModelBackend:

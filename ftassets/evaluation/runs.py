@@ -69,7 +69,7 @@ def _base_variant(project, store, key, base_dir, task, test_rows, model, device,
     with store.lock(f"base-evaluation-{key}"):
         if not (cache / "predictions.parquet").exists():
             log(f"evaluating base {base_dir.name!r} on {task.name!r} ({len(test_rows)} examples)")
-            with backend_for_base(project, base_dir.name, base_dir, device, settings.batch_size) as backend:
+            with backend_for_base(project, base_dir.name, base_dir, device, settings) as backend:
                 result = evaluate_variant(backend, task, test_rows, model, "base", settings)
             with store.writing(cache) as staging:
                 result.predictions.to_parquet(staging / "predictions.parquet", index=False)
