@@ -2,7 +2,7 @@
 
 Both generate greedily, on the same model and the same test prompts of a task, with the same stop
 tokens and ``max_new_tokens``. Ours is ``LocalHFBackend`` (length-sorted, left-padded batches, KV cache,
-stop at end of turn); the baseline calls ``model.generate`` once per prompt, as most evaluation scripts
+the prompts' shared prefix processed once, stop at end of turn); the baseline calls ``model.generate`` once per prompt, as most evaluation scripts
 do. The model is the fully fine-tuned embedded model (trained here for a few steps so it answers and
 stops like a fine-tuned model would), on CPU.
 
@@ -12,7 +12,8 @@ stops like a fine-tuned model would), on CPU.
 Batch limits default to the evaluation's own (``evaluation.batch_size`` / ``max_batch_tokens`` in
 configs/experiments.yaml). Naive and batched runs alternate for ``--rounds`` rounds; the median of each
 is reported. The last line printed is one JSON object with both figures (generated tokens per second)
-and ``ratio``.
+and ``ratio``; ``batched_no_prefix_cache_tokens_per_second`` (the same batches without prefix caching, run
+in the same rounds) shows what the prefix cache adds.
 """
 
 from __future__ import annotations
@@ -81,17 +82,27 @@ def main() -> None:
         conversations = [chat_messages(r["prompt"], system_prompt=task.config.system_prompt) for r in splits["test"]]
         model = load_causal_lm(scratch / "tuned", "cpu").eval()
         backend = LocalHFBackend(model, tokenizer, batch_size=batch_size, max_batch_tokens=max_batch_tokens)
-        naive_runs, batched_runs = [], []
+        uncached = LocalHFBackend(model, tokenizer, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
+                                  prefix_cache=False)
+        prefix_tokens = len(backend.shared_prefix(encode_chats(tokenizer, conversations, add_generation_prompt=True))[0])
+        naive_runs, batched_runs, uncached_runs = [], [], []
         for round_index in range(options.rounds):
             naive_tokens, seconds, naive_texts = naive_generate(model, tokenizer, conversations, task.max_new_tokens)
             naive_runs.append(seconds)
             started = time.perf_counter()
             generations = backend.generate(conversations, task.max_new_tokens)
             batched_runs.append(time.perf_counter() - started)
-            print(f"round {round_index}: naive {naive_runs[-1]:.2f} s, batched {batched_runs[-1]:.2f} s", flush=True)
+            started = time.perf_counter()
+            uncached_generations = uncached.generate(conversations, task.max_new_tokens)
+            uncached_runs.append(time.perf_counter() - started)
+            print(f"round {round_index}: naive {naive_runs[-1]:.2f} s, batched {batched_runs[-1]:.2f} s, "
+                  f"batched without prefix cache {uncached_runs[-1]:.2f} s", flush=True)
         naive_seconds, batched_seconds = statistics.median(naive_runs), statistics.median(batched_runs)
+        uncached_seconds = statistics.median(uncached_runs)
         batched_tokens = sum(g.completion_tokens for g in generations)
         agreement = sum(g.text == text for g, text in zip(generations, naive_texts)) / len(naive_texts)
+        if [g.text for g in uncached_generations] != [g.text for g in generations]:
+            raise SystemExit("prefix caching changed a generation")
 
     result = {
         "benchmark": "eval_throughput",
@@ -103,11 +114,15 @@ def main() -> None:
         "max_batch_tokens": max_batch_tokens,
         "rounds": options.rounds,
         "max_new_tokens": task.max_new_tokens,
+        "mean_prompt_tokens": round(sum(g.prompt_tokens for g in generations) / len(generations), 1),
+        "shared_prefix_tokens": prefix_tokens,
         "same_text_fraction": round(agreement, 3),
         "naive_tokens_per_second": round(naive_tokens / naive_seconds, 1),
         "batched_tokens_per_second": round(batched_tokens / batched_seconds, 1),
         "naive_seconds": round(naive_seconds, 2),
         "batched_seconds": round(batched_seconds, 2),
+        "batched_no_prefix_cache_tokens_per_second": round(batched_tokens / uncached_seconds, 1),
+        "batched_no_prefix_cache_seconds": round(uncached_seconds, 2),
     }
     result["ratio"] = round(result["batched_tokens_per_second"] / result["naive_tokens_per_second"], 2)
     print(json.dumps(result))

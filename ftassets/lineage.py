@@ -112,13 +112,13 @@ def export_params() -> dict[str, Any]:
 
 def expected_fingerprints(project: ProjectConfig, task: str, model: str) -> dict[str, str]:
     """Fingerprints every asset of one (task, model) cell should carry when built from config."""
-    from ftassets.training.recipes import is_mergeable
+    from ftassets.training.recipes import is_cloud, is_mergeable
 
     dataset = fingerprint("dataset", dataset_params(project, task))
     base = fingerprint("base_model", base_params(project, project.base_of(model)))
     recipe = project.recipe_of(model)
     expected = {"dataset": dataset, "base_model": base}
-    if recipe is not None and getattr(recipe, "cloud", False):
+    if recipe is not None and is_cloud(recipe):
         expected |= {name: not_applicable(name) for name in ("tokenized_splits", "merged_model")}
         adapter = expected["adapter"] = fingerprint("adapter", recipe_params(recipe), cloud_adapter_upstream(dataset, base))
     elif recipe is None:

@@ -26,7 +26,7 @@ from ftassets.defs.assets import comparison_version
 from ftassets.defs.partitions import cell_key, sync_model_partitions
 from ftassets.evaluation.evaluate import markdown_table, summary_columns
 from ftassets.export.variants import not_exportable_reason
-from ftassets.training.recipes import is_mergeable
+from ftassets.training.recipes import is_cloud, is_mergeable
 
 CELL_ASSETS = ("tokenized_splits", "adapter", "merged_model", "gguf_export", "evaluation")
 
@@ -185,7 +185,7 @@ class PipelineRunner:
             applicable.update(tokenized_splits=None, adapter=None, merged_model=None)
         elif not is_mergeable(recipe):
             applicable["merged_model"] = None
-        if getattr(recipe, "cloud", False):
+        if is_cloud(recipe):
             applicable["tokenized_splits"] = None
         key = cell_key(task, model)
         for index, asset in enumerate(CELL_ASSETS):

@@ -68,6 +68,26 @@ def test_batched_generation_equals_one_at_a_time_in_input_order(taught_model_dir
     assert len({g.latency_s for g in together}) == 3
 
 
+def test_a_shared_prefix_is_processed_once_and_changes_no_generation(taught_model_dir):
+    """Prompts sharing a system prompt: each batch starts from the prefix's KV cache, padded after the prefix,
+    and generates exactly what plain left-padded batches (no prefix cache) generate."""
+    system = "You answer with the color named after the colon, and nothing else at all."
+    prompts = [*OTHER_PROMPTS, "color: yellow", "color: red", "color: green", "x"]
+    conversations = [chat_messages(prompt, system_prompt=system) for prompt in prompts]
+    with LocalHFBackend(model_dir=taught_model_dir, device="cpu", batch_size=3) as cached:
+        tokenizer = cached.tokenizer
+        prefix, cache = cached.shared_prefix(encode_chats(tokenizer, conversations, add_generation_prompt=True))
+        assert len(prefix) > len(tokenizer(system)["input_ids"]) and cache.get_seq_length() == len(prefix)
+        with_cache = cached.generate(conversations, max_new_tokens=12)
+    with LocalHFBackend(model_dir=taught_model_dir, device="cpu", batch_size=3, prefix_cache=False) as plain:
+        assert plain.shared_prefix(encode_chats(tokenizer, conversations, add_generation_prompt=True)) == ([], None)
+        without = plain.generate(conversations, max_new_tokens=12)
+    assert [g.text for g in with_cache] == [g.text for g in without]
+    assert [g.completion_tokens for g in with_cache] == [g.completion_tokens for g in without]
+    assert [g.prompt_tokens for g in with_cache] == [g.prompt_tokens for g in without]
+    assert len({g.text for g in with_cache}) >= 3
+
+
 def test_a_loaded_model_can_be_passed_directly(taught_model_dir):
     from ftassets.training.strategies import load_causal_lm
 

@@ -5,16 +5,27 @@ short prompts share few large batches (fewer, better-filled forward passes) and 
 
 Prompts are encoded with the same chat-template code as training, and generation stops on the same
 end-of-turn token that training labels (``stop_token_ids``), plus the eos ids the model declares.
+
+Prefix caching: the token prefix that every prompt of a ``generate`` call shares (the chat template's
+opening, a system prompt, few-shot examples) is run through the model once; each batch starts from a copy
+of that KV cache and only processes its prompts' own tokens. A batch then reads
+``[shared prefix | left padding | own tokens]``: the attention mask hides the padding and the position ids
+follow the mask (``cumsum``), so every prompt sees exactly the positions and keys it would see alone.
+It applies where the cache is transformers' ``DynamicCache`` and attention is ``sdpa`` or ``eager``
+(which honour a mask with padding in the middle); elsewhere, and for prompt-learning adapters, batches
+are plain left-padded prompts.
 """
 
 from __future__ import annotations
 
+import copy
 import gc
+import os
 import time
 from pathlib import Path
 
 import torch
-from transformers import GenerationConfig
+from transformers import DynamicCache, GenerationConfig
 
 from ftassets.backends.base import Generation, ModelBackend
 from ftassets.devices import inference_dtype, peak_memory_mb, reset_peak_memory, resolve_device
@@ -26,7 +37,8 @@ class LocalHFBackend(ModelBackend):
     """Either pass a loaded ``model`` and ``tokenizer`` (kept on their device), or a ``model_dir`` to load."""
 
     def __init__(self, model: torch.nn.Module | None = None, tokenizer=None, *, model_dir: Path | None = None,
-                 device: str = "auto", batch_size: int = 128, max_batch_tokens: int = 16384, name: str = "local") -> None:
+                 device: str = "auto", batch_size: int = 128, max_batch_tokens: int = 16384, name: str = "local",
+                 prefix_cache: bool = True) -> None:
         if (model is None) == (model_dir is None):
             raise ValueError("pass either model (with tokenizer) or model_dir")
         if model is None:
@@ -44,6 +56,8 @@ class LocalHFBackend(ModelBackend):
         # Virtual tokens (peft prefix/P-tuning) sit before the padding, so padding would shift their distance
         # to the prompt and change the logits; such models only batch prompts of equal length.
         self.pad_free = bool(getattr(getattr(model, "active_peft_config", None), "is_prompt_learning", False))
+        attention = getattr(getattr(model, "config", None), "_attn_implementation", None)
+        self.prefix_cache = prefix_cache and not self.pad_free and attention in ("sdpa", "eager")
         self.peak_memory_mb = 0.0
 
     def generate(self, conversations: list[list[dict[str, str]]], max_new_tokens: int) -> list[Generation]:
@@ -55,9 +69,10 @@ class LocalHFBackend(ModelBackend):
         )
         results: dict[int, Generation] = {}
         reset_peak_memory(self.device)
-        for batch in self._batches(order, prompts):
+        prefix, cache = self.shared_prefix(prompts)
+        for batch in self._batches(order, [p[len(prefix):] for p in prompts]):
             started = time.perf_counter()
-            completions = self._generate_batch([prompts[i] for i in batch], config)
+            completions = self._generate_batch([prompts[i] for i in batch], config, prefix, cache)
             latency = time.perf_counter() - started
             for i, completion in zip(batch, completions):
                 text = self.tokenizer.decode(completion, skip_special_tokens=True)
@@ -65,8 +80,23 @@ class LocalHFBackend(ModelBackend):
         self.peak_memory_mb = max(self.peak_memory_mb, peak_memory_mb(self.device))
         return [results[i] for i in range(len(prompts))]
 
+    @torch.inference_mode()
+    def shared_prefix(self, prompts: list[list[int]]) -> tuple[list[int], DynamicCache | None]:
+        """The prefix all ``prompts`` share (leaving each at least one own token) and its KV cache, or ([], None)
+        where prefix caching is off or the prefix is under two tokens."""
+        if not self.prefix_cache or not prompts:
+            return [], None
+        prefix = os.path.commonprefix(prompts)[:min(map(len, prompts)) - 1]
+        if len(prefix) < 2:
+            return [], None
+        cache = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True).past_key_values
+        if type(cache) is not DynamicCache:
+            return [], None
+        return prefix, cache
+
     def _batches(self, order: list[int], prompts: list[list[int]]) -> list[list[int]]:
-        """Consecutive prompts of ``order`` (shortest first), so each new prompt is its batch's longest."""
+        """Consecutive prompts of ``order`` (shortest first), so each new prompt is its batch's longest
+        (``prompts`` are the tokens each batch processes: without the cached shared prefix)."""
         batches: list[list[int]] = []
         for i in order:
             if (not batches or len(batches[-1]) == self.batch_size
@@ -77,12 +107,21 @@ class LocalHFBackend(ModelBackend):
         return batches
 
     @torch.inference_mode()
-    def _generate_batch(self, prompts: list[list[int]], config: GenerationConfig) -> list[list[int]]:
-        """Completion ids of each prompt, cut after the first stop token."""
-        width = max(map(len, prompts))
-        input_ids = torch.tensor([[self.pad_id] * (width - len(p)) + p for p in prompts], device=self.device)
-        attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
-        output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+    def _generate_batch(self, prompts: list[list[int]], config: GenerationConfig, prefix: list[int] = (),
+                        cache: DynamicCache | None = None) -> list[list[int]]:
+        """Completion ids of each prompt, cut after the first stop token. With a ``cache`` of ``prefix`` (which every
+        prompt starts with), only the tokens after it are processed, left-padded after the prefix."""
+        own = [p[len(prefix):] for p in prompts]
+        width = len(prefix) + max(map(len, own))
+        input_ids = torch.tensor([list(prefix) + [self.pad_id] * (width - len(prefix) - len(p)) + p for p in own],
+                                 device=self.device)
+        attention_mask = torch.tensor([[1] * len(prefix) + [0] * (width - len(prefix) - len(p)) + [1] * len(p) for p in own],
+                                      device=self.device)
+        kwargs = {}
+        if cache is not None:
+            kwargs["past_key_values"] = copy.deepcopy(cache)
+            kwargs["past_key_values"].batch_repeat_interleave(len(prompts))
+        output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config, **kwargs)
         completions = []
         for row in output[:, width:].tolist():
             end = next((k + 1 for k, token in enumerate(row) if token in self.stop_ids), len(row))

@@ -24,7 +24,7 @@ from ftassets.defs.resources import ArtifactStoreResource, MlflowResource, Proje
 from ftassets.defs.metadata import table_metadata
 from ftassets.defs.schedules import refresh_when_upstream_updates
 from ftassets.export.export import CHECKS as GGUF_CHECKS
-from ftassets.training.recipes import parse_recipe
+from ftassets.training.recipes import is_cloud, parse_recipe
 
 GROUP = "finetuning"
 OWNERS = ["team:ml-platform"]
@@ -171,7 +171,7 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         recipe = config.recipe_of(model)
         if recipe is None:
             return _not_applicable("tokenized_splits", f"model {model!r} has no recipe: nothing to train", check="no_fully_masked_examples")
-        if getattr(recipe, "cloud", False):
+        if is_cloud(recipe):
             return _not_applicable("tokenized_splits", f"{recipe.method} trains in the cloud from the dataset's JSONL",
                                    check="no_fully_masked_examples")
         task = config.tasks[task_name]
@@ -247,7 +247,7 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
             return _not_applicable("adapter", f"model {model!r} has no recipe: it is evaluated as a base model only")
         recipe = resolve_recipe(project_config, model, config)
         context.log.info(f"recipe for {model}/{task_name}: {recipe.model_dump_json()}")
-        if getattr(recipe, "cloud", False):
+        if is_cloud(recipe):
             return _cloud_adapter(context, project_config, store, model, task_name, recipe, mlflow)
         upstream = _upstream_versions(store, tokenized_splits=("tokenized_splits", model, task_name))
         version = lineage.fingerprint("adapter", lineage.recipe_params(recipe), upstream)

@@ -14,7 +14,7 @@ from ftassets.config import ProjectConfig
 from ftassets.data.datasets import read_splits
 from ftassets.evaluation.evaluate import VariantEvaluation, evaluate_variant, significance
 from ftassets.export.variants import gguf_variants, not_exportable_reason
-from ftassets.training.recipes import parse_recipe
+from ftassets.training.recipes import is_cloud, parse_recipe
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def _finetuned_backend(project, store, adapter_dir, base_dir, model, task_name, 
     from ftassets.training.strategies import strategy_for
 
     recipe = parse_recipe(read_manifest(adapter_dir)["recipe"])
-    if getattr(recipe, "cloud", False):
+    if is_cloud(recipe):
         from ftassets.backends.azure_openai import backend_for_cloud_finetune
 
         return backend_for_cloud_finetune(project, project.base_of(model), read_manifest(adapter_dir), model)

@@ -16,6 +16,7 @@ from typing import Any, Callable
 from ftassets.artifacts import ArtifactStore, directory_bytes, read_manifest
 from ftassets.config import ProjectConfig
 from ftassets.config.schemas import API_SOURCES
+from ftassets.training.recipes import is_cloud
 
 EVALUATED_QUANT_TYPES = ("q8_0", "q4_k_m")
 SERVED_CONTEXT = 4096
@@ -33,7 +34,7 @@ def not_exportable_reason(project: ProjectConfig, model: str) -> str | None:
         return f"model {model!r} is served by an API ({base.source}): there are no weights to export"
     if recipe is None:
         return f"model {model!r} has no recipe: only fine-tunes are exported"
-    if getattr(recipe, "cloud", False):
+    if is_cloud(recipe):
         return f"model {model!r} is fine-tuned in the cloud: there are no local weights to export"
     if not recipe.mergeable:
         return f"method {recipe.method!r} keeps its trained virtual tokens outside the weights, which a GGUF cannot hold"

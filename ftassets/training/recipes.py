@@ -224,3 +224,8 @@ def parse_recipe(raw: dict) -> Recipe:
 
 def is_mergeable(recipe: Recipe | None) -> bool:
     return recipe is not None and recipe.mergeable
+
+
+def is_cloud(recipe: Recipe | None) -> bool:
+    """Trained by a cloud service (``CLOUD_METHODS``): no local tokenized splits, weights, merge or export."""
+    return bool(getattr(recipe, "cloud", False))
