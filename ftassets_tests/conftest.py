@@ -59,37 +59,63 @@ def tiny_base_dir(tmp_path_factory, single_cpu_thread) -> Path:
 @pytest.fixture(scope="session")
 def world(tmp_path_factory, worker_id):
     """The shipped configs materialized once for the whole test run: every method's entry on classification,
-    in a persistent Dagster instance. Tests that need a real, trained lineage (e2e, export, UI) share it.
+    in a persistent Dagster instance (``e2e_world.py``). Tests that need a real, trained lineage share it.
 
-    Under pytest-xdist the first worker to ask builds it in the run's shared temporary folder, under a file
-    lock; the other worker waits and reuses it (the first run's report is kept beside it)."""
+    Under pytest-xdist it is built in the run's shared temporary folder by a background process that the
+    first worker to collect a test needing it starts (``pytest_collection_modifyitems``); this waits for it.
+    Without xdist it is built here."""
     import pickle
-    import shutil
 
-    import dagster as dg
+    import e2e_world
+
+    if worker_id == "master":
+        root = tmp_path_factory.mktemp("e2e")
+        e2e_world.build(root)
+    else:
+        root = _shared_world_root(tmp_path_factory)
+        e2e_world.wait_for(root)
+    first = pickle.loads((root / e2e_world.REPORT).read_bytes())
+    return {**e2e_world.open_world(root), "first": first}
+
+
+def _shared_world_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.getbasetemp().parent / "e2e_world"
+
+
+# Slow modules first, so that pytest-xdist's loadscope (one module per worker at a time) ends both workers
+# at about the same time; the modules that need the world last, test_e2e.py first among them.
+SLOW_MODULES = ("test_ui.py", "test_trainer_resource.py", "test_dpo.py", "test_automation.py")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Order modules: slow ones first, those using the ``world`` fixture last. Under xdist, start building the
+    world in the background as soon as a worker collects a test that needs it, while both workers run the others."""
     from filelock import FileLock
 
-    from ftassets.artifacts import ArtifactStore
-    from ftassets.config import load_project_config
-    from ftassets.definitions import build_definitions
-    from ftassets.runner import PipelineRunner
+    modules_needing_world = {item.path.name for item in items if "world" in getattr(item, "fixturenames", ())}
 
-    root = tmp_path_factory.mktemp("e2e") if worker_id == "master" else tmp_path_factory.getbasetemp().parent / "e2e_world"
-    dagster_home, home = root / "dagster_home", root / "ftassets_home"
-    project = load_project_config(REPO / "configs")
-    defs = build_definitions(project.config_dir, home)
-    with FileLock(str(root) + ".lock"):
-        built = (root / "first_run.pickle").exists()
-        if not built:
-            dagster_home.mkdir(parents=True, exist_ok=True)
-            shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
-        instance = dg.DagsterInstance.from_config(str(dagster_home))
-        runner = PipelineRunner(defs, project, ArtifactStore(home), instance, log=lambda line: print(line, flush=True))
-        if not built:
-            first = runner.run(["classification"], list(project.experiments.experiments["methods"].models), forgetting=False)
-            (root / "first_run.pickle").write_bytes(pickle.dumps(first))
-        first = pickle.loads((root / "first_run.pickle").read_bytes())
-    return dict(root=root, dagster_home=dagster_home, home=home, project=project, defs=defs, instance=instance, runner=runner, first=first)
+    def rank(item):
+        name = item.path.name
+        if name in modules_needing_world:
+            return (2, name != "test_e2e.py")
+        return (0, SLOW_MODULES.index(name)) if name in SLOW_MODULES else (1, 0)
+
+    items.sort(key=rank)  # stable: tests keep their order within a module
+    if modules_needing_world and os.environ.get("PYTEST_XDIST_WORKER"):
+        import e2e_world
+
+        root = _shared_world_root(config._tmp_path_factory)
+        with FileLock(str(root) + ".lock"):
+            if not e2e_world.being_built(root):
+                config._ftassets_world_build = e2e_world.start_in_background(root)
+
+
+def pytest_unconfigure(config):
+    """An interrupted run does not leave the world build running."""
+    build = getattr(config, "_ftassets_world_build", None)
+    if build is not None and build.poll() is None:
+        build.kill()
+        build.wait()
 
 
 @pytest.fixture()

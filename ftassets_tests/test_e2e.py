@@ -1,19 +1,12 @@
 """End to end: the real assets on the embedded model, in a temporary Dagster instance."""
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from ftassets.artifacts import ArtifactStore, read_manifest
-from ftassets.config import load_project_config
-from ftassets.definitions import build_definitions
-from ftassets.defs.partitions import cell_key, sync_model_partitions
-from ftassets.runner import PipelineRunner, root_cause_message
+from ftassets.defs.partitions import cell_key
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
@@ -186,37 +179,6 @@ def test_entries_on_one_base_share_one_build(world):
     assert sorted(built.values()) == [False, True], built
 
 
-def test_a_failed_training_run_leaves_the_previous_adapter_intact(world):
-    store = ArtifactStore(world["home"])
-    adapter_dir = store.path("adapter", "tiny-lora", "classification")
-    before = read_manifest(adapter_dir)
-    result = world["defs"].resolve_implicit_job_def_def_for_assets([dg.AssetKey("adapter")]).execute_in_process(
-        partition_key=cell_key("classification", "tiny-lora"),
-        instance=world["instance"],
-        asset_selection=[dg.AssetKey("adapter")],
-        run_config={"ops": {"adapter": {"config": {"learning_rate": 1e30, "max_steps": 5}}}},
-        raise_on_error=False,
-    )
-    assert not result.success
-    messages = " ".join(root_cause_message(e.step_failure_data.error) for e in result.get_step_failure_events())
-    assert "nan" in messages.lower() or "inf" in messages.lower() or "diverged" in messages.lower(), messages
-    assert read_manifest(adapter_dir) == before
-    assert not [p for p in adapter_dir.parent.iterdir() if p.name.startswith(".")], "no staging directory left behind"
-
-
-def test_dagster_cli_materializes_one_partition(world):
-    env = {**os.environ, "DAGSTER_HOME": str(world["dagster_home"]), "FTASSETS_HOME": str(world["home"])}
-    result = subprocess.run(
-        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ftassets.definitions", "--select", "dataset", "--partition", "qa"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert read_manifest(ArtifactStore(world["home"]).path("dataset", "qa"))["counts"]["test"] > 0
-    instance = dg.DagsterInstance.from_config(str(world["dagster_home"]))
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("dataset"), asset_partitions=["qa"]), limit=1)
-    assert records.records, "the CLI run is recorded in the persistent instance"
-
-
 def test_adapter_metadata_reads_well_in_the_ui(world):
     records = world["instance"].fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey("adapter"), asset_partitions=[cell_key("classification", "tiny-full")]), limit=1
@@ -225,94 +187,3 @@ def test_adapter_metadata_reads_well_in_the_ui(world):
     assert "data:image/png;base64," in metadata["loss_curve"].value
     assert metadata["trainable_parameters"].value == metadata["total_parameters"].value > 0
     assert metadata["strategy"].value == "full" and metadata["final_train_loss"].value > 0
-
-
-def test_an_entry_without_recipe_is_evaluated_as_base_only(world, tmp_path):
-    import yaml
-
-    config_dir = tmp_path / "configs"
-    shutil.copytree(REPO / "configs", config_dir)
-    models = yaml.safe_load((config_dir / "models.yaml").read_text())
-    models["models"]["tiny-base"] = {"base": "tiny"}
-    (config_dir / "models.yaml").write_text(yaml.safe_dump(models))
-    project = load_project_config(config_dir)
-    defs = build_definitions(config_dir, world["home"])
-    runner = PipelineRunner(defs, project, ArtifactStore(world["home"]), world["instance"], log=print)
-    report = runner.run(["classification"], ["tiny-base"])
-    assert not report.failed, [(o.assets, o.error) for o in report.failed]
-    table = report.comparisons["classification"].set_index(["model", "variant"])
-    assert ("tiny-base", "finetuned") not in table.index or table.loc[("tiny-base", "finetuned")]["status"] == "missing"
-    assert table.loc[("tiny-base", "base")]["accuracy"] == table.loc[("tiny-lora", "base")]["accuracy"]
-    adapter = world["instance"].fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("adapter"), asset_partitions=[cell_key("classification", "tiny-base")]), limit=1
-    ).records[0].asset_materialization
-    assert adapter.metadata["applicable"].value is False and "no recipe" in adapter.metadata["reason"].value
-    assert not ArtifactStore(world["home"]).path("adapter", "tiny-base", "classification").exists(), "no placeholder files"
-
-
-def test_a_killed_training_run_resumes_from_its_last_checkpoint(world, tmp_path):
-    """SIGKILL a `dagster asset materialize` of an adapter mid-training; materializing again resumes from the
-    last complete checkpoint and ends with the loss of an uninterrupted run."""
-    import json
-    import signal
-    import time
-
-    import yaml
-
-    from ftassets.defs.assets import AdapterConfig, resolve_recipe
-    from ftassets.training.tokenize import load_tokenized
-    from ftassets.training.trainer import train
-
-    config_dir = tmp_path / "configs"
-    shutil.copytree(REPO / "configs", config_dir)
-    models = yaml.safe_load((config_dir / "models.yaml").read_text())
-    models["models"]["tiny-resume"] = {"base": "tiny", "recipe": "lora"}
-    (config_dir / "models.yaml").write_text(yaml.safe_dump(models))
-    project = load_project_config(config_dir)
-    sync_model_partitions(world["instance"], project.models)  # what `ftassets sync` does before a CLI materialization
-    defs = build_definitions(config_dir, world["home"])
-    for asset, partition in (("base_model", "tiny-resume"), ("tokenized_splits", cell_key("classification", "tiny-resume"))):
-        defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey(asset)]).execute_in_process(
-            partition_key=partition, instance=world["instance"], asset_selection=[dg.AssetKey(asset)]
-        )
-
-    overrides = {"max_steps": 120, "save_steps": 10, "eval_steps": 40, "logging_steps": 10}
-    command = [
-        sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ftassets.definitions", "--select", "adapter",
-        "--partition", cell_key("classification", "tiny-resume"),
-        "--config-json", json.dumps({"ops": {"adapter": {"config": overrides}}}),
-    ]
-    env = {**os.environ, "DAGSTER_HOME": str(world["dagster_home"]), "FTASSETS_HOME": str(world["home"]),
-           "FTASSETS_CONFIG_DIR": str(config_dir), "OMP_NUM_THREADS": "1"}
-    store = ArtifactStore(world["home"])
-    checkpoints = store.work_path("adapter", "tiny-resume", "classification")
-    adapter_dir = store.path("adapter", "tiny-resume", "classification")
-
-    first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 240
-    while not (checkpoints / "checkpoint-30" / "trainer_state.json").exists():
-        assert first.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline, "no checkpoint-30 within 240 s"
-        time.sleep(0.05)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
-    assert read_manifest(adapter_dir) is None, "a killed run materializes nothing"
-    assert not any(checkpoints.glob("checkpoint-120")), "it was killed before the end"
-    # The killed run still holds its gpu pool slot; `ftassets recover` (also run by `ftassets run`) frees it.
-    recover = subprocess.run([sys.executable, "-m", "ftassets", "recover"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert recover.returncode == 0 and "1 orphaned run(s) released" in recover.stdout, recover.stdout + recover.stderr
-
-    second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert second.returncode == 0, second.stderr[-3000:]
-    resumed_from = [int(line.rsplit("checkpoint-", 1)[1].split()[0].rstrip("'\"")) for line in second.stderr.splitlines()
-                    if "resuming from" in line]
-    assert resumed_from and resumed_from[0] >= 30, second.stderr[-3000:]
-    resumed = read_manifest(adapter_dir)["training"]
-    assert resumed["steps"] == 120
-
-    recipe = resolve_recipe(project, "tiny-resume", AdapterConfig(**overrides))
-    splits = load_tokenized(store.path("tokenized_splits", "tiny-resume", "classification"))
-    uninterrupted = train(store.path("base_model", "tiny"), splits, recipe, tmp_path / "adapter", tmp_path / "checkpoints",
-                          device="cpu", log=lambda message: None)
-    assert resumed["final_train_loss"] == pytest.approx(uninterrupted.final_train_loss, abs=1e-3)
-    assert resumed["final_val_loss"] == pytest.approx(uninterrupted.final_val_loss, abs=1e-3)

@@ -13,7 +13,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -143,8 +143,10 @@ def train(
     device: str = "auto",
     log: Callable[[str], None] = print,
     mlflow_run: MlflowRunRef | None = None,
+    callbacks: Sequence[TrainerCallback] = (),
 ) -> TrainingResult:
-    """Fine-tune ``base_dir`` on ``splits["train"]`` (evaluating on ``splits["validation"]``) per ``recipe``."""
+    """Fine-tune ``base_dir`` on ``splits["train"]`` (evaluating on ``splits["validation"]``) per ``recipe``;
+    ``callbacks`` are extra transformers ``TrainerCallback``s (profilers, custom loggers)."""
     base_dir, out_dir, checkpoint_dir = Path(base_dir), Path(out_dir), Path(checkpoint_dir)
     device = resolve_device(device)
     if device.startswith("cuda:") and device != "cuda:0":
@@ -209,7 +211,7 @@ def train(
         disable_tqdm=True,
     )
     guard = _LogAndGuard(log)
-    callbacks = [guard] + ([MlflowStepLogger(mlflow_run)] if mlflow_run else [])
+    callbacks = [guard, *([MlflowStepLogger(mlflow_run)] if mlflow_run else []), *callbacks]
     trainer = strategy.build_trainer(model, args, splits, tokenizer, callbacks, packing=packing)
     trainer.remove_callback(PrinterCallback)
 
