@@ -81,7 +81,7 @@ def test_the_foundry_job_rest_body_for_phi4_mini(tmp_path):
     assert body["resources"]["instanceTypes"] == ["Standard_NC24ads_A100_v4"] and body["displayName"] == "ftassets phi4"
 
 
-def test_a_foundry_recipe_validates_the_registry_uri_and_is_not_yet_a_model_entry(tmp_path):
+def test_a_foundry_recipe_validates_the_registry_uri_and_needs_an_openai_compatible_base(tmp_path):
     import shutil
 
     import yaml
@@ -99,5 +99,6 @@ def test_a_foundry_recipe_validates_the_registry_uri_and_is_not_yet_a_model_entr
     models = yaml.safe_load((config_dir / "models.yaml").read_text())
     models["models"]["phi-sft"] = {"base": "gpt-4.1-mini", "recipe": "phi"}
     (config_dir / "models.yaml").write_text(yaml.safe_dump(models))
-    with pytest.raises(ConfigError, match=r"models\.phi-sft\.recipe: foundry_sft jobs are built and submitted"):
+    with pytest.raises(ConfigError, match=r"models\.phi-sft\.recipe: foundry_sft needs an openai_compatible base .*not 'azure_openai'"):
         load_project_config(config_dir)
+    assert load_project_config(REPO / "configs").recipe_of("phi-4-mini-foundry-sft").method == "foundry_sft"

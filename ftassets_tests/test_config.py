@@ -81,7 +81,7 @@ def test_experiment_naming_unknown_task(config_dir):
 
 def test_model_naming_unknown_recipe_and_base(config_dir):
     edit(config_dir, "models.yaml", lambda d: d["models"]["tiny-lora"].update(recipe="nope"))
-    with pytest.raises(ConfigError, match=r"(?s)models\.yaml: models\.tiny-lora\.recipe: unknown recipe 'nope'; defined recipes: azure-sft, dora, dpo, full, ia3, lora, prefix, ptuning, qlora"):
+    with pytest.raises(ConfigError, match=r"(?s)models\.yaml: models\.tiny-lora\.recipe: unknown recipe 'nope'; defined recipes: azure-sft, dora, dpo, foundry-sft, full, ia3, lora, prefix, ptuning, qlora"):
         load_project_config(config_dir)
 
 

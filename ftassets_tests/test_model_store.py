@@ -4,54 +4,20 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
+from fake_azureml import AZURITE, DEV_KEY
+from fake_azureml import azurite as run_azurite
 
-REPO = Path(__file__).resolve().parents[1]
-AZURITE = REPO / ".tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
-DEV_ACCOUNT = "devstoreaccount1"
-DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-"""Azurite's documented development-account key (public; it only opens the local emulator)."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def azurite(tmp_path_factory):
     if not AZURITE.exists():
         pytest.skip(f"{AZURITE} missing: run `bash scripts/install_test_tools.sh` (the README's test command does)")
-    port, location = _free_port(), tmp_path_factory.mktemp("azurite")
-    process = subprocess.Popen(
-        [str(AZURITE), "--silent", "--location", str(location), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-         "--skipApiVersionCheck", "--disableTelemetry", "--loose"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"azurite did not start: {process.stderr.read().decode()[-2000:]}")
-                time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}/{DEV_ACCOUNT}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with run_azurite(tmp_path_factory.mktemp("azurite")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -61,18 +61,19 @@ def write_recipe(request: Any, directory: Path) -> Path:
     return path
 
 
-def workspace_clients(azure: AzureFile) -> tuple[Any, Any]:
-    """(``MLClient`` of the workspace, ``BlobServiceClient`` of the Pipes account), both with DefaultAzureCredential."""
-    from azure.ai.ml import MLClient
-    from azure.identity import DefaultAzureCredential
-    from azure.storage.blob import BlobServiceClient
+def workspace_clients(azure: AzureFile) -> tuple[Any, Any, str]:
+    """(``MLClient`` of the workspace, ``BlobServiceClient`` of the Pipes account, the account's URL for the job).
+
+    The Pipes account URL may carry a SAS token (``https://<account>.blob.core.windows.net/?sv=...``) for a compute
+    without a managed identity; it then travels to the job in its environment variables. Without one, both sides
+    use azure-identity (DefaultAzureCredential; on Azure ML compute, the compute's managed identity)."""
+    from ftassets.azure.clients import blob_service, ml_client
 
     settings = azure.azure_ml
     values = require_variables([azure.subscription_id_env, azure.resource_group_env, settings.workspace_env, settings.pipes_storage_url_env],
                                "training on Azure ML (configs/azure.yaml azure_ml)")
-    credential = DefaultAzureCredential()
-    ml_client = MLClient(credential, values[azure.subscription_id_env], values[azure.resource_group_env], values[settings.workspace_env])
-    return ml_client, BlobServiceClient(values[settings.pipes_storage_url_env], credential=credential)
+    pipes_url = values[settings.pipes_storage_url_env]
+    return ml_client(azure, values[settings.workspace_env]), blob_service(pipes_url), pipes_url
 
 
 def download_adapter(ml_client: Any, job_name: str, out_dir: Path) -> None:

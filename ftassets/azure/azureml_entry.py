@@ -36,11 +36,11 @@ def main(argv: list[str]) -> int:
 
 
 def _pipes(storage_url: str):
-    from azure.identity import DefaultAzureCredential
-    from azure.storage.blob import BlobServiceClient
     from dagster_pipes import PipesAzureBlobStorageContextLoader, PipesAzureBlobStorageMessageWriter, open_dagster_pipes
 
-    client = BlobServiceClient(storage_url, credential=DefaultAzureCredential())
+    from ftassets.azure.clients import blob_service
+
+    client = blob_service(storage_url)
     return open_dagster_pipes(context_loader=PipesAzureBlobStorageContextLoader(client=client),
                               message_writer=PipesAzureBlobStorageMessageWriter(client=client))
 

@@ -77,7 +77,7 @@ class AccountRef:
 
     @property
     def loopback(self) -> bool:
-        return urlparse(self.management_url).hostname in ("127.0.0.1", "localhost", "::1")
+        return is_loopback(self.management_url)
 
 
 def account_ref(azure: AzureFile) -> AccountRef:
@@ -96,3 +96,52 @@ def management_client(azure: AzureFile, account: AccountRef):
 def call_options(account: AccountRef) -> dict[str, Any]:
     """azure-core refuses to send a bearer token over plain HTTP; an emulator on loopback is the one exception."""
     return {"enforce_https": False} if account.loopback else {}
+
+
+PUBLIC_MANAGEMENT_URL = "https://management.azure.com"
+
+
+def is_loopback(url: str) -> bool:
+    return urlparse(url).hostname in ("127.0.0.1", "localhost", "::1")
+
+
+def _plain_http_on_loopback():
+    """A pipeline policy doing ``call_options`` for every call of a client: bearer tokens to a loopback emulator."""
+    from azure.core.pipeline.policies import SansIOHTTPPolicy
+
+    class PlainHttpOnLoopback(SansIOHTTPPolicy):
+        def on_request(self, request: Any) -> None:
+            request.context.options["enforce_https"] = False
+
+    return PlainHttpOnLoopback()
+
+
+def ml_client(azure: AzureFile, workspace: str, **kwargs: Any):
+    """An azure-ai-ml ``MLClient`` of ``workspace`` (subscription and resource group from the environment).
+
+    ``management_url`` other than the public ARM endpoint (a sovereign cloud, an emulator) is passed to MLClient as
+    a custom cloud; its credential is ``$AZURE_MANAGEMENT_TOKEN`` when set, else DefaultAzureCredential."""
+    from azure.ai.ml import MLClient
+
+    values = require_variables([azure.subscription_id_env, azure.resource_group_env], "the Azure ML workspace (configs/azure.yaml)")
+    url = azure.management_url.rstrip("/")
+    if url != PUBLIC_MANAGEMENT_URL:
+        cloud = "ftassets-" + urlparse(url).netloc.replace(":", "-").replace(".", "-")
+        kwargs.update(cloud=cloud, cloud_metadata={
+            "azure_portal": "https://portal.azure.com/", "resource_manager": url + "/",
+            "active_directory": "https://login.microsoftonline.com/", "aml_resource_id": "https://ml.azure.com/",
+            "storage_endpoint": "core.windows.net", "registry_discovery_endpoint": url + "/",
+        })
+    if is_loopback(url):
+        kwargs["per_call_policies"] = [_plain_http_on_loopback()]
+    return MLClient(azure_credential(azure.management_token_env), values[azure.subscription_id_env], values[azure.resource_group_env],
+                    workspace, show_progress=False, **kwargs)
+
+
+def blob_service(url: str, credential: Any = None):
+    """A ``BlobServiceClient`` of an account URL; one carrying a SAS token (``...?sv=...&sig=...``) needs no other credential."""
+    from azure.storage.blob import BlobServiceClient
+
+    if urlparse(url).query:
+        return BlobServiceClient(url)
+    return BlobServiceClient(url, credential=credential if credential is not None else azure_credential(None))

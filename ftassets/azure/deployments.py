@@ -32,6 +32,10 @@ class DeploymentRecord:
     account: str
     resource_group: str
     expires: str
+    kind: str = "azure_openai"
+    """azure_openai: a deployment of the account; serverless: an Azure ML serverless endpoint (``foundry.py``)."""
+    endpoint: str | None = None
+    """A serverless endpoint's inference URL (its key is fetched when needed, never stored)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

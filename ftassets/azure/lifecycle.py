@@ -40,7 +40,13 @@ def fine_tune_and_deploy(
     ``train.jsonl``, ``validation.jsonl``, ``results.csv``, ``events.json``, ``job.json``, ``deployment.json``.
 
     ``work_dir`` remembers the job until the deployment is done, so a run that stopped in between (killed,
-    deployment refused) follows the same job next time instead of training again."""
+    deployment refused) follows the same job next time instead of training again.
+
+    A ``foundry_sft`` recipe trains on Azure AI Foundry and serves on a serverless endpoint instead (``foundry.py``)."""
+    if recipe.method == "foundry_sft":
+        from ftassets.azure.foundry import fine_tune_and_serve
+
+        return fine_tune_and_serve(project, model, task_name, recipe, splits, out_dir, fingerprint, log, sleep)
     base = project.base_of(model)
     spec = project.azure.deployments[project.bases[base].deployment]
     check_fine_tunable(spec.model, f"{project.config_dir / 'models.yaml'}: models.{model}.base")
@@ -96,8 +102,27 @@ def hosting_price(project: ProjectConfig) -> Callable[[str], float | None]:
 
 
 def teardown_deployments(project: ProjectConfig, names: list[str] | None, log: Callable[[str], None]) -> list[dict[str, Any]]:
-    from ftassets.azure.deployments import teardown
+    """Delete what ftassets left billing: the Azure OpenAI account's fine-tuned deployments and the Azure ML workspace's
+    serverless endpoints, each plane whose variables are set (neither set: fail naming both)."""
+    import os
 
-    account = account_ref(project.azure)
-    with management_client(project.azure, account) as mgmt:
-        return teardown(mgmt, account, names, log, hosting_price(project))
+    from ftassets.azure.deployments import teardown
+    from ftassets.azure.foundry import teardown_serverless
+    from ftassets.azure.settings import MissingCredentials, management_variables
+
+    azure = project.azure
+    planes = {"Azure OpenAI deployments": management_variables(azure),
+              "Azure ML serverless endpoints": [azure.subscription_id_env, azure.resource_group_env, azure.azure_ml.workspace_env]}
+    configured = [plane for plane, names_ in planes.items() if all(os.environ.get(n) for n in names_)]
+    if not configured:
+        raise MissingCredentials("deleting what ftassets deployed needs " + " or ".join(
+            f"{', '.join('$' + n for n in variables)} (for {plane})" for plane, variables in planes.items())
+            + "; export one of these sets (the names are configured in configs/azure.yaml) and run again")
+    deleted: list[dict[str, Any]] = []
+    if "Azure OpenAI deployments" in configured:
+        account = account_ref(azure)
+        with management_client(azure, account) as mgmt:
+            deleted += teardown(mgmt, account, names, log, hosting_price(project))
+    if "Azure ML serverless endpoints" in configured:
+        deleted += teardown_serverless(project, names, log)
+    return deleted

@@ -178,10 +178,9 @@ def check_api_entries(config_dir: Path, models: ModelsFile, recipes: dict[str, A
         if not api and recipe.method in CLOUD_METHODS:
             raise ConfigError(f"{field_name}: recipe {entry.recipe!r} ({recipe.method}) fine-tunes in the cloud but base "
                               f"{entry.base!r} is local ({base.source}); base the entry on an API base")
-        if recipe.method == "foundry_sft":
-            raise ConfigError(f"{field_name}: foundry_sft jobs are built and submitted by ftassets.azure.foundry, but not yet "
-                              "run as a model entry (evaluating the result needs a serverless deployment ftassets does not "
-                              "create yet); use azure_sft here, or submit the Foundry job with ftassets.azure.foundry")
+        if recipe.method == "foundry_sft" and base.source != "openai_compatible":
+            raise ConfigError(f"{field_name}: foundry_sft needs an openai_compatible base (the catalog model's own serverless "
+                              f"endpoint, evaluated as the base row), not {base.source!r}")
         if recipe.method == "azure_sft":
             if base.source != "azure_openai":
                 raise ConfigError(f"{field_name}: azure_sft needs an azure_openai base, not {base.source!r}")

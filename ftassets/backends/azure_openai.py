@@ -57,6 +57,10 @@ def backend_for_cloud_finetune(project: ProjectConfig, base: str, adapter_manife
 
     from ftassets.azure.settings import model_family
 
+    if adapter_manifest["deployment"].get("kind") == "serverless":
+        from ftassets.azure.foundry import serverless_target
+
+        return api_backend(serverless_target(project, base, adapter_manifest), name=name)
     target = resolve_base(project, base, deployment=adapter_manifest["deployment"]["name"])
     tuned = project.azure.fine_tuning.pricing.get(model_family(target.model))
     return api_backend(replace(target, pricing=tuned.inference) if tuned and tuned.inference else target, name=name)

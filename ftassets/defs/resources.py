@@ -97,22 +97,24 @@ class TrainerResource(dg.ConfigurableResource):
 
 
     def _train_on_azure_ml(self, context: dg.AssetExecutionContext, request: Any, out_dir: Path):
-        """A command job on the workspace's compute (``azure_ml`` in azure.yaml), followed through Dagster Pipes."""
+        """A command job on the workspace's compute (``azure_ml`` in azure.yaml), followed through Dagster Pipes: the job's
+        log lines arrive in this run, its result as a custom message; the adapter is the job's downloaded output."""
         from dagster_azure.pipes import PipesAzureBlobStorageContextInjector, PipesAzureBlobStorageMessageReader, PipesAzureMLClient
 
         from ftassets.azure.azureml import download_adapter, training_command, workspace_clients, write_recipe
         from ftassets.training.trainer import TrainingResult
 
         azure = load_project_config().azure
-        ml_client, blob = workspace_clients(azure)
+        ml_client, blob, pipes_url = workspace_clients(azure)
         settings = azure.azure_ml
+        partition = str(context.partition_key) if context.has_partition_key else ""
         command = training_command(settings, request, write_recipe(request, Path(request.checkpoint_dir)), Path(__file__).resolve().parents[2],
-                                   display_name=f"ftassets {context.partition_key}", pipes_storage_url=blob.url,
-                                   tags={"dagster.run_id": context.run_id, "dagster.partition": str(context.partition_key)})
+                                   display_name=f"ftassets {partition or context.asset_key.to_user_string()}", pipes_storage_url=pipes_url,
+                                   tags={"dagster.run_id": context.run_id, "dagster.partition": partition})
         pipes = PipesAzureMLClient(
             client=ml_client, poll_interval_seconds=settings.poll_interval_s,
             context_injector=PipesAzureBlobStorageContextInjector(container=settings.pipes_container, client=blob),
-            message_reader=PipesAzureBlobStorageMessageReader(container=settings.pipes_container, client=blob),
+            message_reader=PipesAzureBlobStorageMessageReader(container=settings.pipes_container, client=blob, interval=settings.poll_interval_s),
         )
         invocation = pipes.run(context=context, command=command)
         job_name = str(getattr(invocation.metadata["AzureML Job Name"], "value", invocation.metadata["AzureML Job Name"]))
