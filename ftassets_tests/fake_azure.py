@@ -27,9 +27,9 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
-from urllib.parse import parse_qs, urlparse
+
+from loopback import LoopbackServer, RecordingHandler
 
 REASONING_PREFIXES = ("gpt-5", "o1", "o3", "o4")
 REJECTED_FOR_REASONING = ("temperature", "max_tokens", "top_p", "logprobs", "presence_penalty", "frequency_penalty")
@@ -72,8 +72,10 @@ class FakeAzureState:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class FakeAzure:
+class FakeAzure(LoopbackServer):
     """``with FakeAzure(responder=...) as fake:`` serves on ``fake.url`` until the block ends."""
+
+    thread_name = "fake-azure"
 
     def __init__(self, responder: Callable[[str, list[dict[str, str]]], str] | None = None,
                  deployments: dict[str, str] | None = None, api_key: str = "fake-key-0123456789abcdef",
@@ -86,85 +88,40 @@ class FakeAzure:
             responder=responder or (lambda model, messages: "ok"),
         )
         self.chat_delay_s = chat_delay_s
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     def throttle(self, count: int, retry_after_ms: int = 20) -> None:
         with self.state.lock:
             self.state.throttled, self.state.retry_after_ms = count, retry_after_ms
 
-    def chat_requests(self) -> list[dict[str, Any]]:
-        return [r for r in self.state.requests if r["path"].endswith("/chat/completions")]
-
     def __enter__(self) -> "FakeAzure":
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-azure", daemon=True)
-        self._thread.start()
+        self.serve(_Handler)
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        self.stop()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(RecordingHandler):
     fake: FakeAzure
-    protocol_version = "HTTP/1.1"
+    request_id_header = "apim-request-id"
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    @property
-    def state(self) -> FakeAzureState:
-        return self.fake.state
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def _dispatch(self, method: str) -> None:
-        parsed = urlparse(self.path)
-        path, query = parsed.path, {k: v[0] for k, v in parse_qs(parsed.query).items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        with self.state.lock:
-            self.state.requests.append({"method": method, "path": path, "query": query, "headers": {k.lower(): v for k, v in self.headers.items()},
-                                        "body": body})
-        try:
-            if match := ARM_DEPLOYMENT.match(path):
-                return self._arm(method, match, query, body)
-            data_path = re.sub(r"^/openai(/v1)?", "", path)
-            v1 = path.startswith("/openai/v1/")
-            if not path.startswith("/openai/"):
-                return self._error(404, "NotFound", f"no route {path}")
-            if not v1 and "api-version" not in query:
-                return self._error(404, "404", "Resource not found: api-version query parameter missing")
-            if not self._authorized():
-                return self._error(401, "401", "Access denied due to invalid subscription key or wrong API endpoint.")
-            if m := re.fullmatch(r"/deployments/([^/]+)/chat/completions", data_path):
-                return self._chat(m.group(1), json.loads(body))
-            if data_path == "/chat/completions" and v1:
-                payload = json.loads(body)
-                return self._chat(payload.get("model", ""), payload)
-            return self._files_and_jobs(method, data_path, query, body)
-        except BrokenPipeError:
-            pass
+    def route(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
+        if match := ARM_DEPLOYMENT.match(path):
+            return self._arm(method, match, query, body)
+        data_path = re.sub(r"^/openai(/v1)?", "", path)
+        v1 = path.startswith("/openai/v1/")
+        if not path.startswith("/openai/"):
+            return self._error(404, "NotFound", f"no route {path}")
+        if not v1 and "api-version" not in query:
+            return self._error(404, "404", "Resource not found: api-version query parameter missing")
+        if not self._authorized():
+            return self._error(401, "401", "Access denied due to invalid subscription key or wrong API endpoint.")
+        if m := re.fullmatch(r"/deployments/([^/]+)/chat/completions", data_path):
+            return self._chat(m.group(1), json.loads(body))
+        if data_path == "/chat/completions" and v1:
+            payload = json.loads(body)
+            return self._chat(payload.get("model", ""), payload)
+        return self._files_and_jobs(method, data_path, query, body)
 
     def _authorized(self) -> bool:
         key = self.headers.get("api-key")
@@ -443,17 +400,3 @@ class _Handler(BaseHTTPRequestHandler):
     # ---- plumbing
     def _error(self, status: int, code: str, message: str) -> None:
         self._send(status, {"error": {"code": code, "message": message}})
-
-    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        self._send_bytes(status, json.dumps(payload).encode(), "application/json", headers)
-
-    def _send_bytes(self, status: int, content: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(content)))
-        self.send_header("apim-request-id", uuid.uuid4().hex)
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if content:
-            self.wfile.write(content)

@@ -41,10 +41,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Callable, Iterator
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import unquote, urlparse
+
+from loopback import LoopbackServer, RecordingHandler
 
 REPO = Path(__file__).resolve().parents[1]
 AZURITE = REPO / ".tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
@@ -150,9 +151,11 @@ class FakeAzureMLState:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class FakeAzureML:
+class FakeAzureML(LoopbackServer):
     """``with FakeAzureML(azurite_url) as fake:`` serves on ``fake.url``; ``fake.cloud_metadata`` is the custom
     cloud MLClient needs to reach it."""
+
+    thread_name = "fake-azureml"
 
     def __init__(self, azurite_url: str, *, token: str = "fake-arm-token", workspace_dir: Path | None = None,
                  responder: Callable[[str, list[dict[str, str]]], str] | None = None,
@@ -163,14 +166,7 @@ class FakeAzureML:
         self.job_environment = dict(job_environment or {})
         self.job_timeout_s = job_timeout_s
         self.workspace_dir = Path(workspace_dir or tempfile.mkdtemp(prefix="fake-azureml-"))
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._runners: list[threading.Thread] = []
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     def container_client(self, container: str | None = None):
         from azure.storage.blob import BlobServiceClient
@@ -182,19 +178,13 @@ class FakeAzureML:
         container = self.container_client()
         if not container.exists():
             container.create_container()
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-azureml", daemon=True)
-        self._thread.start()
+        self.serve(_Handler)
         return self
 
     def __exit__(self, *exc_info) -> None:
         for runner in self._runners:
             runner.join(timeout=30)
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        self.stop()
 
     def wait_for_jobs(self, timeout_s: float = 120.0) -> None:
         for runner in self._runners:
@@ -330,62 +320,27 @@ class FakeAzureML:
             self.state.serverless_keys[name] = {"primaryKey": key, "secondaryKey": f"sk-{uuid.uuid4().hex}"}
         return f"{self.url}/serverless/{name}", key
 
-    def chat_requests(self) -> list[dict[str, Any]]:
-        return [r for r in self.state.requests if r["path"].endswith("/chat/completions")]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(RecordingHandler):
     fake: FakeAzureML
-    protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    @property
-    def state(self) -> FakeAzureMLState:
-        return self.fake.state
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def _dispatch(self, method: str) -> None:
-        parsed = urlparse(self.path)
-        path, query = parsed.path, {k: v[0] for k, v in parse_qs(parsed.query).items()}
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        with self.state.lock:
-            self.state.requests.append({"method": method, "path": path, "query": query, "body": body,
-                                        "headers": {k.lower(): v for k, v in self.headers.items()}})
-        try:
-            if path == "/discovery":
-                return self._send(200, {key: self.fake.url for key in (
-                    "api", "catalog", "experimentation", "gallery", "history", "hyperdrive", "labeling", "modelmanagement",
-                    "pipelines", "studiotrace")})
-            if m := re.fullmatch(r"/serverless/([^/]+)/(?:v1/)?chat/completions", path):
-                return self._inference(m.group(1), json.loads(body or b"{}"))
-            if self.headers.get("Authorization") != f"Bearer {self.state.token}":
-                return self._send(401, {"error": {"code": "AuthenticationFailed", "message": "Authentication failed."}})
-            if m := DATAPLANE_PATH.match(path):
-                return self._dataplane(m["service"], m["rest"], json.loads(body or b"{}"))
-            if "api-version" not in query:
-                return self._send(400, {"error": {"code": "MissingApiVersionParameter", "message": "api-version is required"}})
-            if m := WORKSPACE_PATH.match(path):
-                return self._workspace(method, m, m["rest"] or "", query, json.loads(body) if body else None)
-            return self._unknown(method, path)
-        except BrokenPipeError:
-            pass
+    def route(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
+        if path == "/discovery":
+            return self._send(200, {key: self.fake.url for key in (
+                "api", "catalog", "experimentation", "gallery", "history", "hyperdrive", "labeling", "modelmanagement",
+                "pipelines", "studiotrace")})
+        if m := re.fullmatch(r"/serverless/([^/]+)/(?:v1/)?chat/completions", path):
+            return self._inference(m.group(1), json.loads(body or b"{}"))
+        if self.headers.get("Authorization") != f"Bearer {self.state.token}":
+            return self._send(401, {"error": {"code": "AuthenticationFailed", "message": "Authentication failed."}})
+        if m := DATAPLANE_PATH.match(path):
+            return self._dataplane(m["service"], m["rest"], json.loads(body or b"{}"))
+        if "api-version" not in query:
+            return self._send(400, {"error": {"code": "MissingApiVersionParameter", "message": "api-version is required"}})
+        if m := WORKSPACE_PATH.match(path):
+            return self._workspace(method, m, m["rest"] or "", query, json.loads(body) if body else None)
+        return self._unknown(method, path)
 
     def _unknown(self, method: str, path: str) -> None:
         self.state.unknown.append(f"{method} {path}")
@@ -618,18 +573,3 @@ class _Handler(BaseHTTPRequestHandler):
             return
         return self._send(200, {**completion, "object": "chat.completion", "usage": usage,
                                 "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}]})
-
-    # ---- plumbing
-    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        self._send_bytes(status, json.dumps(payload).encode(), "application/json", headers)
-
-    def _send_bytes(self, status: int, content: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(content)))
-        self.send_header("x-ms-request-id", uuid.uuid4().hex)
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        if content:
-            self.wfile.write(content)
