@@ -13,8 +13,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
+from e2e_helpers import edit_yaml, split_oracle
 from fake_azure import FakeAzure
 
 pytestmark = pytest.mark.e2e
@@ -24,24 +24,9 @@ API_KEY = "azkey-7Q2xV9-do-not-log-4c1e8b"
 MANAGEMENT_TOKEN = "armtoken-P3kW8-do-not-log-91f0"
 
 
-def _edit(path: Path, change) -> None:
-    data = yaml.safe_load(path.read_text())
-    change(data)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-
-
 def _oracle(home: Path):
     """Answers from the test split: fine-tuned deployments always right, base GPT-5 models wrong on every 4th."""
-    answers: dict[str, tuple[int, str]] = {}
-
-    def respond(model: str, messages: list[dict[str, str]]) -> str:
-        if not answers:
-            rows = [json.loads(line) for line in (home / "artifacts/dataset/classification/test.jsonl").read_text().splitlines()]
-            answers.update({row["prompt"]: (index, row["answer"]) for index, row in enumerate(rows)})
-        index, answer = answers.get(messages[-1]["content"], (0, "unsure"))
-        return answer if ".ft-" in model or index % 4 else "I cannot tell."
-
-    return respond
+    return split_oracle(home, lambda model: ".ft-" in model)
 
 
 @pytest.fixture(scope="module")
@@ -51,17 +36,17 @@ def azure_world(tmp_path_factory, tiny_base_dir):
     shutil.copytree(REPO / "configs", config_dir)
     dagster_home.mkdir()
     shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
-    _edit(config_dir / "tasks.yaml", lambda d: d["tasks"]["classification"].update(
+    edit_yaml(config_dir / "tasks.yaml", lambda d: d["tasks"]["classification"].update(
         sizes={"train": 40, "validation": 10, "test": 20}, checks={"max_label_share_deviation": 0.5}))
-    _edit(config_dir / "models.yaml", lambda d: d["bases"].update(tiny={"source": "huggingface", "id": str(tiny_base_dir)}))
+    edit_yaml(config_dir / "models.yaml", lambda d: d["bases"].update(tiny={"source": "huggingface", "id": str(tiny_base_dir)}))
 
     def small_training(d):
         d["recipes"]["prefix"].update(max_steps=3, eval_steps=3, save_steps=3, logging_steps=1)
         d["evaluation"].update(bootstrap_resamples=50)
 
-    _edit(config_dir / "experiments.yaml", small_training)
+    edit_yaml(config_dir / "experiments.yaml", small_training)
     with FakeAzure(responder=_oracle(home), api_key=API_KEY, management_token=MANAGEMENT_TOKEN) as fake:
-        _edit(config_dir / "azure.yaml", lambda d: (d.update(management_url=fake.url), d["fine_tuning"].update(poll_interval_s=0.01)))
+        edit_yaml(config_dir / "azure.yaml", lambda d: (d.update(management_url=fake.url), d["fine_tuning"].update(poll_interval_s=0.01)))
         env = {
             "AZURE_OPENAI_ENDPOINT": fake.url, "AZURE_OPENAI_API_KEY": API_KEY, "AZURE_SUBSCRIPTION_ID": "sub-0000",
             "AZURE_RESOURCE_GROUP": "rg-ftassets", "AZURE_OPENAI_ACCOUNT": "aoai-ftassets", "AZURE_MANAGEMENT_TOKEN": MANAGEMENT_TOKEN,

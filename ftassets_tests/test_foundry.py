@@ -8,8 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
+from e2e_helpers import edit_yaml, split_oracle
 from fake_azureml import AZURITE, FakeAzureML, azurite, route_datastores_to_azurite
 
 pytestmark = pytest.mark.e2e
@@ -18,24 +18,9 @@ ARM_TOKEN = "armtoken-foundry-do-not-log-77ab"
 ENTRY = "phi-4-mini-foundry-sft"
 
 
-def _edit(path: Path, change) -> None:
-    data = yaml.safe_load(path.read_text())
-    change(data)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-
-
 def _oracle(home: Path):
     """Answers from the test split: the fine-tuned endpoint always right, the catalog base wrong on every 4th."""
-    answers: dict[str, tuple[int, str]] = {}
-
-    def respond(model: str, messages: list[dict[str, str]]) -> str:
-        if not answers:
-            rows = [json.loads(line) for line in (home / "artifacts/dataset/classification/test.jsonl").read_text().splitlines()]
-            answers.update({row["prompt"]: (index, row["answer"]) for index, row in enumerate(rows)})
-        index, answer = answers.get(messages[-1]["content"], (0, "unsure"))
-        return answer if "/workspaces/" in model or index % 4 else "I cannot tell."
-
-    return respond
+    return split_oracle(home, lambda model: "/workspaces/" in model)
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +32,13 @@ def foundry_world(tmp_path_factory):
     shutil.copytree(REPO / "configs", config_dir)
     dagster_home.mkdir()
     shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
-    _edit(config_dir / "tasks.yaml", lambda d: d["tasks"]["classification"].update(
+    edit_yaml(config_dir / "tasks.yaml", lambda d: d["tasks"]["classification"].update(
         sizes={"train": 40, "validation": 10, "test": 20}, checks={"max_label_share_deviation": 0.5}))
-    _edit(config_dir / "experiments.yaml", lambda d: d["evaluation"].update(bootstrap_resamples=50))
+    edit_yaml(config_dir / "experiments.yaml", lambda d: d["evaluation"].update(bootstrap_resamples=50))
     with azurite(root / "azurite") as account, route_datastores_to_azurite(account):
         with FakeAzureML(account, token=ARM_TOKEN, responder=_oracle(home), workspace_dir=root / "compute") as fake:
             base_url, base_key = fake.add_catalog_endpoint("phi-4-mini-catalog", "azureml://registries/azureml/models/Phi-4-mini-instruct")
-            _edit(config_dir / "azure.yaml", lambda d: (d.update(management_url=fake.url), d["fine_tuning"].update(poll_interval_s=0.01)))
+            edit_yaml(config_dir / "azure.yaml", lambda d: (d.update(management_url=fake.url), d["fine_tuning"].update(poll_interval_s=0.01)))
             env = {"AZURE_SUBSCRIPTION_ID": "sub-0000", "AZURE_RESOURCE_GROUP": "rg-ftassets", "AZUREML_WORKSPACE": "ws-ftassets",
                    "AZURE_MANAGEMENT_TOKEN": ARM_TOKEN, "AZURE_AI_PHI4_MINI_ENDPOINT": base_url, "AZURE_AI_PHI4_MINI_KEY": base_key,
                    "DAGSTER_HOME": str(dagster_home), "FTASSETS_HOME": str(home), "FTASSETS_CONFIG_DIR": str(config_dir)}
