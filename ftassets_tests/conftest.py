@@ -56,6 +56,36 @@ def tiny_base_dir(tmp_path_factory, single_cpu_thread) -> Path:
     return out_dir
 
 
+COLORS = ("red", "green", "blue", "yellow")
+
+
+@pytest.fixture(scope="session")
+def color_splits_dir(tiny_base_dir, tmp_path_factory) -> Path:
+    """Tokenized train/validation splits of a one-word task ("color: red" -> "red") saved as tokenized_splits
+    writes them: what the trainer-resource and Azure ML tests train on in a few steps."""
+    import random
+
+    from ftassets.training.strategies import load_tokenizer
+    from ftassets.training.tokenize import save_tokenized, tokenize_examples
+
+    tokenizer = load_tokenizer(tiny_base_dir)
+    rng = random.Random(0)
+    colors = [rng.choice(COLORS) for _ in range(48)]
+    train_split, _ = tokenize_examples(tokenizer, [f"color: {c}" for c in colors], colors, max_length=64)
+    validation, _ = tokenize_examples(tokenizer, [f"color: {c}" for c in COLORS], list(COLORS), max_length=64)
+    directory = tmp_path_factory.mktemp("color_splits")
+    save_tokenized(directory, {"train": train_split, "validation": validation})
+    return directory
+
+
+def quick_lora_recipe():
+    """Six LoRA steps on the color splits, with a checkpoint, a validation pass and a log line every two steps."""
+    from ftassets.training.recipes import parse_recipe
+
+    return parse_recipe(dict(method="lora", max_steps=6, batch_size=8, learning_rate=1e-2, logging_steps=2, eval_steps=6,
+                             save_steps=6, lr_scheduler="constant", lora={"r": 4, "alpha": 8, "dropout": 0.0}))
+
+
 @pytest.fixture(scope="session")
 def world(tmp_path_factory, worker_id):
     """The shipped configs materialized once for the whole test run: every method's entry on classification,

@@ -4,21 +4,19 @@ dagster-azure's ``PipesAzureMLClient`` follows it while the fake runs the job's 
 on the tiny base); the job's log lines reach the Dagster run through the Pipes blob container, and the adapter
 comes back through ``ml_client.jobs.download``."""
 
-
-import random
 import shutil
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import yaml
+from conftest import quick_lora_recipe
 
 from ftassets.defs.resources import TrainerResource
 from fake_azureml import AZURITE, DEV_ACCOUNT, DEV_KEY, FakeAzureML, account_sas_url, azurite, route_datastores_to_azurite
 
 REPO = Path(__file__).resolve().parents[1]
 ARM_TOKEN = "armtoken-azureml-do-not-log-5d2c"
-COLORS = ("red", "green", "blue", "yellow")
 
 
 @pytest.fixture(scope="module")
@@ -49,35 +47,17 @@ def workspace(tmp_path_factory):
                 yield dict(root=root, fake=fake, sas_url=sas_url)
 
 
-@pytest.fixture(scope="module")
-def splits_dir(tiny_base_dir, tmp_path_factory):
-    from ftassets.training.strategies import load_tokenizer
-    from ftassets.training.tokenize import save_tokenized, tokenize_examples
-
-    tokenizer = load_tokenizer(tiny_base_dir)
-    rng = random.Random(0)
-    colors = [rng.choice(COLORS) for _ in range(48)]
-    train_split, _ = tokenize_examples(tokenizer, [f"color: {c}" for c in colors], colors, max_length=64)
-    validation, _ = tokenize_examples(tokenizer, [f"color: {c}" for c in COLORS], list(COLORS), max_length=64)
-    directory = tmp_path_factory.mktemp("splits")
-    save_tokenized(directory, {"train": train_split, "validation": validation})
-    return directory
-
-
-def test_an_adapter_trains_as_an_azure_ml_command_job_followed_through_pipes(workspace, tiny_base_dir, splits_dir, tmp_path):
+def test_an_adapter_trains_as_an_azure_ml_command_job_followed_through_pipes(workspace, tiny_base_dir, color_splits_dir, tmp_path):
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from ftassets.training.recipes import parse_recipe
-
-    recipe = parse_recipe(dict(method="lora", max_steps=6, batch_size=8, learning_rate=1e-2, logging_steps=2, eval_steps=6,
-                               save_steps=6, lr_scheduler="constant", lora={"r": 4, "alpha": 8, "dropout": 0.0}))
+    recipe = quick_lora_recipe()
     outcome = {}
 
     @dg.asset
     def adapter(context: dg.AssetExecutionContext, trainer: TrainerResource):
-        outcome["result"] = trainer.train(context, tiny_base_dir, splits_dir, recipe, tmp_path / "adapter", tmp_path / "work")
+        outcome["result"] = trainer.train(context, tiny_base_dir, color_splits_dir, recipe, tmp_path / "adapter", tmp_path / "work")
         return dg.MaterializeResult(metadata={"steps": outcome["result"].steps})
 
     instance = dg.DagsterInstance.ephemeral()

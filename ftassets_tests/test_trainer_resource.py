@@ -1,31 +1,12 @@
 """The trainer resource's launchers (in process, a Pipes child process, accelerate with two gloo processes)
 and MLflow tracking, on the tiny base."""
 
-
-import random
-
 import dagster as dg
 import pytest
+from conftest import quick_lora_recipe
 
 from ftassets.defs.resources import TrainerResource
 from ftassets.tracking import MlflowTracker, default_tracking_uri
-from ftassets.training.recipes import parse_recipe
-from ftassets.training.strategies import load_tokenizer
-from ftassets.training.tokenize import save_tokenized, tokenize_examples
-
-COLORS = ("red", "green", "blue", "yellow")
-
-
-@pytest.fixture(scope="module")
-def splits_dir(tiny_base_dir, tmp_path_factory):
-    tokenizer = load_tokenizer(tiny_base_dir)
-    rng = random.Random(0)
-    colors = [rng.choice(COLORS) for _ in range(48)]
-    train_split, _ = tokenize_examples(tokenizer, [f"color: {c}" for c in colors], colors, max_length=64)
-    validation, _ = tokenize_examples(tokenizer, [f"color: {c}" for c in COLORS], list(COLORS), max_length=64)
-    directory = tmp_path_factory.mktemp("splits")
-    save_tokenized(directory, {"train": train_split, "validation": validation})
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -34,16 +15,15 @@ def tracker(tmp_path_factory):
     return MlflowTracker(default_tracking_uri(home), "ftassets-tests", home / "mlflow" / "artifacts")
 
 
-RECIPE = parse_recipe(dict(method="lora", max_steps=6, batch_size=8, learning_rate=1e-2, logging_steps=2, eval_steps=6,
-                           save_steps=6, lr_scheduler="constant", lora={"r": 4, "alpha": 8, "dropout": 0.0}))
+RECIPE = quick_lora_recipe()
 
 
-def materialize_training(trainer: TrainerResource, base_dir, splits_dir, work, tracked=None):
+def materialize_training(trainer: TrainerResource, base_dir, color_splits_dir, work, tracked=None):
     outcome = {}
 
     @dg.asset
     def trained(context: dg.AssetExecutionContext, trainer: TrainerResource):
-        outcome["result"] = trainer.train(context, base_dir, splits_dir, RECIPE, work / "out", work / "checkpoints", tracked)
+        outcome["result"] = trainer.train(context, base_dir, color_splits_dir, RECIPE, work / "out", work / "checkpoints", tracked)
         return dg.MaterializeResult(metadata={"steps": outcome["result"].steps})
 
     instance = dg.DagsterInstance.ephemeral()
@@ -54,35 +34,35 @@ def materialize_training(trainer: TrainerResource, base_dir, splits_dir, work, t
 
 
 @pytest.mark.parametrize("launcher", ["in_process", "subprocess"])
-def test_launchers_train_and_stream_logs_into_the_run(launcher, tiny_base_dir, splits_dir, tmp_path, monkeypatch):
+def test_launchers_train_and_stream_logs_into_the_run(launcher, tiny_base_dir, color_splits_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    result, logs = materialize_training(TrainerResource(device="cpu", launcher=launcher), tiny_base_dir, splits_dir, tmp_path)
+    result, logs = materialize_training(TrainerResource(device="cpu", launcher=launcher), tiny_base_dir, color_splits_dir, tmp_path)
     assert result.steps == 6 and result.world_size == 1 and (tmp_path / "out" / "adapter_config.json").exists()
     assert any("step 6/6" in line for line in logs), logs[-10:]
     if launcher == "subprocess":
         assert any("training in a child process" in line for line in logs)
 
 
-def test_accelerate_runs_two_gloo_processes(tiny_base_dir, splits_dir, tmp_path, monkeypatch):
+def test_accelerate_runs_two_gloo_processes(tiny_base_dir, color_splits_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     trainer = TrainerResource(device="cpu", launcher="accelerate", num_processes=2)
-    result, logs = materialize_training(trainer, tiny_base_dir, splits_dir, tmp_path)
+    result, logs = materialize_training(trainer, tiny_base_dir, color_splits_dir, tmp_path)
     assert result.world_size == 2 and result.steps == 6
-    single, _ = materialize_training(TrainerResource(device="cpu"), tiny_base_dir, splits_dir, tmp_path / "single")
+    single, _ = materialize_training(TrainerResource(device="cpu"), tiny_base_dir, color_splits_dir, tmp_path / "single")
     assert result.tokens_seen > single.tokens_seen, "two processes each consume a batch per step"
     assert (tmp_path / "out" / "adapter_model.safetensors").exists()
 
 
-def test_bad_launcher_settings_name_the_field(tiny_base_dir, splits_dir, tmp_path):
+def test_bad_launcher_settings_name_the_field(tiny_base_dir, color_splits_dir, tmp_path):
     with pytest.raises(ValueError, match="trainer.launcher: unknown 'slurm'; use one of in_process, subprocess, accelerate"):
-        materialize_training(TrainerResource(launcher="slurm"), tiny_base_dir, splits_dir, tmp_path)
+        materialize_training(TrainerResource(launcher="slurm"), tiny_base_dir, color_splits_dir, tmp_path)
 
 
-def test_mlflow_run_has_params_per_step_metrics_and_the_adapter(tiny_base_dir, splits_dir, tmp_path, tracker):
+def test_mlflow_run_has_params_per_step_metrics_and_the_adapter(tiny_base_dir, color_splits_dir, tmp_path, tracker):
     from mlflow import MlflowClient
 
     tracked = tracker.start_run("tiny/colors", tags={"dagster.partition": "tiny|colors"}, params=RECIPE.model_dump(mode="json"))
-    result, _ = materialize_training(TrainerResource(device="cpu", launcher="subprocess"), tiny_base_dir, splits_dir, tmp_path, tracked)
+    result, _ = materialize_training(TrainerResource(device="cpu", launcher="subprocess"), tiny_base_dir, color_splits_dir, tmp_path, tracked)
     tracker.finish(tracked, {"final_train_loss": result.final_train_loss}, tmp_path / "out")
 
     client = MlflowClient(tracked.tracking_uri)
