@@ -129,7 +129,7 @@ def test_missing_credentials_are_named_all_at_once(monkeypatch):
 # ---- the backend
 
 def test_gpt5_requests_follow_the_reasoning_model_rules_and_carry_usage_and_cost(fake):
-    from ftassets.backends.azure_openai import backend_for_base
+    from ftassets.backends.factory import backend_for_base
 
     project = load_project_config(REPO / "configs")
     with backend_for_base(project, "gpt-5-mini", Path("unused"), "cpu", EvaluationSettings()) as backend:
@@ -150,7 +150,7 @@ def test_gpt5_requests_follow_the_reasoning_model_rules_and_carry_usage_and_cost
 
 
 def test_reasoning_tokens_are_counted_and_billed_as_output(fake, config_dir):
-    from ftassets.backends.azure_openai import backend_for_base
+    from ftassets.backends.factory import backend_for_base
 
     edit(config_dir, "azure.yaml", lambda d: d["deployments"]["gpt-5"].update(reasoning_effort="high"))
     project = load_project_config(config_dir)
@@ -174,7 +174,7 @@ def test_the_fake_refuses_temperature_and_max_tokens_for_gpt5_as_azure_does(fake
 
 
 def test_429s_are_retried_honouring_retry_after_and_exhaustion_is_an_error(fake, config_dir):
-    from ftassets.backends.azure_openai import backend_for_base
+    from ftassets.backends.factory import backend_for_base
     from ftassets.backends.openai_compatible import BackendError
 
     project = load_project_config(REPO / "configs")
@@ -190,7 +190,7 @@ def test_429s_are_retried_honouring_retry_after_and_exhaustion_is_an_error(fake,
 
 
 def test_concurrency_is_bounded_and_order_kept(config_dir, monkeypatch):
-    from ftassets.backends.azure_openai import backend_for_base
+    from ftassets.backends.factory import backend_for_base
 
     edit(config_dir, "azure.yaml", lambda d: d["endpoints"]["default"].update(concurrency=3))
     with FakeAzure(responder=lambda model, messages: messages[-1]["content"].split(":")[0], api_key=KEY, chat_delay_s=0.05) as fake:
@@ -203,7 +203,7 @@ def test_concurrency_is_bounded_and_order_kept(config_dir, monkeypatch):
 
 
 def test_a_slow_endpoint_times_out(config_dir, monkeypatch):
-    from ftassets.backends.azure_openai import backend_for_base
+    from ftassets.backends.factory import backend_for_base
     from ftassets.backends.openai_compatible import BackendError
 
     edit(config_dir, "azure.yaml", lambda d: d["endpoints"]["default"].update(timeout_s=0.2, max_retries=0))
@@ -216,7 +216,7 @@ def test_a_slow_endpoint_times_out(config_dir, monkeypatch):
 
 
 def test_entra_id_sends_a_bearer_token_and_no_key(fake, config_dir, monkeypatch):
-    from ftassets.backends.azure_openai import backend_for_base
+    from ftassets.backends.factory import backend_for_base
 
     edit(config_dir, "azure.yaml", lambda d: d["endpoints"]["default"].update(auth="entra_id", api_key_env=None))
     monkeypatch.delenv("AZURE_OPENAI_API_KEY")
@@ -228,7 +228,7 @@ def test_entra_id_sends_a_bearer_token_and_no_key(fake, config_dir, monkeypatch)
 
 
 def test_the_v1_api_routes_without_api_version(fake, config_dir):
-    from ftassets.backends.azure_openai import backend_for_base
+    from ftassets.backends.factory import backend_for_base
 
     edit(config_dir, "azure.yaml", lambda d: d["endpoints"]["default"].update(api="v1"))
     with backend_for_base(load_project_config(config_dir), "gpt-5-mini", Path("unused"), "cpu", EvaluationSettings()) as backend:
@@ -239,7 +239,7 @@ def test_the_v1_api_routes_without_api_version(fake, config_dir):
 
 
 def test_an_openai_compatible_base_uses_its_own_url_key_and_price(fake, config_dir, monkeypatch):
-    from ftassets.backends.azure_openai import backend_for_base
+    from ftassets.backends.factory import backend_for_base
 
     edit(config_dir, "models.yaml", lambda d: d["bases"].update({"served": {
         "source": "openai_compatible", "base_url_env": "SERVED_BASE_URL", "api_key_env": "SERVED_KEY", "model": "gpt-4.1-mini",

@@ -24,7 +24,7 @@ def _requires(names: tuple[str, ...]):
 
 @_requires(DATA_PLANE)
 def test_live_gpt5_nano_answers_with_usage_and_cost():
-    from ftassets.backends.azure_openai import backend_for_base
+    from ftassets.backends.factory import backend_for_base
 
     project = load_project_config(REPO / "configs")
     with backend_for_base(project, "gpt-5-nano", Path("unused"), "cpu", EvaluationSettings()) as backend:
@@ -38,7 +38,7 @@ def test_live_gpt5_nano_answers_with_usage_and_cost():
                     "set FTASSETS_LIVE_FINE_TUNING=1 to run it")
 def test_live_fine_tuning_lifecycle(tmp_path):
     from ftassets.azure.lifecycle import fine_tune_and_deploy, teardown_deployments
-    from ftassets.backends.azure_openai import backend_for_cloud_finetune
+    from ftassets.backends.factory import backend_for_cloud_finetune
     from ftassets.training.recipes import parse_recipe
 
     project = load_project_config(REPO / "configs")

@@ -63,7 +63,7 @@ def evaluate_cell(
 
 def _base_variant(project, store, key, base_dir, task, test_rows, model, device, settings, log) -> VariantEvaluation:
     """Entries sharing a base share its scores on a test split: computed once, then read back."""
-    from ftassets.backends.azure_openai import backend_for_base
+    from ftassets.backends.factory import backend_for_base
 
     cache = store.root / "cache" / "base_evaluation" / key
     with store.lock(f"base-evaluation-{key}"):
@@ -96,7 +96,7 @@ def _finetuned_backend(project, store, adapter_dir, base_dir, model, task_name, 
 
     recipe = parse_recipe(read_manifest(adapter_dir)["recipe"])
     if is_cloud(recipe):
-        from ftassets.backends.azure_openai import backend_for_cloud_finetune
+        from ftassets.backends.factory import backend_for_cloud_finetune
 
         return backend_for_cloud_finetune(project, project.base_of(model), read_manifest(adapter_dir), model)
     if recipe.mergeable:
