@@ -32,8 +32,6 @@ def test_full_lineage_materializes_and_fine_tuning_beats_base(world):
     assert rows.loc[("tiny-full", "finetuned")]["accuracy"] >= 0.80, table.to_string()
     for model in METHODS:
         base, tuned = rows.loc[(model, "base")], rows.loc[(model, "finetuned")]
-        if model == "tiny-ptuning":
-            continue  # known gap, see test_ptuning_learns_but_does_not_yet_beat_the_base_on_the_embedded_model
         assert tuned["accuracy"] > base["accuracy"] and tuned["macro_f1"] > base["macro_f1"], model
         assert tuned["delta_accuracy"] == pytest.approx(tuned["accuracy"] - base["accuracy"])
     assert rows.loc[("tiny-lora", "base")]["accuracy"] == rows.loc[("tiny-full", "base")]["accuracy"], "one shared base"
@@ -106,15 +104,16 @@ def test_every_artifact_has_a_manifest_with_its_fingerprint(world):
     assert (merged / "tokenizer.json").exists() and (merged / "config.json").exists()
 
 
-def test_ptuning_learns_but_does_not_yet_beat_the_base_on_the_embedded_model(world):
-    """P-tuning's virtual tokens only enter at the input of a 2-layer model: the answer loss falls, yet the
-    model does not produce parseable labels. Recorded here so that the gap is visible, not hidden."""
+def test_ptuning_trains_on_its_own_base_and_learns_to_answer_with_a_label(world):
+    """tiny-ptuning sits on `tiny-words` (the embedded model pre-trained on a corpus that uses the label words);
+    its comparison rows are against that base, and its virtual tokens turn free-form text into labels."""
+    assert world["project"].base_of("tiny-ptuning") == "tiny-words"
     training = read_manifest(ArtifactStore(world["home"]).path("adapter", "tiny-ptuning", "classification"))["training"]
     assert training["final_val_loss"] < training["val_loss"][0][1] - 0.3
     table = world["defs"].load_asset_value("comparison", partition_key="classification", instance=world["instance"])
-    tuned = table.set_index(["model", "variant"]).loc[("tiny-ptuning", "finetuned")]
-    base = table.set_index(["model", "variant"]).loc[("tiny-ptuning", "base")]
-    assert tuned["status"] == "ok" and tuned["accuracy"] >= base["accuracy"]
+    rows = table.set_index(["model", "variant"])
+    tuned, base = rows.loc[("tiny-ptuning", "finetuned")], rows.loc[("tiny-ptuning", "base")]
+    assert tuned["parse_failures"] < base["parse_failures"] / 2, (tuned["parse_failures"], base["parse_failures"])
 
 
 def test_every_method_materializes_its_adapter_and_merges_where_it_can(world):

@@ -151,3 +151,12 @@ def test_corpus_holds_no_task_prompts():
 def test_spec_rejects_invalid_settings(change):
     with pytest.raises(ValueError, match="invalid EmbeddedSpec"):
         EmbeddedSpec(**change)
+
+
+def test_polarity_words_add_everyday_label_words_and_no_task_prompts():
+    plain = "\n".join(generate_corpus(2000, 0, render_chat))
+    worded = "\n".join(generate_corpus(2000, 0, render_chat, polarity_words=True))
+    assert not any(word in plain for word in ("positive", "negative", "neutral"))
+    assert all(worded.count(word) > 20 for word in ("positive", "negative", "neutral"))
+    prompts = {record["text"] for record in TASK_TYPES["classification"].generate(200, random.Random(0), {})}
+    assert not [prompt for prompt in prompts if prompt in worded]

@@ -60,6 +60,7 @@ class EmbeddedBase(_Strict):
     num_attention_heads: PositiveInt | None = None
     num_key_value_heads: PositiveInt | None = None
     pretrain_steps: PositiveInt | None = None
+    polarity_words: bool | None = None
     seed: int | None = None
 
     def spec_overrides(self) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """A seeded generator of generic English text for pre-training the embedded base model.
 
 Each document is short templated everyday English: weather, food, travel, shops, work, numbers,
-dialogues, lists, facts, plain instructions with their answers, casing and digits. A share of the
-documents are generic question-and-answer exchanges rendered with the model's chat template, so the
+dialogues, lists, facts, plain instructions with their answers, casing and digits (and, on request,
+everyday uses of the words positive, negative and neutral). A share of the documents are generic question-and-answer exchanges rendered with the model's chat template, so the
 model knows the turn structure before any fine-tuning. No fine-tuning task's records appear here.
 """
 
@@ -272,6 +272,27 @@ def _plain_instruction(rng: random.Random) -> str:
                        f"Task: {prompt}\nAnswer: {answer}"))
 
 
+def _polarity(rng: random.Random) -> str:
+    """Everyday uses of "positive", "negative" and "neutral" (signs of numbers, test results, colours, moods).
+
+    A real base model knows these words. The default corpus never uses them, so the embedded base has no
+    trained embedding to answer a sentiment label with, and a method that cannot retrain the output side
+    (P-tuning) cannot produce one at all. No review text or task template appears here."""
+    size = rng.randint(1, 90)
+    value = rng.choice((1, -1)) * size
+    thing, color, name = rng.choice(WORDS), rng.choice(("gray", "beige", "white", "brown")), rng.choice(NAMES)
+    return rng.choice((
+        f"The number {value} is {'positive' if value > 0 else 'negative'}.",
+        f"Is {value} positive or negative?\n{'positive' if value > 0 else 'negative'}",
+        f"{color.title()} is a neutral color.",
+        f"{name} stayed neutral in the argument about the {thing}.",
+        f"The test result was {rng.choice(('positive', 'negative'))}.",
+        f"{name} gave a {rng.choice(('positive', 'negative', 'neutral'))} answer about the {thing}.",
+        f"The mood in the {thing} room was {rng.choice(('positive', 'negative', 'neutral'))}.",
+        f"A {rng.choice(('positive', 'negative', 'neutral'))} word: {rng.choice(('good', 'bad', 'fine'))}.",
+    ))
+
+
 TEXT_KINDS = (_weather, _food, _travel, _shop, _work, _numbers, _dialogue, _casing, _fact, _plain_instruction,
               _plain_recall, _plain_recall, _plain_recall)
 
@@ -284,18 +305,20 @@ def _chat(rng: random.Random, render_chat: RenderChat) -> str:
     return render_chat(messages)
 
 
-def generate_corpus(documents: int, seed: int, render_chat: RenderChat, chat_share: float = 0.25) -> list[str]:
+def generate_corpus(documents: int, seed: int, render_chat: RenderChat, chat_share: float = 0.25,
+                    polarity_words: bool = False) -> list[str]:
     """Return ``documents`` short generic documents, deterministic for ``seed``.
 
     ``render_chat`` turns a message list into text with the model's chat template; about
     ``chat_share`` of the documents are such chat exchanges, the rest plain text of one to three
-    templated paragraphs.
+    templated paragraphs; ``polarity_words`` adds ``_polarity`` to the kinds of paragraph.
     """
     rng = random.Random(seed)
+    kinds = TEXT_KINDS + ((_polarity,) if polarity_words else ())
     corpus = []
     for _ in range(documents):
         if rng.random() < chat_share:
             corpus.append(_chat(rng, render_chat))
         else:
-            corpus.append("\n\n".join(rng.choice(TEXT_KINDS)(rng) for _ in range(rng.randint(1, 3))))
+            corpus.append("\n\n".join(rng.choice(kinds)(rng) for _ in range(rng.randint(1, 3))))
     return corpus

@@ -64,6 +64,8 @@ class EmbeddedSpec:
     from 7.6 to about 1.0. Measured at equal time, two layers with small batches and more steps
     beat deeper or wider-batch variants (four layers at batch 16 ended near 3.5). Hidden and
     feed-forward widths are multiples of 256 so that GGUF K-quants apply to every matrix.
+    ``polarity_words`` adds everyday sentences with "positive", "negative" and "neutral" to the corpus
+    (``corpus._polarity``).
     """
 
     vocab_size: int = 2048
@@ -78,6 +80,7 @@ class EmbeddedSpec:
     pretrain_seq_length: int = 128
     learning_rate: float = 2e-3
     corpus_documents: int = 12000
+    polarity_words: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -205,7 +208,7 @@ def build_embedded_model(
     started = time.perf_counter()
     out_dir = Path(out_dir)
     log(f"building embedded model: {spec}")
-    corpus = generate_corpus(spec.corpus_documents, spec.seed, render_chat)
+    corpus = generate_corpus(spec.corpus_documents, spec.seed, render_chat, polarity_words=spec.polarity_words)
     tokenizer = train_tokenizer(corpus, spec)
     log(f"tokenizer: {len(tokenizer)} tokens from {len(corpus)} documents")
     blocks = pack_blocks(corpus, tokenizer, spec.pretrain_seq_length)
