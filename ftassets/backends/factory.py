@@ -1,6 +1,6 @@
 """Which backend answers for a model: ``backend_for_base`` picks it from a base's ``source`` (local weights, an
 Azure OpenAI deployment, any OpenAI-compatible endpoint), ``backend_for_cloud_finetune`` from where a cloud
-fine-tune was deployed. Evaluation asks here and never names a backend class itself."""
+fine-tune was deployed."""
 
 from __future__ import annotations
 
