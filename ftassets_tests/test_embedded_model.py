@@ -139,8 +139,9 @@ def test_corpus_is_seeded_and_covers_chat_digits_and_casing():
     assert any(word.isupper() and len(word) > 3 for word in text.split())
 
 
-def test_corpus_holds_no_task_prompts():
-    text = "\n".join(generate_corpus(3000, EmbeddedSpec().seed, render_chat))
+@pytest.mark.parametrize("polarity_words", [False, True])
+def test_corpus_holds_no_task_prompts(polarity_words):
+    text = "\n".join(generate_corpus(3000, EmbeddedSpec().seed, render_chat, polarity_words=polarity_words))
     for name, task in TASK_TYPES.items():
         prompts = {str(record[field]) for record in task.generate(200, random.Random(0), {}) for field in task.fields}
         assert prompts and not [prompt for prompt in prompts if len(prompt) >= 20 and prompt in text], name
@@ -153,10 +154,8 @@ def test_spec_rejects_invalid_settings(change):
         EmbeddedSpec(**change)
 
 
-def test_polarity_words_add_everyday_label_words_and_no_task_prompts():
+def test_polarity_words_add_everyday_uses_of_the_label_words():
     plain = "\n".join(generate_corpus(2000, 0, render_chat))
     worded = "\n".join(generate_corpus(2000, 0, render_chat, polarity_words=True))
     assert not any(word in plain for word in ("positive", "negative", "neutral"))
     assert all(worded.count(word) > 20 for word in ("positive", "negative", "neutral"))
-    prompts = {record["text"] for record in TASK_TYPES["classification"].generate(200, random.Random(0), {})}
-    assert not [prompt for prompt in prompts if prompt in worded]

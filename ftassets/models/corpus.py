@@ -2,8 +2,9 @@
 
 Each document is short templated everyday English: weather, food, travel, shops, work, numbers,
 dialogues, lists, facts, plain instructions with their answers, casing and digits (and, on request,
-everyday uses of the words positive, negative and neutral). A share of the documents are generic question-and-answer exchanges rendered with the model's chat template, so the
-model knows the turn structure before any fine-tuning. No fine-tuning task's records appear here.
+everyday uses of the words positive, negative and neutral). A share of the documents are generic
+question-and-answer exchanges rendered with the model's chat template, so the model knows the turn
+structure before any fine-tuning. No fine-tuning task's records appear here.
 """
 
 from __future__ import annotations
@@ -280,10 +281,11 @@ def _polarity(rng: random.Random) -> str:
     (P-tuning) cannot produce one at all. No review text or task template appears here."""
     size = rng.randint(1, 90)
     value = rng.choice((1, -1)) * size
+    sign = "positive" if value > 0 else "negative"
     thing, color, name = rng.choice(WORDS), rng.choice(("gray", "beige", "white", "brown")), rng.choice(NAMES)
     return rng.choice((
-        f"The number {value} is {'positive' if value > 0 else 'negative'}.",
-        f"Is {value} positive or negative?\n{'positive' if value > 0 else 'negative'}",
+        f"The number {value} is {sign}.",
+        f"Is {value} positive or negative?\n{sign}",
         f"{color.title()} is a neutral color.",
         f"{name} stayed neutral in the argument about the {thing}.",
         f"The test result was {rng.choice(('positive', 'negative'))}.",
