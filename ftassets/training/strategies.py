@@ -43,6 +43,7 @@ from transformers import (
 from transformers.pytorch_utils import Conv1D
 
 from ftassets.devices import inference_dtype
+from ftassets.training.fused_lora import fuse_lora_layers
 from ftassets.training.recipes import (
     FullRecipe,
     IA3Recipe,
@@ -273,6 +274,11 @@ class LoraStrategy(PeftStrategy):
             bias="none",
             use_dora=self.use_dora,
         )
+
+    def prepare_model(self, base_dir: Path, recipe: LoraRecipe, device: str) -> torch.nn.Module:
+        model = super().prepare_model(base_dir, recipe, device)
+        fuse_lora_layers(model)  # plain LoRA layers only; DoRA's keep peft's forward
+        return model
 
 
 class DoraStrategy(LoraStrategy):
