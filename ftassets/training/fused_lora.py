@@ -2,10 +2,10 @@
 
 peft computes an adapted linear layer as ``base(x) + lora_B(lora_A(dropout(x))) * scaling``. Besides
 the two rank-r matmuls, that makes one full pass over the layer's output for the scaling and another
-for the sum, and the backward makes a third for the scaling. ``torch.addmm(result, h, B.T, alpha=s)``
-computes the same sum inside the GEMM (C + s * h @ B.T), and autograd applies ``s`` to the rank-r side
-of the backward, so the function, the parameters and the saved adapter are exactly peft's. Unsloth
-fuses its LoRA layers the same way.
+for the sum, and the backward makes a third for the scaling. ``result.addmm_(h, B.T, alpha=s)`` adds
+the same term in place, inside the GEMM (C += s * h @ B.T), and autograd applies ``s`` to the rank-r
+side of the backward, so the function, the parameters and the saved adapter are exactly peft's.
+Unsloth's ``matmul_lora`` fuses LoRA layers the same way.
 
 Only the plain case is fused: one active vanilla LoRA adapter, not merged, on an ``nn.Linear``, with no
 per-row ``adapter_names``. Anything else (DoRA and the other variants, a quantized base, adapters
