@@ -110,8 +110,7 @@ def ours_tokens_per_second(base_dir: Path, train_split, recipe, steps: int, work
     return result.tokens_seen / timer.seconds, result.tokens_seen / result.wall_seconds, result.packing
 
 
-def tokenized_split(base_dir: Path, task_name: str, recipe):
-    config = load_project_config()
+def tokenized_split(config, base_dir: Path, task_name: str, recipe):
     task = config.tasks[task_name]
     rows = build_splits(task)["train"]
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
@@ -120,15 +119,15 @@ def tokenized_split(base_dir: Path, task_name: str, recipe):
     )
 
 
-def benchmark_recipe():
-    config = load_project_config()
+def benchmark_recipe(config):
     return parse_recipe({**config.recipes["lora"].model_dump(), "lr_scheduler": "constant", "warmup_ratio": 0.0})
 
 
 def run_one(role: str, base_dir: Path, task_name: str, steps: int) -> dict:
     """One timed run in this process: the ``--role`` a child is started with."""
-    recipe = benchmark_recipe()
-    train_split, stats = tokenized_split(base_dir, task_name, recipe)
+    config = load_project_config()
+    recipe = benchmark_recipe(config)
+    train_split, stats = tokenized_split(config, base_dir, task_name, recipe)
     with tempfile.TemporaryDirectory() as work_dir:
         if role == "baseline":
             steady, whole = baseline_tokens_per_second(base_dir, train_split, recipe, steps, Path(work_dir))
