@@ -44,7 +44,9 @@ def main() -> None:
     rows = (build_splits(task)["test"] * (1 + args.examples // task.config.sizes.test))[: args.examples]
     conversations = [chat_messages(r["prompt"], system_prompt=task.config.system_prompt) for r in rows]
     results = {}
-    with FakeAzure(responder=lambda model, messages: "positive", api_key="bench-key", chat_delay_s=args.latency) as fake:
+    with FakeAzure(
+        responder=lambda model, messages: "positive", api_key="bench-key", chat_delay_s=args.latency
+    ) as fake:
         os.environ.update(AZURE_OPENAI_ENDPOINT=fake.url, AZURE_OPENAI_API_KEY="bench-key")
         from dataclasses import replace
 
@@ -59,15 +61,26 @@ def main() -> None:
                 generations = backend.generate(conversations, task.max_new_tokens)
                 seconds = time.perf_counter() - started
             cost = sum(g.cost_usd for g in generations)
-            results[concurrency] = {"examples_per_s": round(len(rows) / seconds, 2), "seconds": round(seconds, 2),
-                                    "cost_per_1k_usd": round(cost / len(rows) * 1000, 5),
-                                    "max_in_flight": fake.state.max_in_flight}
+            results[concurrency] = {
+                "examples_per_s": round(len(rows) / seconds, 2),
+                "seconds": round(seconds, 2),
+                "cost_per_1k_usd": round(cost / len(rows) * 1000, 5),
+                "max_in_flight": fake.state.max_in_flight,
+            }
             fake.state.max_in_flight = 0
             print(f"concurrency {concurrency:>3}: {results[concurrency]}", flush=True)
     low, high = min(results), max(results)
-    print(json.dumps({"benchmark": "api_eval_throughput", "examples": len(rows), "latency_s": args.latency,
-                      "by_concurrency": results,
-                      "speedup": round(results[high]["examples_per_s"] / results[low]["examples_per_s"], 1)}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "api_eval_throughput",
+                "examples": len(rows),
+                "latency_s": args.latency,
+                "by_concurrency": results,
+                "speedup": round(results[high]["examples_per_s"] / results[low]["examples_per_s"], 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,9 @@ def naive_generate(model, tokenizer, conversations, max_new_tokens: int) -> tupl
     started = time.perf_counter()
     with torch.inference_mode():
         for prompt in encode_chats(tokenizer, conversations, add_generation_prompt=True):
-            output = model.generate(input_ids=torch.tensor([prompt]), generation_config=config)[0, len(prompt):].tolist()
+            output = model.generate(input_ids=torch.tensor([prompt]), generation_config=config)[
+                0, len(prompt) :
+            ].tolist()
             end = next((k + 1 for k, token in enumerate(output) if token in stops), len(output))
             generated += end
             texts.append(tokenizer.decode(output[:end], skip_special_tokens=True))
@@ -74,17 +76,31 @@ def main() -> None:
         build_embedded_model(scratch / "base", log=lambda _: None)
         tokenizer = load_tokenizer(scratch / "base")
         rows = splits["train"]
-        train_split, _ = tokenize_examples(tokenizer, [r["prompt"] for r in rows], [r["answer"] for r in rows], 256,
-                                           task.config.system_prompt)
-        recipe = parse_recipe({**config.recipes["full"].model_dump(), "max_steps": 150, "save_steps": 1000, "eval_steps": 1000})
-        train(scratch / "base", {"train": train_split}, recipe, scratch / "tuned", scratch / "checkpoints", device="cpu", log=lambda _: None)
+        train_split, _ = tokenize_examples(
+            tokenizer, [r["prompt"] for r in rows], [r["answer"] for r in rows], 256, task.config.system_prompt
+        )
+        recipe = parse_recipe(
+            {**config.recipes["full"].model_dump(), "max_steps": 150, "save_steps": 1000, "eval_steps": 1000}
+        )
+        train(
+            scratch / "base",
+            {"train": train_split},
+            recipe,
+            scratch / "tuned",
+            scratch / "checkpoints",
+            device="cpu",
+            log=lambda _: None,
+        )
 
         conversations = [chat_messages(r["prompt"], system_prompt=task.config.system_prompt) for r in splits["test"]]
         model = load_causal_lm(scratch / "tuned", "cpu").eval()
         backend = LocalHFBackend(model, tokenizer, batch_size=batch_size, max_batch_tokens=max_batch_tokens)
-        uncached = LocalHFBackend(model, tokenizer, batch_size=batch_size, max_batch_tokens=max_batch_tokens,
-                                  prefix_cache=False)
-        prefix_tokens = len(backend.shared_prefix(encode_chats(tokenizer, conversations, add_generation_prompt=True))[0])
+        uncached = LocalHFBackend(
+            model, tokenizer, batch_size=batch_size, max_batch_tokens=max_batch_tokens, prefix_cache=False
+        )
+        prefix_tokens = len(
+            backend.shared_prefix(encode_chats(tokenizer, conversations, add_generation_prompt=True))[0]
+        )
         naive_runs, batched_runs, uncached_runs = [], [], []
         for round_index in range(options.rounds):
             naive_tokens, seconds, naive_texts = naive_generate(model, tokenizer, conversations, task.max_new_tokens)
@@ -95,8 +111,11 @@ def main() -> None:
             started = time.perf_counter()
             uncached_generations = uncached.generate(conversations, task.max_new_tokens)
             uncached_runs.append(time.perf_counter() - started)
-            print(f"round {round_index}: naive {naive_runs[-1]:.2f} s, batched {batched_runs[-1]:.2f} s, "
-                  f"batched without prefix cache {uncached_runs[-1]:.2f} s", flush=True)
+            print(
+                f"round {round_index}: naive {naive_runs[-1]:.2f} s, batched {batched_runs[-1]:.2f} s, "
+                f"batched without prefix cache {uncached_runs[-1]:.2f} s",
+                flush=True,
+            )
         naive_seconds, batched_seconds = statistics.median(naive_runs), statistics.median(batched_runs)
         uncached_seconds = statistics.median(uncached_runs)
         batched_tokens = sum(g.completion_tokens for g in generations)

@@ -29,8 +29,15 @@ def transformers_tokens_per_second(model, prompt_ids: list[list[int]], new_token
     started = time.perf_counter()
     with torch.inference_mode():
         for ids in prompt_ids:
-            model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long), do_sample=False,
-                           max_new_tokens=new_tokens, min_new_tokens=new_tokens, eos_token_id=None, pad_token_id=0)
+            model.generate(
+                torch.tensor([ids]),
+                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                do_sample=False,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                eos_token_id=None,
+                pad_token_id=0,
+            )
     return len(prompt_ids) * new_tokens / (time.perf_counter() - started)
 
 
@@ -84,11 +91,16 @@ def main() -> None:
         prompt_ids = encode_chats(tokenizer, conversations, add_generation_prompt=True)
         n_ctx = max(map(len, prompt_ids)) + args.new_tokens + 8
         speeds: dict[str, list[float]] = {"transformers_fp32": []}
-        runtimes = {q: load_llama(out / gguf_file_name("bench", q), n_ctx, args.threads, logits_all=True) for q in settings.quant_types}
+        runtimes = {
+            q: load_llama(out / gguf_file_name("bench", q), n_ctx, args.threads, logits_all=True)
+            for q in settings.quant_types
+        }
         for _ in range(args.rounds):
             speeds["transformers_fp32"].append(transformers_tokens_per_second(model, prompt_ids, args.new_tokens))
             for quant_type, llm in runtimes.items():
-                speeds.setdefault(f"llama_cpp_{quant_type}", []).append(llama_tokens_per_second(llm, prompt_ids, args.new_tokens))
+                speeds.setdefault(f"llama_cpp_{quant_type}", []).append(
+                    llama_tokens_per_second(llm, prompt_ids, args.new_tokens)
+                )
         for llm in runtimes.values():
             llm.close()
 

@@ -83,17 +83,33 @@ class StepTimer(TrainerCallback):
 def baseline_tokens_per_second(base_dir: Path, train_split, recipe, steps: int, work_dir: Path) -> tuple[float, float]:
     set_seed(recipe.seed)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(
-        task_type="CAUSAL_LM", r=recipe.lora.r, lora_alpha=recipe.lora.alpha, lora_dropout=recipe.lora.dropout,
-        target_modules=recipe.lora.target_modules,
-    ))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            task_type="CAUSAL_LM",
+            r=recipe.lora.r,
+            lora_alpha=recipe.lora.alpha,
+            lora_dropout=recipe.lora.dropout,
+            target_modules=recipe.lora.target_modules,
+        ),
+    )
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     collator = CountingCollator(DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
     args = TrainingArguments(
-        output_dir=str(work_dir), max_steps=steps, per_device_train_batch_size=recipe.batch_size,
-        learning_rate=recipe.learning_rate, lr_scheduler_type="constant", use_cpu=True, seed=recipe.seed,
-        save_strategy="no", eval_strategy="no", logging_steps=steps, report_to=[], disable_tqdm=True,
-        remove_unused_columns=False, dataloader_num_workers=0,
+        output_dir=str(work_dir),
+        max_steps=steps,
+        per_device_train_batch_size=recipe.batch_size,
+        learning_rate=recipe.learning_rate,
+        lr_scheduler_type="constant",
+        use_cpu=True,
+        seed=recipe.seed,
+        save_strategy="no",
+        eval_strategy="no",
+        logging_steps=steps,
+        report_to=[],
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
     )
     timer = StepTimer()
     trainer = Trainer(model=model, args=args, train_dataset=train_split, data_collator=collator, callbacks=[timer])
@@ -102,11 +118,23 @@ def baseline_tokens_per_second(base_dir: Path, train_split, recipe, steps: int, 
     return collator.tokens / timer.seconds, collator.tokens / (time.perf_counter() - started)
 
 
-def ours_tokens_per_second(base_dir: Path, train_split, recipe, steps: int, work_dir: Path) -> tuple[float, float, bool]:
-    quiet = recipe.model_copy(update={"max_steps": steps, "save_steps": steps + 1, "eval_steps": steps + 1, "logging_steps": steps})
+def ours_tokens_per_second(
+    base_dir: Path, train_split, recipe, steps: int, work_dir: Path
+) -> tuple[float, float, bool]:
+    quiet = recipe.model_copy(
+        update={"max_steps": steps, "save_steps": steps + 1, "eval_steps": steps + 1, "logging_steps": steps}
+    )
     timer = StepTimer()
-    result = train(base_dir, {"train": train_split}, quiet, work_dir / "out", work_dir / "checkpoints", device="cpu",
-                   log=lambda _: None, callbacks=[timer])
+    result = train(
+        base_dir,
+        {"train": train_split},
+        quiet,
+        work_dir / "out",
+        work_dir / "checkpoints",
+        device="cpu",
+        log=lambda _: None,
+        callbacks=[timer],
+    )
     return result.tokens_seen / timer.seconds, result.tokens_seen / result.wall_seconds, result.packing
 
 
@@ -115,7 +143,11 @@ def tokenized_split(config, base_dir: Path, task_name: str, recipe):
     rows = build_splits(task)["train"]
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     return tokenize_examples(
-        tokenizer, [r["prompt"] for r in rows], [r["answer"] for r in rows], recipe.max_seq_length, task.config.system_prompt
+        tokenizer,
+        [r["prompt"] for r in rows],
+        [r["answer"] for r in rows],
+        recipe.max_seq_length,
+        task.config.system_prompt,
     )
 
 
@@ -134,13 +166,29 @@ def run_one(role: str, base_dir: Path, task_name: str, steps: int) -> dict:
             packing = False
         else:
             steady, whole, packing = ours_tokens_per_second(base_dir, train_split, recipe, steps, Path(work_dir))
-    return {"steady": steady, "whole": whole, "packing": packing, "mean_length": stats["mean_length"],
-            "batch_size": recipe.batch_size, "threads": torch.get_num_threads()}
+    return {
+        "steady": steady,
+        "whole": whole,
+        "packing": packing,
+        "mean_length": stats["mean_length"],
+        "batch_size": recipe.batch_size,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def run_child(role: str, base_dir: Path, options) -> dict:
-    command = [sys.executable, __file__, "--role", role, "--base-dir", str(base_dir), "--task", options.task,
-               "--steps", str(options.steps)] + (["--threads", str(options.threads)] if options.threads else [])
+    command = [
+        sys.executable,
+        __file__,
+        "--role",
+        role,
+        "--base-dir",
+        str(base_dir),
+        "--task",
+        options.task,
+        "--steps",
+        str(options.steps),
+    ] + (["--threads", str(options.threads)] if options.threads else [])
     finished = subprocess.run(command, capture_output=True, text=True)
     if finished.returncode != 0:
         raise SystemExit(f"the {role} run failed (exit {finished.returncode}):\n{finished.stderr[-4000:]}")
@@ -150,9 +198,13 @@ def run_child(role: str, base_dir: Path, options) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--rounds", type=int, default=3, help="alternating baseline/ours rounds; the median of each is reported")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating baseline/ours rounds; the median of each is reported"
+    )
     parser.add_argument("--task", default="classification")
-    parser.add_argument("--base-dir", type=Path, help="an existing base model folder (default: build the embedded model)")
+    parser.add_argument(
+        "--base-dir", type=Path, help="an existing base model folder (default: build the embedded model)"
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice, one per core)")
     parser.add_argument("--role", choices=("baseline", "ours"), help=argparse.SUPPRESS)  # one timed run, in a child
     options = parser.parse_args()
@@ -172,8 +224,11 @@ def main() -> None:
             for role in runs:
                 runs[role].append(run_child(role, base_dir, options))
             baseline, ours = runs["baseline"][-1], runs["ours"][-1]
-            print(f"round {round_index}: baseline {baseline['steady']:,.0f} tokens/s ({baseline['whole']:,.0f} with setup), "
-                  f"ftassets {ours['steady']:,.0f} tokens/s ({ours['whole']:,.0f} with setup)", flush=True)
+            print(
+                f"round {round_index}: baseline {baseline['steady']:,.0f} tokens/s ({baseline['whole']:,.0f} with setup), "
+                f"ftassets {ours['steady']:,.0f} tokens/s ({ours['whole']:,.0f} with setup)",
+                flush=True,
+            )
 
     def median(role: str, figure: str) -> float:
         return round(statistics.median(run[figure] for run in runs[role]), 1)
@@ -195,7 +250,9 @@ def main() -> None:
         "ftassets_call_tokens_per_second": median("ours", "whole"),
         "round_ratios": [round(o["steady"] / b["steady"], 3) for b, o in zip(runs["baseline"], runs["ours"])],
     }
-    result["ratio_including_setup"] = round(result["ftassets_call_tokens_per_second"] / result["baseline_call_tokens_per_second"], 3)
+    result["ratio_including_setup"] = round(
+        result["ftassets_call_tokens_per_second"] / result["baseline_call_tokens_per_second"], 3
+    )
     result["ratio"] = round(result["ftassets_tokens_per_second"] / result["baseline_tokens_per_second"], 3)
     print(json.dumps(result))
 

@@ -14,9 +14,10 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 MANIFEST = "manifest.json"
 TRACKED_LIBRARIES = ("ftassets", "torch", "transformers", "peft", "tokenizers", "datasets", "dagster")

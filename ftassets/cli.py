@@ -21,13 +21,17 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--models", nargs="+", help="model entries (default: the default experiment's)")
     run.add_argument("--experiment", help="a named experiment in configs/experiments.yaml")
     run.add_argument("--force", action="store_true", help="re-materialize everything selected, current or not")
-    run.add_argument("--no-forgetting", action="store_true", help="skip the cross-task forgetting matrix of each model entry")
+    run.add_argument(
+        "--no-forgetting", action="store_true", help="skip the cross-task forgetting matrix of each model entry"
+    )
     run.add_argument("--verbose", action="store_true", help="show Dagster's INFO logs")
     run.add_argument("--config-dir", help="configuration folder (default: $FTASSETS_CONFIG_DIR or ./configs)")
     validate = commands.add_parser("validate", help="load and cross-check configs/*.yaml")
     validate.add_argument("--config-dir")
     commands.add_parser("recover", help="mark runs whose process was killed as failed and free their gpu pool slots")
-    sync = commands.add_parser("sync", help="register models.yaml's entries as the instance's model partitions (remove deleted ones)")
+    sync = commands.add_parser(
+        "sync", help="register models.yaml's entries as the instance's model partitions (remove deleted ones)"
+    )
     sync.add_argument("--config-dir")
     args = parser.parse_args(argv)
     if getattr(args, "config_dir", None):
@@ -43,7 +47,9 @@ def _validate() -> int:
     from ftassets.config import load_project_config
 
     project = load_project_config()
-    print(f"{project.config_dir}: {len(project.tasks)} tasks, {len(project.models)} model entries, {len(project.recipes)} recipes: valid")
+    print(
+        f"{project.config_dir}: {len(project.tasks)} tasks, {len(project.models)} model entries, {len(project.recipes)} recipes: valid"
+    )
     return 0
 
 
@@ -67,8 +73,10 @@ def _sync() -> int:
 
     project = load_project_config()
     added, removed = sync_model_partitions(dg.DagsterInstance.get(), project.models, prune=True)
-    print(f"model partitions in {os.environ['DAGSTER_HOME']}: {len(project.models)} ({', '.join(project.models)}); "
-          f"added {added or 'none'}, removed {removed or 'none'}")
+    print(
+        f"model partitions in {os.environ['DAGSTER_HOME']}: {len(project.models)} ({', '.join(project.models)}); "
+        f"added {added or 'none'}, removed {removed or 'none'}"
+    )
     return 0
 
 
@@ -87,7 +95,9 @@ def _run(args: argparse.Namespace) -> int:
     project = load_project_config()
     if args.experiment:
         if args.experiment not in project.experiments.experiments:
-            raise ConfigError(f"--experiment: unknown {args.experiment!r}; defined: {', '.join(project.experiments.experiments)}")
+            raise ConfigError(
+                f"--experiment: unknown {args.experiment!r}; defined: {', '.join(project.experiments.experiments)}"
+            )
         experiment = project.experiments.experiments[args.experiment]
         tasks, models = list(experiment.tasks), list(experiment.models)
     else:
@@ -102,9 +112,13 @@ def _run(args: argparse.Namespace) -> int:
 
     defs = build_definitions(project.config_dir, default_home())
     instance = dg.DagsterInstance.get()
-    print(f"ftassets run: tasks {tasks}, models {models}; instance {os.environ['DAGSTER_HOME']}, artifacts {default_home()}")
+    print(
+        f"ftassets run: tasks {tasks}, models {models}; instance {os.environ['DAGSTER_HOME']}, artifacts {default_home()}"
+    )
     release_orphaned_runs(instance)
-    runner = PipelineRunner(defs, project, ArtifactStore(default_home()), instance, dagster_log_level="INFO" if args.verbose else "WARNING")
+    runner = PipelineRunner(
+        defs, project, ArtifactStore(default_home()), instance, dagster_log_level="INFO" if args.verbose else "WARNING"
+    )
     report = runner.run(tasks, models, force=args.force, forgetting=not args.no_forgetting)
     print(format_report(report, project))
     return 1 if report.failed or len(report.comparisons) < len(tasks) else 0

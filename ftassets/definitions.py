@@ -12,9 +12,9 @@ from ftassets.artifacts import default_home
 from ftassets.config import load_project_config
 from ftassets.defs.assets import build_assets
 from ftassets.defs.azure import azure_teardown
-from ftassets.defs.publishing import publish_to_model_store
 from ftassets.defs.checks import build_checks
 from ftassets.defs.partitions import build_partitions
+from ftassets.defs.publishing import publish_to_model_store
 from ftassets.defs.resources import (
     ArtifactStoreResource,
     MlflowResource,

@@ -27,7 +27,9 @@ def resolve_device(preference: str = "auto") -> str:
         if not torch.cuda.is_available():
             raise ValueError(f"device {preference!r} requested but CUDA is not available (torch {torch.__version__})")
         if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-            raise ValueError(f"device {preference!r} does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise ValueError(
+                f"device {preference!r} does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
         return preference
     if kind == "mps" and not index:
         if not torch.backends.mps.is_available():

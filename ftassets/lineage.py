@@ -52,7 +52,10 @@ def base_params(project: ProjectConfig, base: str) -> dict[str, Any]:
 
         deployment = project.azure.deployments[params["deployment"]]
         pricing = project.azure.pricing.get(model_family(deployment.model))
-        params |= {"azure_deployment": deployment.model_dump(mode="json"), "pricing": pricing.model_dump(mode="json") if pricing else None}
+        params |= {
+            "azure_deployment": deployment.model_dump(mode="json"),
+            "pricing": pricing.model_dump(mode="json") if pricing else None,
+        }
     return params
 
 
@@ -98,7 +101,9 @@ def cloud_adapter_upstream(dataset: str, base: str) -> dict[str, str]:
     return {"dataset": dataset, "base_model": base}
 
 
-def evaluation_upstream(dataset: str, base: str, adapter: str | None, gguf_export: str | None = None) -> dict[str, str | None]:
+def evaluation_upstream(
+    dataset: str, base: str, adapter: str | None, gguf_export: str | None = None
+) -> dict[str, str | None]:
     """What an evaluation depends on; the GGUF export only where the cell has one (its rows are evaluated too)."""
     upstream = {"dataset": dataset, "base_model": base, "adapter": adapter}
     return upstream | {"gguf_export": gguf_export} if gguf_export else upstream
@@ -120,7 +125,9 @@ def expected_fingerprints(project: ProjectConfig, task: str, model: str) -> dict
     expected = {"dataset": dataset, "base_model": base}
     if recipe is not None and is_cloud(recipe):
         expected |= {name: not_applicable(name) for name in ("tokenized_splits", "merged_model")}
-        adapter = expected["adapter"] = fingerprint("adapter", recipe_params(recipe), cloud_adapter_upstream(dataset, base))
+        adapter = expected["adapter"] = fingerprint(
+            "adapter", recipe_params(recipe), cloud_adapter_upstream(dataset, base)
+        )
     elif recipe is None:
         expected |= {name: not_applicable(name) for name in ("tokenized_splits", "adapter", "merged_model")}
         adapter = None
@@ -132,17 +139,21 @@ def expected_fingerprints(project: ProjectConfig, task: str, model: str) -> dict
             "adapter", recipe_params(recipe), {"tokenized_splits": expected["tokenized_splits"]}
         )
         expected["merged_model"] = (
-            fingerprint("merged_model", {}, {"adapter": adapter}) if is_mergeable(recipe) else not_applicable("merged_model")
+            fingerprint("merged_model", {}, {"adapter": adapter})
+            if is_mergeable(recipe)
+            else not_applicable("merged_model")
         )
     from ftassets.export.variants import not_exportable_reason
 
     exportable = not_exportable_reason(project, model) is None
     expected["gguf_export"] = (
-        fingerprint("gguf_export", export_params(), {"merged_model": expected["merged_model"]}) if exportable
+        fingerprint("gguf_export", export_params(), {"merged_model": expected["merged_model"]})
+        if exportable
         else not_applicable("gguf_export")
     )
     expected["evaluation"] = fingerprint(
-        "evaluation", evaluation_params(project, task),
+        "evaluation",
+        evaluation_params(project, task),
         evaluation_upstream(dataset, base, adapter, expected["gguf_export"] if exportable else None),
     )
     return expected

@@ -6,8 +6,8 @@ is higher-is-better, so a regression is a drop larger than the threshold, in the
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 
 @dataclass(frozen=True)
@@ -28,13 +28,21 @@ def variant_scores(metadata: Mapping[str, object], primary_metric: str) -> dict[
     }
 
 
-def compare(previous: dict[str, float] | None, current: dict[str, float], primary_metric: str, threshold: float) -> RegressionVerdict:
+def compare(
+    previous: dict[str, float] | None, current: dict[str, float], primary_metric: str, threshold: float
+) -> RegressionVerdict:
     if previous is None:
         return RegressionVerdict(True, f"first evaluation of this partition: nothing to compare {primary_metric} with")
     common = sorted(set(previous) & set(current))
     if not common:
-        return RegressionVerdict(True, f"no variant in common with the previous evaluation ({sorted(previous)} then {sorted(current)})")
-    drops = {variant: previous[variant] - current[variant] for variant in common if previous[variant] - current[variant] > threshold}
+        return RegressionVerdict(
+            True, f"no variant in common with the previous evaluation ({sorted(previous)} then {sorted(current)})"
+        )
+    drops = {
+        variant: previous[variant] - current[variant]
+        for variant in common
+        if previous[variant] - current[variant] > threshold
+    }
     changes = ", ".join(f"{v} {previous[v]:.3f} -> {current[v]:.3f}" for v in common)
     if drops:
         worst = max(drops, key=drops.get)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import dagster as dg
 import pandas as pd
@@ -76,18 +76,24 @@ class PipelineRunner:
 
         for task in tasks:
             version = lineage.fingerprint("dataset", lineage.dataset_params(self.project, task))
-            if not self._step(report, ["dataset"], task, force or self._stale("dataset", task, version, ("dataset", task))):
+            if not self._step(
+                report, ["dataset"], task, force or self._stale("dataset", task, version, ("dataset", task))
+            ):
                 broken |= {("dataset", task)}
         for model in models:
             base = self.project.base_of(model)
             version = expected[(tasks[0], model)]["base_model"]
-            if not self._step(report, ["base_model"], model, force or self._stale("base_model", model, version, ("base_model", base))):
+            if not self._step(
+                report, ["base_model"], model, force or self._stale("base_model", model, version, ("base_model", base))
+            ):
                 broken |= {("base_model", model)}
         for task in tasks:
             for model in models:
                 key = cell_key(task, model)
                 if ("dataset", task) in broken or ("base_model", model) in broken:
-                    report.outcomes.append(StepOutcome(CELL_ASSETS, key, "blocked", error="an upstream dataset or base_model failed"))
+                    report.outcomes.append(
+                        StepOutcome(CELL_ASSETS, key, "blocked", error="an upstream dataset or base_model failed")
+                    )
                     continue
                 stale = list(CELL_ASSETS) if force else self._stale_cell(task, model, expected[(task, model)])
                 self._step(report, stale, key, bool(stale))
@@ -113,7 +119,9 @@ class PipelineRunner:
                 version = lineage.fingerprint("dataset", lineage.dataset_params(self.project, task))
                 self._step(report, ["dataset"], task, force or self._stale("dataset", task, version, ("dataset", task)))
         for model in models:
-            if self.project.recipe_of(model) is None or any(o.partition == cell_key(t, model) for o in report.failed for t in tasks):
+            if self.project.recipe_of(model) is None or any(
+                o.partition == cell_key(t, model) for o in report.failed for t in tasks
+            ):
                 continue
             version = forgetting_version(self.project, self.store, model)
             self._step(report, ["forgetting"], model, force or self._stale("forgetting", model, version))
@@ -129,7 +137,9 @@ class PipelineRunner:
     def _check_selection(self, tasks: list[str], models: list[str]) -> None:
         for flag, chosen, known in (("--tasks", tasks, self.project.tasks), ("--models", models, self.project.models)):
             if unknown := [name for name in chosen if name not in known]:
-                raise ConfigError(f"{flag}: unknown {unknown}; defined in {self.project.config_dir}: {', '.join(known)}")
+                raise ConfigError(
+                    f"{flag}: unknown {unknown}; defined in {self.project.config_dir}: {', '.join(known)}"
+                )
 
     def _step(self, report: RunReport, assets: list[str], partition: str | None, needed: bool) -> bool:
         label = partition if partition is not None else "all"
@@ -153,7 +163,11 @@ class PipelineRunner:
             report.outcomes.append(StepOutcome(tuple(assets), partition, "ran", seconds))
             self.log(f"  done     {'+'.join(assets)} [{label}] in {seconds:.1f}s (run {result.run_id[:8]})")
             return True
-        errors = [root_cause_message(e.step_failure_data.error) for e in result.get_step_failure_events() if e.step_failure_data.error]
+        errors = [
+            root_cause_message(e.step_failure_data.error)
+            for e in result.get_step_failure_events()
+            if e.step_failure_data.error
+        ]
         failed_checks = [
             f"check {e.asset_check_evaluation_data.check_name} failed: {e.asset_check_evaluation_data.description}"
             for e in result.all_events
@@ -202,7 +216,10 @@ class PipelineRunner:
 
     def _latest_version(self, asset: str, partition: str) -> str | None:
         records = self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition is not None else None), limit=1
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition is not None else None
+            ),
+            limit=1,
         ).records
         return records[0].asset_materialization.tags.get("dagster/data_version") if records else None
 
@@ -219,11 +236,16 @@ def format_report(report: RunReport, project: ProjectConfig) -> str:
     for task, table in report.comparisons.items():
         missing = table.status == "missing"
         shown = table.loc[~missing, summary_columns(project.tasks[task], table)]
-        lines += [f"\n## comparison: {task} (primary metric: {project.tasks[task].primary_metric})\n", markdown_table(shown)]
+        lines += [
+            f"\n## comparison: {task} (primary metric: {project.tasks[task].primary_metric})\n",
+            markdown_table(shown),
+        ]
         if missing.any():
             lines.append(f"not evaluated yet: {', '.join(dict.fromkeys(table.model[missing]))}")
     ran = len(report.ran)
-    lines.append(f"\n{ran} step(s) ran, {sum(o.status == 'current' for o in report.outcomes)} current, {len(report.failed)} failed or blocked")
+    lines.append(
+        f"\n{ran} step(s) ran, {sum(o.status == 'current' for o in report.outcomes)} current, {len(report.failed)} failed or blocked"
+    )
     for outcome in report.failed:
         lines.append(f"  {outcome.status}: {'+'.join(outcome.assets)} [{outcome.partition}]: {outcome.error}")
     return "\n".join(lines)
@@ -237,7 +259,9 @@ def release_orphaned_runs(instance: dg.DagsterInstance, log: Callable[[str], Non
     (``dagster.yaml``), but nothing marks a killed CLI run finished; this does, for local processes.
     """
     released = []
-    for record in instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING])):
+    for record in instance.get_run_records(
+        dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING])
+    ):
         run = record.dagster_run
         pids = {
             int(event.event_log_entry.dagster_event.engine_event_data.metadata["pid"].value)
@@ -249,7 +273,9 @@ def release_orphaned_runs(instance: dg.DagsterInstance, log: Callable[[str], Non
         message = f"its process (pid {', '.join(map(str, sorted(pids)))}) is gone: killed or crashed"
         instance.report_run_failed(run, message)
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
-        log(f"run {run.run_id} ({run.job_name}, {run.tags.get('dagster/partition', 'unpartitioned')}) marked failed: {message}")
+        log(
+            f"run {run.run_id} ({run.job_name}, {run.tags.get('dagster/partition', 'unpartitioned')}) marked failed: {message}"
+        )
         released.append(run.run_id)
     return released
 

@@ -64,11 +64,16 @@ class MlflowTracker:
         run = client.create_run(self._experiment_id(client), run_name=name, tags=tags)
         items = sorted(flatten(params).items())
         for start in range(0, len(items), 100):
-            client.log_batch(run.info.run_id, params=[Param(k, v[:6000]) for k, v in items[start:start + 100]])
+            client.log_batch(run.info.run_id, params=[Param(k, v[:6000]) for k, v in items[start : start + 100]])
         return MlflowRunRef(self.tracking_uri, run.info.run_id)
 
-    def finish(self, run: MlflowRunRef, metrics: dict[str, float], artifact_dir: Path | None = None,
-               artifact_path: str = "adapter") -> None:
+    def finish(
+        self,
+        run: MlflowRunRef,
+        metrics: dict[str, float],
+        artifact_dir: Path | None = None,
+        artifact_path: str = "adapter",
+    ) -> None:
         from mlflow.entities import Metric
 
         client = self._client()
@@ -78,7 +83,9 @@ class MlflowTracker:
             client.log_artifacts(run.run_id, str(artifact_dir), artifact_path)
         client.set_terminated(run.run_id, "FINISHED")
 
-    def log_files(self, name: str, tags: dict[str, str], directory: Path, metrics: dict[str, float] | None = None) -> MlflowRunRef:
+    def log_files(
+        self, name: str, tags: dict[str, str], directory: Path, metrics: dict[str, float] | None = None
+    ) -> MlflowRunRef:
         """One finished run holding ``directory``'s files as artifacts (a report and its figures), with metrics."""
         run = self.start_run(name, tags, {})
         self.finish(run, metrics or {}, directory, artifact_path="report")
@@ -104,7 +111,10 @@ class MlflowStepLogger(TrainerCallback):
         if not state.is_world_process_zero:
             return
         now = int(time.time() * 1000)
-        metrics = [Metric(f"train/{k}" if not k.startswith("eval_") else f"eval/{k[5:]}", float(v), now, state.global_step)
-                   for k, v in (logs or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        metrics = [
+            Metric(f"train/{k}" if not k.startswith("eval_") else f"eval/{k[5:]}", float(v), now, state.global_step)
+            for k, v in (logs or {}).items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        ]
         if metrics:
             self.client.log_batch(self.run.run_id, metrics=metrics)

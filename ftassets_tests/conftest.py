@@ -8,7 +8,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-
 def pytest_configure(config):
     """Under pytest-xdist each of the two workers owns one core: one torch thread each, in its child
     processes too, instead of two threads per worker fighting over both cores."""
@@ -82,8 +81,19 @@ def quick_lora_recipe():
     """Six LoRA steps on the color splits, with a checkpoint, a validation pass and a log line every two steps."""
     from ftassets.training.recipes import parse_recipe
 
-    return parse_recipe(dict(method="lora", max_steps=6, batch_size=8, learning_rate=1e-2, logging_steps=2, eval_steps=6,
-                             save_steps=6, lr_scheduler="constant", lora={"r": 4, "alpha": 8, "dropout": 0.0}))
+    return parse_recipe(
+        dict(
+            method="lora",
+            max_steps=6,
+            batch_size=8,
+            learning_rate=1e-2,
+            logging_steps=2,
+            eval_steps=6,
+            save_steps=6,
+            lr_scheduler="constant",
+            lora={"r": 4, "alpha": 8, "dropout": 0.0},
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -159,9 +169,18 @@ def chromium(tmp_path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,900",
-                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,900",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     yield driver

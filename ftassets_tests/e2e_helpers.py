@@ -24,7 +24,10 @@ def split_oracle(home: Path, is_finetuned: Callable[[str], bool]) -> Callable[[s
 
     def respond(model: str, messages: list[dict[str, str]]) -> str:
         if not answers:
-            rows = [json.loads(line) for line in (home / "artifacts/dataset/classification/test.jsonl").read_text().splitlines()]
+            rows = [
+                json.loads(line)
+                for line in (home / "artifacts/dataset/classification/test.jsonl").read_text().splitlines()
+            ]
             answers.update({row["prompt"]: (index, row["answer"]) for index, row in enumerate(rows)})
         index, answer = answers.get(messages[-1]["content"], (0, "unsure"))
         return answer if is_finetuned(model) or index % 4 else "I cannot tell."

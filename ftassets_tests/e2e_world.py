@@ -39,7 +39,9 @@ def open_world(root: Path) -> dict:
     defs = build_definitions(project.config_dir, home)
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     runner = PipelineRunner(defs, project, ArtifactStore(home), instance, log=lambda line: print(line, flush=True))
-    return dict(root=root, dagster_home=dagster_home, home=home, project=project, defs=defs, instance=instance, runner=runner)
+    return dict(
+        root=root, dagster_home=dagster_home, home=home, project=project, defs=defs, instance=instance, runner=runner
+    )
 
 
 def build(root: Path) -> None:
@@ -62,8 +64,13 @@ def start_in_background(root: Path) -> subprocess.Popen:
     root.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(root / LOG, "w") as log:
-        process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), str(root)], cwd=REPO, env=env,
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), str(root)],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     (root / BUILDING).write_text(str(process.pid))
     return process
 

@@ -39,10 +39,11 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from loopback import LoopbackServer, RecordingHandler
@@ -61,8 +62,10 @@ DATAPLANE_PATH = re.compile(
     r"^/(?P<service>history|data)/v1\.0/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
     r"Microsoft\.MachineLearningServices/workspaces/[^/]+/(?P<rest>.*)$"
 )
-ASSET_PATH = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.MachineLearningServices/"
-                        r"workspaces/[^/]+/(?P<kind>codes|data|models)/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$")
+ASSET_PATH = re.compile(
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.MachineLearningServices/"
+    r"workspaces/[^/]+/(?P<kind>codes|data|models)/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$"
+)
 
 
 def free_port() -> int:
@@ -76,9 +79,21 @@ def azurite(location: Path) -> Iterator[str]:
     """Azurite's blob service on a free loopback port (telemetry off); yields the account URL (path style)."""
     port = free_port()
     process = subprocess.Popen(
-        [str(AZURITE), "--silent", "--location", str(location), "--blobHost", "127.0.0.1", "--blobPort", str(port),
-         "--skipApiVersionCheck", "--disableTelemetry", "--loose"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            str(AZURITE),
+            "--silent",
+            "--location",
+            str(location),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--loose",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 60
@@ -104,9 +119,13 @@ def account_sas_url(account_url: str, hours: float = 2.0) -> str:
     """The account URL with an account SAS (blob service, container + object): what a job gets to reach Pipes."""
     from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
 
-    sas = generate_account_sas(DEV_ACCOUNT, DEV_KEY, ResourceTypes(service=True, container=True, object=True),
-                               AccountSasPermissions(read=True, write=True, delete=True, list=True, add=True, create=True),
-                               expiry=datetime.now(timezone.utc) + timedelta(hours=hours))
+    sas = generate_account_sas(
+        DEV_ACCOUNT,
+        DEV_KEY,
+        ResourceTypes(service=True, container=True, object=True),
+        AccountSasPermissions(read=True, write=True, delete=True, list=True, add=True, create=True),
+        expiry=datetime.now(UTC) + timedelta(hours=hours),
+    )
     return f"{account_url}?{sas}"
 
 
@@ -125,7 +144,7 @@ def route_datastores_to_azurite(account_url: str) -> Iterator[None]:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass
@@ -157,9 +176,16 @@ class FakeAzureML(LoopbackServer):
 
     thread_name = "fake-azureml"
 
-    def __init__(self, azurite_url: str, *, token: str = "fake-arm-token", workspace_dir: Path | None = None,
-                 responder: Callable[[str, list[dict[str, str]]], str] | None = None,
-                 job_environment: dict[str, str] | None = None, job_timeout_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        azurite_url: str,
+        *,
+        token: str = "fake-arm-token",
+        workspace_dir: Path | None = None,
+        responder: Callable[[str, list[dict[str, str]]], str] | None = None,
+        job_environment: dict[str, str] | None = None,
+        job_timeout_s: float = 300.0,
+    ) -> None:
         self.azurite_url = azurite_url.rstrip("/")
         self.state = FakeAzureMLState(token=token)
         self.responder = responder or (lambda model, messages: "ok")
@@ -171,10 +197,11 @@ class FakeAzureML(LoopbackServer):
     def container_client(self, container: str | None = None):
         from azure.storage.blob import BlobServiceClient
 
-        return BlobServiceClient(self.azurite_url, credential={"account_name": DEV_ACCOUNT, "account_key": DEV_KEY}
-                                 ).get_container_client(container or self.state.container)
+        return BlobServiceClient(
+            self.azurite_url, credential={"account_name": DEV_ACCOUNT, "account_key": DEV_KEY}
+        ).get_container_client(container or self.state.container)
 
-    def __enter__(self) -> "FakeAzureML":
+    def __enter__(self) -> FakeAzureML:
         container = self.container_client()
         if not container.exists():
             container.create_container()
@@ -234,27 +261,47 @@ class FakeAzureML(LoopbackServer):
         command = re.sub(r"\$\{\{\s*([\w.]+)\s*\}\}", lambda m: shlex.quote(paths[m.group(1)]), properties["command"])
         shims = root / "bin"
         shims.mkdir(parents=True, exist_ok=True)
-        (shims / "python").write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} \"$@\"\n")
-        (shims / "pip").write_text("#!/bin/sh\necho 'fake Azure ML environment: dependencies preinstalled, skipping pip' >&2\n")
+        (shims / "python").write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+        (shims / "pip").write_text(
+            "#!/bin/sh\necho 'fake Azure ML environment: dependencies preinstalled, skipping pip' >&2\n"
+        )
         for shim in shims.iterdir():
             shim.chmod(0o755)
         distribution = properties.get("distribution") or {}
         per_instance = int(distribution.get("processCountPerInstance") or 1)
         instances = int((properties.get("resources") or {}).get("instanceCount") or 1)
         world, port = per_instance * instances, free_port()
-        base_env = {**os.environ, **self.job_environment, **(properties.get("environmentVariables") or {}),
-                    "PATH": f"{shims}:{os.environ.get('PATH', '')}", "AZUREML_RUN_ID": name, "AZUREML_ARM_WORKSPACE_NAME": "ws"}
+        base_env = {
+            **os.environ,
+            **self.job_environment,
+            **(properties.get("environmentVariables") or {}),
+            "PATH": f"{shims}:{os.environ.get('PATH', '')}",
+            "AZUREML_RUN_ID": name,
+            "AZUREML_ARM_WORKSPACE_NAME": "ws",
+        }
         self._set_status(name, "Running")
         processes = []
         for rank in range(world):
             env = dict(base_env)
             if distribution.get("distributionType") == "PyTorch":
-                env.update(RANK=str(rank), LOCAL_RANK=str(rank % per_instance), NODE_RANK=str(rank // per_instance),
-                           WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(per_instance), MASTER_ADDR="127.0.0.1",
-                           MASTER_PORT=str(port))
+                env.update(
+                    RANK=str(rank),
+                    LOCAL_RANK=str(rank % per_instance),
+                    NODE_RANK=str(rank // per_instance),
+                    WORLD_SIZE=str(world),
+                    LOCAL_WORLD_SIZE=str(per_instance),
+                    MASTER_ADDR="127.0.0.1",
+                    MASTER_PORT=str(port),
+                )
             log_file = open(root / f"std_log_process_{rank}.txt", "w")
-            processes.append((subprocess.Popen(["bash", "-c", command], cwd=code_dir, env=env, stdout=log_file,
-                                               stderr=subprocess.STDOUT), log_file))
+            processes.append(
+                (
+                    subprocess.Popen(
+                        ["bash", "-c", command], cwd=code_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT
+                    ),
+                    log_file,
+                )
+            )
         deadline = time.monotonic() + self.job_timeout_s
         codes = []
         for process, log_file in processes:
@@ -284,7 +331,7 @@ class FakeAzureML(LoopbackServer):
             return self.state.container, uri.split("/paths/", 1)[1]
         path = unquote(urlparse(uri).path).lstrip("/")
         if path.startswith(DEV_ACCOUNT + "/"):
-            path = path[len(DEV_ACCOUNT) + 1:]
+            path = path[len(DEV_ACCOUNT) + 1 :]
         container, _, rest = path.partition("/")
         return container, rest
 
@@ -294,7 +341,7 @@ class FakeAzureML(LoopbackServer):
         container = self.container_client(name)
         found = False
         for blob in container.list_blobs(name_starts_with=prefix):
-            relative = blob.name[len(prefix):].lstrip("/") or Path(blob.name).name
+            relative = blob.name[len(prefix) :].lstrip("/") or Path(blob.name).name
             destination = target / relative
             destination.parent.mkdir(parents=True, exist_ok=True)
             destination.write_bytes(container.download_blob(blob.name).readall())
@@ -313,13 +360,20 @@ class FakeAzureML(LoopbackServer):
         """A serverless endpoint of a catalog model that exists before the test (not ftassets'): (inference URL, key)."""
         key = f"sk-{uuid.uuid4().hex}"
         with self.state.lock:
-            self.state.serverless[name] = {"id": f"/serverlessEndpoints/{name}", "name": name, "location": self.state.location,
-                                           "tags": {}, "sku": {"name": "Consumption"},
-                                           "properties": {"modelSettings": {"modelId": model_id}, "provisioningState": "Succeeded",
-                                                          "inferenceEndpoint": {"uri": f"{self.url}/serverless/{name}"}}}
+            self.state.serverless[name] = {
+                "id": f"/serverlessEndpoints/{name}",
+                "name": name,
+                "location": self.state.location,
+                "tags": {},
+                "sku": {"name": "Consumption"},
+                "properties": {
+                    "modelSettings": {"modelId": model_id},
+                    "provisioningState": "Succeeded",
+                    "inferenceEndpoint": {"uri": f"{self.url}/serverless/{name}"},
+                },
+            }
             self.state.serverless_keys[name] = {"primaryKey": key, "secondaryKey": f"sk-{uuid.uuid4().hex}"}
         return f"{self.url}/serverless/{name}", key
-
 
 
 class _Handler(RecordingHandler):
@@ -327,9 +381,24 @@ class _Handler(RecordingHandler):
 
     def route(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
         if path == "/discovery":
-            return self._send(200, {key: self.fake.url for key in (
-                "api", "catalog", "experimentation", "gallery", "history", "hyperdrive", "labeling", "modelmanagement",
-                "pipelines", "studiotrace")})
+            return self._send(
+                200,
+                {
+                    key: self.fake.url
+                    for key in (
+                        "api",
+                        "catalog",
+                        "experimentation",
+                        "gallery",
+                        "history",
+                        "hyperdrive",
+                        "labeling",
+                        "modelmanagement",
+                        "pipelines",
+                        "studiotrace",
+                    )
+                },
+            )
         if m := re.fullmatch(r"/serverless/([^/]+)/(?:v1/)?chat/completions", path):
             return self._inference(m.group(1), json.loads(body or b"{}"))
         if self.headers.get("Authorization") != f"Bearer {self.state.token}":
@@ -337,36 +406,65 @@ class _Handler(RecordingHandler):
         if m := DATAPLANE_PATH.match(path):
             return self._dataplane(m["service"], m["rest"], json.loads(body or b"{}"))
         if "api-version" not in query:
-            return self._send(400, {"error": {"code": "MissingApiVersionParameter", "message": "api-version is required"}})
+            return self._send(
+                400, {"error": {"code": "MissingApiVersionParameter", "message": "api-version is required"}}
+            )
         if m := WORKSPACE_PATH.match(path):
             return self._workspace(method, m, m["rest"] or "", query, json.loads(body) if body else None)
         return self._unknown(method, path)
 
     def _unknown(self, method: str, path: str) -> None:
         self.state.unknown.append(f"{method} {path}")
-        return self._send(404, {"error": {"code": "NotFound", "message": f"fake Azure ML has no route {method} {path}"}})
+        return self._send(
+            404, {"error": {"code": "NotFound", "message": f"fake Azure ML has no route {method} {path}"}}
+        )
 
     # ---- the workspace and its datastores
     def _prefix(self, m: re.Match) -> str:
-        return (f"/subscriptions/{m['sub']}/resourceGroups/{m['rg']}/providers/Microsoft.MachineLearningServices/"
-                f"workspaces/{m['ws']}")
+        return (
+            f"/subscriptions/{m['sub']}/resourceGroups/{m['rg']}/providers/Microsoft.MachineLearningServices/"
+            f"workspaces/{m['ws']}"
+        )
 
     def _datastore(self, m: re.Match) -> dict[str, Any]:
-        return {"id": f"{self._prefix(m)}/datastores/{DATASTORE}", "name": DATASTORE,
-                "type": "Microsoft.MachineLearningServices/workspaces/datastores",
-                "properties": {"datastoreType": "AzureBlob", "accountName": DEV_ACCOUNT, "containerName": self.state.container,
-                               "endpoint": "core.windows.net", "protocol": "https", "isDefault": True,
-                               "credentials": {"credentialsType": "AccountKey"}, "serviceDataAccessAuthIdentity": "None"}}
+        return {
+            "id": f"{self._prefix(m)}/datastores/{DATASTORE}",
+            "name": DATASTORE,
+            "type": "Microsoft.MachineLearningServices/workspaces/datastores",
+            "properties": {
+                "datastoreType": "AzureBlob",
+                "accountName": DEV_ACCOUNT,
+                "containerName": self.state.container,
+                "endpoint": "core.windows.net",
+                "protocol": "https",
+                "isDefault": True,
+                "credentials": {"credentialsType": "AccountKey"},
+                "serviceDataAccessAuthIdentity": "None",
+            },
+        }
 
     def _workspace(self, method: str, m: re.Match, rest: str, query: dict[str, str], payload: Any) -> None:
         state, prefix = self.state, self._prefix(m)
         if rest == "":
-            return self._send(200, {
-                "id": prefix, "name": m["ws"], "type": "Microsoft.MachineLearningServices/workspaces", "location": state.location,
-                "kind": "Default", "identity": {"type": "SystemAssigned"}, "sku": {"name": "Basic", "tier": "Basic"},
-                "properties": {"discoveryUrl": f"{self.fake.url}/discovery", "workspaceId": state.workspace_id,
-                               "friendlyName": m["ws"], "provisioningState": "Succeeded",
-                               "mlFlowTrackingUri": f"azureml://{state.location}.api.azureml.ms/mlflow/v1.0{prefix}"}})
+            return self._send(
+                200,
+                {
+                    "id": prefix,
+                    "name": m["ws"],
+                    "type": "Microsoft.MachineLearningServices/workspaces",
+                    "location": state.location,
+                    "kind": "Default",
+                    "identity": {"type": "SystemAssigned"},
+                    "sku": {"name": "Basic", "tier": "Basic"},
+                    "properties": {
+                        "discoveryUrl": f"{self.fake.url}/discovery",
+                        "workspaceId": state.workspace_id,
+                        "friendlyName": m["ws"],
+                        "provisioningState": "Succeeded",
+                        "mlFlowTrackingUri": f"azureml://{state.location}.api.azureml.ms/mlflow/v1.0{prefix}",
+                    },
+                },
+            )
         if rest == "/datastores" and method == "GET":
             return self._send(200, {"value": [self._datastore(m)]})
         if rest == f"/datastores/{DATASTORE}" and method == "GET":
@@ -374,7 +472,9 @@ class _Handler(RecordingHandler):
         if rest == f"/datastores/{DATASTORE}/listSecrets" and method == "POST":
             return self._send(200, {"secretsType": "AccountKey", "key": DEV_KEY})
         if am := re.fullmatch(r"/(codes|data|models)/([^/]+)/versions(?:/([^/]+))?(/startPendingUpload)?", rest):
-            return self._asset_version(method, prefix, am.group(1), am.group(2), am.group(3), bool(am.group(4)), payload)
+            return self._asset_version(
+                method, prefix, am.group(1), am.group(2), am.group(3), bool(am.group(4)), payload
+            )
         if am := re.fullmatch(r"/(codes|data|models)/([^/]+)", rest):
             return self._send(200, {"id": f"{prefix}{rest}", "name": am.group(2), "properties": {"latestVersion": "1"}})
         if jm := re.fullmatch(r"/jobs/([^/]+)(/cancel)?", rest):
@@ -385,8 +485,9 @@ class _Handler(RecordingHandler):
             return self._send(200, {"status": "Succeeded", "name": om.group(1)})
         return self._unknown(method, rest)
 
-    def _asset_version(self, method: str, prefix: str, kind: str, name: str, version: str | None, pending: bool,
-                       payload: Any) -> None:
+    def _asset_version(
+        self, method: str, prefix: str, kind: str, name: str, version: str | None, pending: bool, payload: Any
+    ) -> None:
         store = {"codes": self.state.codes, "data": self.state.data, "models": self.state.models}[kind]
         if version is None:
             return self._send(200, {"value": [v for (n, _), v in store.items() if n == name]})
@@ -394,17 +495,27 @@ class _Handler(RecordingHandler):
             container = uuid.uuid4().hex
             self.fake.container_client(container).create_container()
             sas = account_sas_url(self.fake.azurite_url).split("?", 1)[1]
-            return self._send(200, {
-                "pendingUploadId": uuid.uuid4().hex, "pendingUploadType": "TemporaryBlobReference",
-                "blobReferenceForConsumption": {
-                    "blobUri": f"https://{DEV_ACCOUNT}.blob.core.windows.net/{container}",
-                    "storageAccountArmId": "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/x",
-                    "credential": {"credentialType": "SAS", "sasUri": f"{self.fake.azurite_url}/{container}?{sas}"}}})
+            return self._send(
+                200,
+                {
+                    "pendingUploadId": uuid.uuid4().hex,
+                    "pendingUploadType": "TemporaryBlobReference",
+                    "blobReferenceForConsumption": {
+                        "blobUri": f"https://{DEV_ACCOUNT}.blob.core.windows.net/{container}",
+                        "storageAccountArmId": "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/x",
+                        "credential": {"credentialType": "SAS", "sasUri": f"{self.fake.azurite_url}/{container}?{sas}"},
+                    },
+                },
+            )
         resource_id = f"{prefix}/{kind}/{name}/versions/{version}"
         if method == "PUT":
-            resource = {"id": resource_id, "name": version, "type": f"Microsoft.MachineLearningServices/workspaces/{kind}/versions",
-                        "properties": {**payload["properties"], "provisioningState": "Succeeded"},
-                        "systemData": {"createdAt": _now(), "createdBy": "ftassets-tests"}}
+            resource = {
+                "id": resource_id,
+                "name": version,
+                "type": f"Microsoft.MachineLearningServices/workspaces/{kind}/versions",
+                "properties": {**payload["properties"], "provisioningState": "Succeeded"},
+                "systemData": {"createdAt": _now(), "createdBy": "ftassets-tests"},
+            }
             store[(name, version)] = resource
             return self._send(201, resource)
         if (name, version) not in store:
@@ -418,18 +529,31 @@ class _Handler(RecordingHandler):
             properties = payload["properties"]
             job_type = properties.get("jobType")
             if job_type == "Command":
-                problems = [f"{key} missing" for key in ("command", "codeId", "environmentId", "computeId") if not properties.get(key)]
+                problems = [
+                    f"{key} missing"
+                    for key in ("command", "codeId", "environmentId", "computeId")
+                    if not properties.get(key)
+                ]
                 if problems:
                     return self._send(400, {"error": {"code": "UserError", "message": "; ".join(problems)}})
             elif job_type != "FineTuning":
-                return self._send(400, {"error": {"code": "UserError", "message": f"job type {job_type!r} not supported here"}})
+                return self._send(
+                    400, {"error": {"code": "UserError", "message": f"job type {job_type!r} not supported here"}}
+                )
             with state.lock:
                 state.job_bodies[name] = json.loads(json.dumps(payload))
                 state.jobs[name] = {
-                    "id": f"{prefix}/jobs/{name}", "name": name, "type": "Microsoft.MachineLearningServices/workspaces/jobs",
-                    "properties": {**properties, "status": "Queued",
-                                   "services": {"Studio": {"endpoint": f"https://ml.azure.com/runs/{name}", "jobServiceType": "Studio"}},
-                                   "outputs": {**(properties.get("outputs") or {})}},
+                    "id": f"{prefix}/jobs/{name}",
+                    "name": name,
+                    "type": "Microsoft.MachineLearningServices/workspaces/jobs",
+                    "properties": {
+                        **properties,
+                        "status": "Queued",
+                        "services": {
+                            "Studio": {"endpoint": f"https://ml.azure.com/runs/{name}", "jobServiceType": "Studio"}
+                        },
+                        "outputs": {**(properties.get("outputs") or {})},
+                    },
                     "systemData": {"createdAt": _now(), "createdBy": "ftassets-tests"},
                 }
                 state.statuses[name], state.job_polls[name] = ["Queued"], 0
@@ -441,8 +565,12 @@ class _Handler(RecordingHandler):
         if cancel:
             if state.jobs[name]["properties"]["status"] not in ("Completed", "Failed", "Canceled"):
                 self.fake._set_status(name, "Canceled")
-            return self._send_bytes(202, b"", "application/json",
-                                    {"Location": f"{self.fake.url}{prefix}/operations/cancel-{name}?api-version=1"})
+            return self._send_bytes(
+                202,
+                b"",
+                "application/json",
+                {"Location": f"{self.fake.url}{prefix}/operations/cancel-{name}?api-version=1"},
+            )
         if state.jobs[name]["properties"].get("jobType") == "FineTuning":
             self._advance_finetuning(prefix, name)
         return self._send(200, state.jobs[name])
@@ -470,11 +598,20 @@ class _Handler(RecordingHandler):
             model_id = f"{prefix}/models/{model_name}/versions/1"
             details = job.get("fineTuningDetails") or {}
             state.models[(model_name, "1")] = {
-                "id": model_id, "name": "1", "properties": {"modelType": "custom_model", "jobName": name, "flavors": {},
-                                                            "modelUri": f"azureml://jobs/{name}/outputs/registered_model",
-                                                            "properties": {"baseModel": (details.get("model") or {}).get("uri", "")}}}
+                "id": model_id,
+                "name": "1",
+                "properties": {
+                    "modelType": "custom_model",
+                    "jobName": name,
+                    "flavors": {},
+                    "modelUri": f"azureml://jobs/{name}/outputs/registered_model",
+                    "properties": {"baseModel": (details.get("model") or {}).get("uri", "")},
+                },
+            }
             uri = f"azureml://locations/{state.location}/workspaces/{state.workspace_id}/models/{model_name}/versions/1"
-            job["outputs"] = {"registered_model": {**output, "jobOutputType": "mlflow_model", "assetName": model_name, "uri": uri}}
+            job["outputs"] = {
+                "registered_model": {**output, "jobOutputType": "mlflow_model", "assetName": model_name, "uri": uri}
+            }
 
     # ---- run history and the data plane (what jobs.download asks)
     def _dataplane(self, service: str, rest: str, payload: dict[str, Any]) -> None:
@@ -484,23 +621,38 @@ class _Handler(RecordingHandler):
             if name not in state.jobs:
                 return self._send(404, {"error": {"code": "UserError", "message": f"run {name} not found"}})
             body = state.job_bodies[name]["properties"]
-            outputs = {output: {"assetId": self._output_asset_id(name, output), "type": "UriFolder"}
-                       for output in (body.get("outputs") or {})}
-            return self._send(200, {"runMetadata": {"runId": name, "runUuid": str(uuid.uuid5(uuid.NAMESPACE_URL, name)),
-                                                    "status": state.jobs[name]["properties"]["status"], "outputs": outputs}})
+            outputs = {
+                output: {"assetId": self._output_asset_id(name, output), "type": "UriFolder"}
+                for output in (body.get("outputs") or {})
+            }
+            return self._send(
+                200,
+                {
+                    "runMetadata": {
+                        "runId": name,
+                        "runUuid": str(uuid.uuid5(uuid.NAMESPACE_URL, name)),
+                        "status": state.jobs[name]["properties"]["status"],
+                        "outputs": outputs,
+                    }
+                },
+            )
         if service == "data" and rest == "dataversion/batchGetResolvedURIs":
             values = {}
             for asset_id in payload.get("values", []):
                 m = re.search(r"/data/azureml_(?P<job>.+)_output_data_(?P<output>[^/]+)/versions/1$", asset_id)
                 if m:
-                    values[asset_id] = {"uri": f"azureml://datastores/{DATASTORE}/paths/azureml/{m['job']}/{m['output']}/",
-                                        "type": "UriFolder"}
+                    values[asset_id] = {
+                        "uri": f"azureml://datastores/{DATASTORE}/paths/azureml/{m['job']}/{m['output']}/",
+                        "type": "UriFolder",
+                    }
             return self._send(200, {"values": values})
         return self._unknown("POST", f"/{service}/v1.0/.../{rest}")
 
     def _output_asset_id(self, job: str, output: str) -> str:
-        return (f"azureml://locations/{self.state.location}/workspaces/{self.state.workspace_id}/data/"
-                f"azureml_{job}_output_data_{output}/versions/1")
+        return (
+            f"azureml://locations/{self.state.location}/workspaces/{self.state.workspace_id}/data/"
+            f"azureml_{job}_output_data_{output}/versions/1"
+        )
 
     # ---- serverless endpoints
     def _serverless(self, method: str, prefix: str, name: str | None, keys: bool, payload: Any) -> None:
@@ -511,20 +663,36 @@ class _Handler(RecordingHandler):
             model_id = ((payload.get("properties") or {}).get("modelSettings") or {}).get("modelId", "")
             known = {m["id"] for m in state.models.values()} | {
                 f"azureml://locations/{state.location}/workspaces/{state.workspace_id}/models/{name_}/versions/{version}"
-                for name_, version in state.models}
+                for name_, version in state.models
+            }
             if not model_id.startswith("azureml://registries/") and model_id not in known:
-                return self._send(400, {"error": {"code": "UserError", "message": f"model {model_id!r} not found in the workspace"}})
-            resource = {"id": f"{prefix}/serverlessEndpoints/{name}", "name": name, "location": state.location,
-                        "type": "Microsoft.MachineLearningServices/workspaces/serverlessEndpoints",
-                        "sku": payload.get("sku") or {"name": "Consumption"}, "tags": payload.get("tags") or {},
-                        "properties": {**payload["properties"], "provisioningState": "Succeeded",
-                                       "inferenceEndpoint": {"uri": f"{self.fake.url}/serverless/{name}"},
-                                       "endpointState": "Online"},
-                        "systemData": {"createdAt": _now(), "createdBy": "ftassets-tests"}}
+                return self._send(
+                    400, {"error": {"code": "UserError", "message": f"model {model_id!r} not found in the workspace"}}
+                )
+            resource = {
+                "id": f"{prefix}/serverlessEndpoints/{name}",
+                "name": name,
+                "location": state.location,
+                "type": "Microsoft.MachineLearningServices/workspaces/serverlessEndpoints",
+                "sku": payload.get("sku") or {"name": "Consumption"},
+                "tags": payload.get("tags") or {},
+                "properties": {
+                    **payload["properties"],
+                    "provisioningState": "Succeeded",
+                    "inferenceEndpoint": {"uri": f"{self.fake.url}/serverless/{name}"},
+                    "endpointState": "Online",
+                },
+                "systemData": {"createdAt": _now(), "createdBy": "ftassets-tests"},
+            }
             with state.lock:
                 state.serverless[name] = resource
-                state.serverless_keys[name] = {"primaryKey": f"sk-{uuid.uuid4().hex}", "secondaryKey": f"sk-{uuid.uuid4().hex}"}
-            return self._send(201, resource, {"Azure-AsyncOperation": f"{self.fake.url}{prefix}/operations/se-{name}?api-version=1"})
+                state.serverless_keys[name] = {
+                    "primaryKey": f"sk-{uuid.uuid4().hex}",
+                    "secondaryKey": f"sk-{uuid.uuid4().hex}",
+                }
+            return self._send(
+                201, resource, {"Azure-AsyncOperation": f"{self.fake.url}{prefix}/operations/se-{name}?api-version=1"}
+            )
         if name not in state.serverless:
             if method == "DELETE":
                 return self._send_bytes(204, b"", "application/json")
@@ -536,8 +704,12 @@ class _Handler(RecordingHandler):
                 del state.serverless[name]
                 state.serverless_keys.pop(name, None)
                 state.deleted_endpoints.append(name)
-            return self._send_bytes(202, b"", "application/json",
-                                    {"Location": f"{self.fake.url}{prefix}/operations/delete-{name}?api-version=1"})
+            return self._send_bytes(
+                202,
+                b"",
+                "application/json",
+                {"Location": f"{self.fake.url}{prefix}/operations/delete-{name}?api-version=1"},
+            )
         return self._send(200, state.serverless[name])
 
     def _inference(self, name: str, payload: dict[str, Any]) -> None:
@@ -552,8 +724,11 @@ class _Handler(RecordingHandler):
         model = endpoint["properties"]["modelSettings"]["modelId"]
         answer = self.fake.responder(model, messages)
         prompt_tokens = sum(len(m["content"].split()) for m in messages) + 3 * len(messages)
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(answer.split()),
-                 "total_tokens": prompt_tokens + len(answer.split())}
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(answer.split()),
+            "total_tokens": prompt_tokens + len(answer.split()),
+        }
         completion = {"id": f"chatcmpl-{uuid.uuid4().hex[:12]}", "created": int(time.time()), "model": name}
         if payload.get("stream"):
             self.send_response(200)
@@ -561,9 +736,18 @@ class _Handler(RecordingHandler):
             self.send_header("Connection", "close")
             self.end_headers()
             self.close_connection = True
-            chunks = [{**completion, "object": "chat.completion.chunk",
-                       "choices": [{"index": 0, "delta": {"role": "assistant", "content": answer}, "finish_reason": None}]},
-                      {**completion, "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}]
+            chunks = [
+                {
+                    **completion,
+                    "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {"role": "assistant", "content": answer}, "finish_reason": None}],
+                },
+                {
+                    **completion,
+                    "object": "chat.completion.chunk",
+                    "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                },
+            ]
             if (payload.get("stream_options") or {}).get("include_usage"):
                 chunks.append({**completion, "object": "chat.completion.chunk", "choices": [], "usage": usage})
             for chunk in chunks:
@@ -571,5 +755,12 @@ class _Handler(RecordingHandler):
             self.wfile.write(b"data: [DONE]\n\n")
             self.wfile.flush()
             return
-        return self._send(200, {**completion, "object": "chat.completion", "usage": usage,
-                                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}]})
+        return self._send(
+            200,
+            {
+                **completion,
+                "object": "chat.completion",
+                "usage": usage,
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}],
+            },
+        )

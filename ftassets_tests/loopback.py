@@ -29,7 +29,7 @@ class LoopbackServer:
     def chat_requests(self) -> list[dict[str, Any]]:
         return [r for r in self.state.requests if r["path"].endswith("/chat/completions")]
 
-    def serve(self, handler: type["RecordingHandler"]) -> None:
+    def serve(self, handler: type[RecordingHandler]) -> None:
         handler = type("Handler", (handler,), {"fake": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
@@ -81,8 +81,15 @@ class RecordingHandler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         with self.state.lock:
-            self.state.requests.append({"method": method, "path": path, "query": query, "body": body,
-                                        "headers": {k.lower(): v for k, v in self.headers.items()}})
+            self.state.requests.append(
+                {
+                    "method": method,
+                    "path": path,
+                    "query": query,
+                    "body": body,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                }
+            )
         try:
             self.route(method, path, query, body)
         except BrokenPipeError:
@@ -91,7 +98,9 @@ class RecordingHandler(BaseHTTPRequestHandler):
     def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         self._send_bytes(status, json.dumps(payload).encode(), "application/json", headers)
 
-    def _send_bytes(self, status: int, content: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+    def _send_bytes(
+        self, status: int, content: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(content)))

@@ -39,7 +39,9 @@ def test_comparison_and_leaderboard_refresh_after_a_new_evaluation_and_only_then
     first = dg.evaluate_automation_conditions(defs=defs, instance=instance)
     assert first.total_requested == 0, "nothing is requested on the first evaluation"
 
-    instance.report_runless_asset_event(dg.AssetMaterialization("evaluation", partition=cell_key("summarization", "tiny-lora")))
+    instance.report_runless_asset_event(
+        dg.AssetMaterialization("evaluation", partition=cell_key("summarization", "tiny-lora"))
+    )
     second = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor)
     assert second.get_requested_partitions(dg.AssetKey("comparison")) == {"summarization"}
     assert second.total_requested == 1, "nothing upstream (no retraining), no other task"
@@ -54,14 +56,25 @@ def test_comparison_and_leaderboard_refresh_after_a_new_evaluation_and_only_then
 
 def test_the_weekly_schedule_re_evaluates_only_api_baselines_on_compared_tasks(config_dir, instance, monkeypatch):
     def add_api_entries(models):
-        models["bases"]["local-server"] = {"source": "openai_compatible", "base_url_env": "LOCAL_LLM_BASE_URL", "model": "qwen"}
-        models["bases"]["local-server-sft"] = {"source": "openai_compatible", "base_url_env": "LOCAL_LLM_BASE_URL", "model": "qwen-ft"}
+        models["bases"]["local-server"] = {
+            "source": "openai_compatible",
+            "base_url_env": "LOCAL_LLM_BASE_URL",
+            "model": "qwen",
+        }
+        models["bases"]["local-server-sft"] = {
+            "source": "openai_compatible",
+            "base_url_env": "LOCAL_LLM_BASE_URL",
+            "model": "qwen-ft",
+        }
         models["models"]["local-server"] = {"base": "local-server"}
 
     edit_yaml(config_dir / "models.yaml", add_api_entries)
     models = yaml.safe_load((config_dir / "models.yaml").read_text())
-    baselines = [name for name, entry in models["models"].items()
-                 if models["bases"][entry["base"]]["source"] in ("azure_openai", "openai_compatible") and not entry.get("recipe")]
+    baselines = [
+        name
+        for name, entry in models["models"].items()
+        if models["bases"][entry["base"]]["source"] in ("azure_openai", "openai_compatible") and not entry.get("recipe")
+    ]
     from ftassets.azure.settings import required_variables
     from ftassets.config import load_project_config
 
@@ -73,9 +86,13 @@ def test_the_weekly_schedule_re_evaluates_only_api_baselines_on_compared_tasks(c
     schedule = defs.resolve_schedule_def("weekly_api_baselines")
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED, "API calls cost money: opt in"
     instance.report_runless_asset_event(dg.AssetMaterialization("comparison", partition="qa"))
-    monday = datetime.datetime(2026, 11, 30, 6, tzinfo=datetime.timezone.utc)
-    with dg.build_schedule_context(instance=instance, scheduled_execution_time=monday, resources=defs.resources,
-                                   repository_def=defs.get_repository_def()) as context:
+    monday = datetime.datetime(2026, 11, 30, 6, tzinfo=datetime.UTC)
+    with dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=monday,
+        resources=defs.resources,
+        repository_def=defs.get_repository_def(),
+    ) as context:
         requests = list(schedule.evaluate_tick(context).run_requests)
     assert "local-server" in baselines and not any(name.startswith("tiny") for name in baselines)
     assert [r.partition_key for r in requests] == [cell_key("qa", name) for name in baselines]
@@ -83,10 +100,16 @@ def test_the_weekly_schedule_re_evaluates_only_api_baselines_on_compared_tasks(c
     assert defs.resolve_job_def(schedule.job_name).asset_layer.executable_asset_keys == {dg.AssetKey("evaluation")}
 
     monkeypatch.delenv("LOCAL_LLM_BASE_URL")
-    with dg.build_schedule_context(instance=instance, scheduled_execution_time=monday, resources=defs.resources,
-                                   repository_def=defs.get_repository_def()) as context:
+    with dg.build_schedule_context(
+        instance=instance,
+        scheduled_execution_time=monday,
+        resources=defs.resources,
+        repository_def=defs.get_repository_def(),
+    ) as context:
         requests = list(schedule.evaluate_tick(context).run_requests)
-    assert "local-server" not in {r.partition_key.split("|")[0] for r in requests}, "no run that can only fail on missing credentials"
+    assert "local-server" not in {r.partition_key.split("|")[0] for r in requests}, (
+        "no run that can only fail on missing credentials"
+    )
 
 
 def test_default_statuses_are_the_documented_ones():
@@ -105,7 +128,9 @@ def test_default_statuses_are_the_documented_ones():
     assert defs.resolve_schedule_def("nightly_stale_refresh").cron_schedule == "0 2 * * *"
 
 
-def evaluate_with_scores(config_dir: Path, instance: dg.DagsterInstance, partition: str, finetuned: float) -> dg.ExecuteInProcessResult:
+def evaluate_with_scores(
+    config_dir: Path, instance: dg.DagsterInstance, partition: str, finetuned: float
+) -> dg.ExecuteInProcessResult:
     """A real run of the real regression check after an ``evaluation`` that reports the given scores (the
     evaluation's own computation is tested elsewhere; here only its metadata matters)."""
     from ftassets.config import load_project_config
@@ -119,32 +144,51 @@ def evaluate_with_scores(config_dir: Path, instance: dg.DagsterInstance, partiti
     def evaluation_reporting_scores() -> dg.MaterializeResult:
         return dg.MaterializeResult(metadata={"base_accuracy": 0.0, "finetuned_accuracy": finetuned})
 
-    return dg.materialize([evaluation_reporting_scores, *build_checks(partitions)], instance=instance, partition_key=partition,
-                          resources={"project": ProjectResource(config_dir=str(config_dir))}, raise_on_error=False)
+    return dg.materialize(
+        [evaluation_reporting_scores, *build_checks(partitions)],
+        instance=instance,
+        partition_key=partition,
+        resources={"project": ProjectResource(config_dir=str(config_dir))},
+        raise_on_error=False,
+    )
 
 
 def test_the_regression_check_fails_with_an_alert_when_the_primary_metric_drops(config_dir, instance):
-    edit_yaml(config_dir / "experiments.yaml", lambda e: e.setdefault("automation", {}).update(regression_threshold=0.1))
+    edit_yaml(
+        config_dir / "experiments.yaml", lambda e: e.setdefault("automation", {}).update(regression_threshold=0.1)
+    )
     partition = cell_key("classification", "tiny-lora")
     sync_model_partitions(instance, ["tiny-lora"])
 
     first = evaluate_with_scores(config_dir, instance, partition, 0.80)
     assert first.get_asset_check_evaluations()[0].passed, "a first evaluation has nothing to regress from"
-    assert evaluate_with_scores(config_dir, instance, partition, 0.75).get_asset_check_evaluations()[0].passed, "0.05 is within 0.1"
+    assert evaluate_with_scores(config_dir, instance, partition, 0.75).get_asset_check_evaluations()[0].passed, (
+        "0.05 is within 0.1"
+    )
     result = evaluate_with_scores(config_dir, instance, partition, 0.50)
     (evaluation,) = result.get_asset_check_evaluations()
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
     assert "REGRESSION: accuracy of finetuned dropped by more than 0.1" in evaluation.description
     assert evaluation.metadata["drops"].value == {"finetuned": pytest.approx(0.25)}
-    alerts = [e.message for e in instance.all_logs(result.run_id) if e.level >= 40 and "REGRESSION" in (e.message or "")]
+    alerts = [
+        e.message for e in instance.all_logs(result.run_id) if e.level >= 40 and "REGRESSION" in (e.message or "")
+    ]
     assert alerts and partition in alerts[0], "the run logs the alert at ERROR level"
 
 
 def test_compare_reads_each_variant_of_the_primary_metric():
-    metadata = {"base_accuracy": 0.1, "finetuned_accuracy": 0.8, "finetuned_macro_f1": 0.7, "predictions": "/x", "applicable": True}
+    metadata = {
+        "base_accuracy": 0.1,
+        "finetuned_accuracy": 0.8,
+        "finetuned_macro_f1": 0.7,
+        "predictions": "/x",
+        "applicable": True,
+    }
     assert variant_scores(metadata, "accuracy") == {"base": 0.1, "finetuned": 0.8}
     verdict = compare({"base": 0.5, "finetuned": 0.8}, {"base": 0.2, "finetuned": 0.8}, "accuracy", 0.05)
-    assert not verdict.passed and set(verdict.drops) == {"base"}, "a provider-side change of a baseline is a regression too"
+    assert not verdict.passed and set(verdict.drops) == {"base"}, (
+        "a provider-side change of a baseline is a regression too"
+    )
     assert compare({"finetuned": 0.8}, {"gguf": 0.1}, "accuracy", 0.05).passed, "nothing in common, nothing to compare"
     assert compare(None, {"finetuned": 0.8}, "accuracy", 0.05).passed
 
@@ -155,31 +199,52 @@ def test_the_nightly_refresh_rebuilds_only_what_the_configuration_made_stale(tmp
     config_dir = tmp_path / "configs"
     config_dir.mkdir()
     tasks = yaml.safe_load((REPO / "configs" / "tasks.yaml").read_text())["tasks"]
-    task = {**tasks["classification"], "sizes": {"train": 60, "validation": 12, "test": 24}, "checks": {"max_label_share_deviation": 0.5}}
+    task = {
+        **tasks["classification"],
+        "sizes": {"train": 60, "validation": 12, "test": 24},
+        "checks": {"max_label_share_deviation": 0.5},
+    }
     (config_dir / "tasks.yaml").write_text(yaml.safe_dump({"tasks": {"classification": task}}))
-    (config_dir / "models.yaml").write_text(yaml.safe_dump({
-        "bases": {"tiny": {"source": "huggingface", "id": str(tiny_base_dir)}}, "models": {"tiny-base": {"base": "tiny"}},
-    }))
-    (config_dir / "experiments.yaml").write_text(yaml.safe_dump({
-        "recipes": {"full": {"method": "full"}},
-        "experiments": {"default": {"tasks": ["classification"], "models": ["tiny-base"]}},
-        "evaluation": {"bootstrap_resamples": 50},
-    }))
+    (config_dir / "models.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "bases": {"tiny": {"source": "huggingface", "id": str(tiny_base_dir)}},
+                "models": {"tiny-base": {"base": "tiny"}},
+            }
+        )
+    )
+    (config_dir / "experiments.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "recipes": {"full": {"method": "full"}},
+                "experiments": {"default": {"tasks": ["classification"], "models": ["tiny-base"]}},
+                "evaluation": {"bootstrap_resamples": 50},
+            }
+        )
+    )
     defs = build_definitions(config_dir, tmp_path / "home")
     job = defs.resolve_job_def("refresh_stale")
 
     def refresh() -> set[str]:
         before = {r.dagster_run.run_id for r in instance.get_run_records()}
-        assert job.execute_in_process(instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}).success
+        assert job.execute_in_process(
+            instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        ).success
         launched = [r.dagster_run for r in instance.get_run_records() if r.dagster_run.run_id not in before]
-        return {key.to_user_string() for run in launched if run.job_name != "refresh_stale" for key in run.asset_selection or ()}
+        return {
+            key.to_user_string()
+            for run in launched
+            if run.job_name != "refresh_stale"
+            for key in run.asset_selection or ()
+        }
 
     assert {"dataset", "base_model", "evaluation", "comparison", "leaderboard"} <= refresh()
     checked = instance.get_event_records(dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION))
     evaluations = [r.event_log_entry.dagster_event.event_specific_data for r in checked]
     regression = [e for e in evaluations if e.check_name == "no_regression"]
-    assert [(e.partition, e.passed) for e in regression] == [(str(cell_key("classification", "tiny-base")), True)], \
+    assert [(e.partition, e.passed) for e in regression] == [(str(cell_key("classification", "tiny-base")), True)], (
         "every evaluation run also runs the regression check"
+    )
     assert refresh() == set(), "everything is current: nothing is rebuilt"
     edit_yaml(config_dir / "tasks.yaml", lambda t: t["tasks"]["classification"].update(seed=99))
     rebuilt = refresh()

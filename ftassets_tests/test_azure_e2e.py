@@ -13,7 +13,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from e2e_helpers import edit_yaml, split_oracle
 from fake_azure import FakeAzure
 
@@ -36,9 +35,16 @@ def azure_world(tmp_path_factory, tiny_base_dir):
     shutil.copytree(REPO / "configs", config_dir)
     dagster_home.mkdir()
     shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
-    edit_yaml(config_dir / "tasks.yaml", lambda d: d["tasks"]["classification"].update(
-        sizes={"train": 40, "validation": 10, "test": 20}, checks={"max_label_share_deviation": 0.5}))
-    edit_yaml(config_dir / "models.yaml", lambda d: d["bases"].update(tiny={"source": "huggingface", "id": str(tiny_base_dir)}))
+    edit_yaml(
+        config_dir / "tasks.yaml",
+        lambda d: d["tasks"]["classification"].update(
+            sizes={"train": 40, "validation": 10, "test": 20}, checks={"max_label_share_deviation": 0.5}
+        ),
+    )
+    edit_yaml(
+        config_dir / "models.yaml",
+        lambda d: d["bases"].update(tiny={"source": "huggingface", "id": str(tiny_base_dir)}),
+    )
 
     def small_training(d):
         d["recipes"]["prefix"].update(max_steps=3, eval_steps=3, save_steps=3, logging_steps=1)
@@ -46,11 +52,20 @@ def azure_world(tmp_path_factory, tiny_base_dir):
 
     edit_yaml(config_dir / "experiments.yaml", small_training)
     with FakeAzure(responder=_oracle(home), api_key=API_KEY, management_token=MANAGEMENT_TOKEN) as fake:
-        edit_yaml(config_dir / "azure.yaml", lambda d: (d.update(management_url=fake.url), d["fine_tuning"].update(poll_interval_s=0.01)))
+        edit_yaml(
+            config_dir / "azure.yaml",
+            lambda d: (d.update(management_url=fake.url), d["fine_tuning"].update(poll_interval_s=0.01)),
+        )
         env = {
-            "AZURE_OPENAI_ENDPOINT": fake.url, "AZURE_OPENAI_API_KEY": API_KEY, "AZURE_SUBSCRIPTION_ID": "sub-0000",
-            "AZURE_RESOURCE_GROUP": "rg-ftassets", "AZURE_OPENAI_ACCOUNT": "aoai-ftassets", "AZURE_MANAGEMENT_TOKEN": MANAGEMENT_TOKEN,
-            "DAGSTER_HOME": str(dagster_home), "FTASSETS_HOME": str(home), "FTASSETS_CONFIG_DIR": str(config_dir),
+            "AZURE_OPENAI_ENDPOINT": fake.url,
+            "AZURE_OPENAI_API_KEY": API_KEY,
+            "AZURE_SUBSCRIPTION_ID": "sub-0000",
+            "AZURE_RESOURCE_GROUP": "rg-ftassets",
+            "AZURE_OPENAI_ACCOUNT": "aoai-ftassets",
+            "AZURE_MANAGEMENT_TOKEN": MANAGEMENT_TOKEN,
+            "DAGSTER_HOME": str(dagster_home),
+            "FTASSETS_HOME": str(home),
+            "FTASSETS_CONFIG_DIR": str(config_dir),
         }
         with pytest.MonkeyPatch.context() as patch:
             for name, value in env.items():
@@ -63,7 +78,9 @@ def _ftassets(*argv: str) -> tuple[int, str]:
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "ftassets", *argv], capture_output=True, text=True, timeout=600, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-m", "ftassets", *argv], capture_output=True, text=True, timeout=600, cwd=REPO
+    )
     return done.returncode, done.stdout + done.stderr
 
 
@@ -75,8 +92,13 @@ def _runner(world):
 
     project = load_project_config(world["config_dir"])
     lines: list[str] = []
-    runner = PipelineRunner(build_definitions(project.config_dir, world["home"]), project, ArtifactStore(world["home"]),
-                            _instance(world), log=lines.append)
+    runner = PipelineRunner(
+        build_definitions(project.config_dir, world["home"]),
+        project,
+        ArtifactStore(world["home"]),
+        _instance(world),
+        log=lines.append,
+    )
     return runner, lines
 
 
@@ -94,7 +116,9 @@ def _comparison(world):
 
 
 def test_ftassets_run_compares_gpt5_mini_with_its_cost_next_to_a_local_fine_tune(azure_world):
-    code, printed = _ftassets("run", "--tasks", "classification", "--models", "gpt-5-mini", "tiny-prefix", "--no-forgetting")
+    code, printed = _ftassets(
+        "run", "--tasks", "classification", "--models", "gpt-5-mini", "tiny-prefix", "--no-forgetting"
+    )
     assert code == 0, printed
     table = _comparison(azure_world).set_index(["model", "variant"])
     gpt = table.loc[("gpt-5-mini", "base")]
@@ -106,13 +130,17 @@ def test_ftassets_run_compares_gpt5_mini_with_its_cost_next_to_a_local_fine_tune
     assert table.loc[("tiny-prefix", "finetuned")].device == "cpu"
     assert "gpt-5-mini" in printed and "cost_per_1k_usd" in printed
     bodies = [json.loads(r["body"]) for r in azure_world["fake"].chat_requests()]
-    assert bodies and all("max_completion_tokens" in b and "temperature" not in b and "max_tokens" not in b for b in bodies)
+    assert bodies and all(
+        "max_completion_tokens" in b and "temperature" not in b and "max_tokens" not in b for b in bodies
+    )
     assert all(r["query"].get("api-version") for r in azure_world["fake"].chat_requests())
 
     calls = len(azure_world["fake"].chat_requests())
     runner, _ = _runner(azure_world)
     again = runner.run(["classification"], ["gpt-5-mini", "tiny-prefix"], forgetting=False)
-    assert not again.ran and not again.failed and len(azure_world["fake"].chat_requests()) == calls, "nothing re-evaluated or re-billed"
+    assert not again.ran and not again.failed and len(azure_world["fake"].chat_requests()) == calls, (
+        "nothing re-evaluated or re-billed"
+    )
 
 
 def test_cloud_fine_tuning_lifecycle_upload_job_events_deploy_evaluate_teardown(azure_world):
@@ -131,8 +159,12 @@ def test_cloud_fine_tuning_lifecycle_upload_job_events_deploy_evaluate_teardown(
     report = runner.run(["classification"], ["gpt-4.1-mini-sft"], forgetting=False)
     assert not report.failed, [(o.assets, o.error) for o in report.failed]
 
-    adapter = instance.fetch_materializations(dg.AssetRecordsFilter(
-        asset_key=dg.AssetKey("adapter"), asset_partitions=[cell_key("classification", "gpt-4.1-mini-sft")]), limit=1).records[0]
+    adapter = instance.fetch_materializations(
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey("adapter"), asset_partitions=[cell_key("classification", "gpt-4.1-mini-sft")]
+        ),
+        limit=1,
+    ).records[0]
     metadata = adapter.asset_materialization.metadata
     assert metadata["statuses"].value == ["pending", "running", "succeeded"]
     assert metadata["fine_tuned_model"].value.startswith("gpt-4.1-mini-2025-04-14.ft-")
@@ -147,14 +179,22 @@ def test_cloud_fine_tuning_lifecycle_upload_job_events_deploy_evaluate_teardown(
 
     directory = ArtifactStore(azure_world["home"]).path("adapter", "gpt-4.1-mini-sft", "classification")
     manifest = read_manifest(directory)
-    assert {"train.jsonl", "validation.jsonl", "results.csv", "events.json", "job.json", "deployment.json"} <= set(manifest["files"])
+    assert {"train.jsonl", "validation.jsonl", "results.csv", "events.json", "job.json", "deployment.json"} <= set(
+        manifest["files"]
+    )
     events = json.loads((directory / "events.json").read_text())
     assert events[0]["message"].startswith("Job enqueued") and events[-1]["message"] == "Training job succeeded."
     logs = [e.message for e in instance.all_logs(adapter.run_id) if e.message]
-    assert any("Training started." in line for line in logs) and any("deployment" in line and "ready" in line for line in logs)
+    assert any("Training started." in line for line in logs) and any(
+        "deployment" in line and "ready" in line for line in logs
+    )
     for name in ("tokenized_splits", "merged_model"):
-        record = instance.fetch_materializations(dg.AssetRecordsFilter(
-            asset_key=dg.AssetKey(name), asset_partitions=[cell_key("classification", "gpt-4.1-mini-sft")]), limit=1).records[0]
+        record = instance.fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey(name), asset_partitions=[cell_key("classification", "gpt-4.1-mini-sft")]
+            ),
+            limit=1,
+        ).records[0]
         assert record.asset_materialization.metadata["applicable"].value is False
 
     deployment = manifest["deployment"]["name"]
@@ -164,7 +204,9 @@ def test_cloud_fine_tuning_lifecycle_upload_job_events_deploy_evaluate_teardown(
     table = _comparison(azure_world).set_index(["model", "variant"])
     tuned = table.loc[("gpt-4.1-mini-sft", "finetuned")]
     assert tuned.status == "ok" and tuned.accuracy == 1.0 and tuned.cost_per_1k_usd > 0
-    fine_tuned_price = (tuned.prompt_tokens - tuned.cached_tokens) * 0.80 + tuned.cached_tokens * 0.20 + tuned.completion_tokens * 3.20
+    fine_tuned_price = (
+        (tuned.prompt_tokens - tuned.cached_tokens) * 0.80 + tuned.cached_tokens * 0.20 + tuned.completion_tokens * 3.20
+    )
     assert tuned.cost_usd == pytest.approx(fine_tuned_price / 1e6), "billed at the fine-tuned deployment's price"
     assert table.loc[("gpt-4.1-mini-sft", "base")].accuracy == pytest.approx(0.75)
 
@@ -173,7 +215,9 @@ def test_cloud_fine_tuning_lifecycle_upload_job_events_deploy_evaluate_teardown(
     from ftassets.tracking import default_tracking_uri
 
     run = MlflowClient(default_tracking_uri(azure_world["home"])).get_run(manifest["mlflow_run_id"])
-    assert run.data.metrics["trained_tokens"] > 0 and "train/loss" in run.data.metrics and "eval/loss" in run.data.metrics
+    assert (
+        run.data.metrics["trained_tokens"] > 0 and "train/loss" in run.data.metrics and "eval/loss" in run.data.metrics
+    )
     history = MlflowClient(default_tracking_uri(azure_world["home"])).get_metric_history(run.info.run_id, "train/loss")
     assert len(history) >= 2 and history[-1].value < history[0].value
 
@@ -215,6 +259,8 @@ def test_the_api_key_appears_in_no_log_metadata_artifact_or_mlflow_record(azure_
     instance = _instance(azure_world)
     events = [event for run in instance.get_runs() for event in instance.all_logs(run.run_id)]
     rendered = "".join(repr(event) for event in events) + printed
-    assert any(e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION for e in events)
+    assert any(
+        e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION for e in events
+    )
     assert scanned > 20
     assert not leaks and API_KEY not in rendered and MANAGEMENT_TOKEN not in rendered, leaks

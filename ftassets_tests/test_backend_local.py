@@ -28,10 +28,25 @@ def taught_model_dir(tiny_base_dir, tmp_path_factory):
     tokenizer = load_tokenizer(tiny_base_dir)
     dataset, _ = tokenize_examples(tokenizer, [f"color: {color}" for color in colors], colors, 64)
     root = tmp_path_factory.mktemp("taught")
-    recipe = FullRecipe(method="full", max_steps=48, batch_size=16, learning_rate=3e-3, lr_scheduler="constant",
-                        eval_steps=100, save_steps=100, logging_steps=8)
-    train(tiny_base_dir, {"train": dataset}, recipe, root / "model", root / "checkpoints", device="cpu",
-          log=lambda message: None)
+    recipe = FullRecipe(
+        method="full",
+        max_steps=48,
+        batch_size=16,
+        learning_rate=3e-3,
+        lr_scheduler="constant",
+        eval_steps=100,
+        save_steps=100,
+        logging_steps=8,
+    )
+    train(
+        tiny_base_dir,
+        {"train": dataset},
+        recipe,
+        root / "model",
+        root / "checkpoints",
+        device="cpu",
+        log=lambda message: None,
+    )
     return root / "model"
 
 
@@ -53,8 +68,9 @@ def test_generation_stops_at_the_end_of_turn(taught_model_dir):
 
 def test_batched_generation_equals_one_at_a_time_in_input_order(taught_model_dir):
     prompts = [*OTHER_PROMPTS, "color: yellow", "color: red", "Say something about Tokyo and Lima.", "x"]
-    conversations = [chat_messages(prompt, system_prompt="Be brief." if i % 3 == 0 else None)
-                     for i, prompt in enumerate(prompts)]
+    conversations = [
+        chat_messages(prompt, system_prompt="Be brief." if i % 3 == 0 else None) for i, prompt in enumerate(prompts)
+    ]
     with LocalHFBackend(model_dir=taught_model_dir, device="cpu", batch_size=3) as batched:
         together = batched.generate(conversations, max_new_tokens=12)
         alone = [batched.generate([conversation], max_new_tokens=12)[0] for conversation in conversations]
@@ -103,8 +119,9 @@ def test_device_resolution_validates_explicit_choices():
     import torch
 
     assert resolve_device("cpu") == "cpu"
-    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else
-                                      "mps" if torch.backends.mps.is_available() else "cpu")
+    assert resolve_device("auto") == (
+        "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    )
     with pytest.raises(ValueError, match="unknown device 'tpu'"):
         resolve_device("tpu")
     if not torch.cuda.is_available():
@@ -120,12 +137,16 @@ def test_reference_perplexity_falls_with_fine_tuning(taught_model_dir, tiny_base
     with LocalHFBackend(model_dir=tiny_base_dir, device="cpu") as base:
         untuned = base.perplexity(prompts, answers)
     assert 1.0 <= tuned < 2.0 < untuned
-    assert min(one_by_one) <= tuned <= max(one_by_one), "padding in a batch does not change the answer tokens' likelihood"
+    assert min(one_by_one) <= tuned <= max(one_by_one), (
+        "padding in a batch does not change the answer tokens' likelihood"
+    )
 
 
 def test_batches_are_bounded_by_prompt_count_and_padded_tokens(taught_model_dir):
     backend = LocalHFBackend(model_dir=taught_model_dir, device="cpu", batch_size=3, max_batch_tokens=20)
     prompts = [[0] * length for length in (2, 3, 4, 4, 5, 9, 10, 30)]
     batches = backend._batches(list(range(len(prompts))), prompts)
-    assert batches == [[0, 1, 2], [3, 4], [5, 6], [7]], "3 prompts at most; 20 padded tokens unless a prompt alone is longer"
+    assert batches == [[0, 1, 2], [3, 4], [5, 6], [7]], (
+        "3 prompts at most; 20 padded tokens unless a prompt alone is longer"
+    )
     assert sorted(i for batch in batches for i in batch) == list(range(len(prompts)))

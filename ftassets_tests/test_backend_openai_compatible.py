@@ -29,19 +29,44 @@ class Endpoint(BaseHTTPRequestHandler):
             return self._json(429, {"error": {"message": "rate limited", "code": "429"}}, {"retry-after": "0"})
         if body["model"] in REASONING_MODELS and ({"temperature", "max_tokens"} & set(body)):
             bad = sorted({"temperature", "max_tokens"} & set(body))[0]
-            return self._json(400, {"error": {"message": f"Unsupported parameter: '{bad}'", "type": "invalid_request_error",
-                                              "param": bad, "code": "unsupported_parameter"}})
+            return self._json(
+                400,
+                {
+                    "error": {
+                        "message": f"Unsupported parameter: '{bad}'",
+                        "type": "invalid_request_error",
+                        "param": bad,
+                        "code": "unsupported_parameter",
+                    }
+                },
+            )
         answer = prompt.upper()
-        usage = {"prompt_tokens": 20, "completion_tokens": 8, "total_tokens": 28,
-                 "prompt_tokens_details": {"cached_tokens": 4}, "completion_tokens_details": {"reasoning_tokens": 5}}
+        usage = {
+            "prompt_tokens": 20,
+            "completion_tokens": 8,
+            "total_tokens": 28,
+            "prompt_tokens_details": {"cached_tokens": 4},
+            "completion_tokens_details": {"reasoning_tokens": 5},
+        }
         if not body.get("stream"):
-            return self._json(200, {"id": "c", "object": "chat.completion", "created": 0, "model": body["model"], "usage": usage,
-                                    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}]})
+            return self._json(
+                200,
+                {
+                    "id": "c",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": body["model"],
+                    "usage": usage,
+                    "choices": [
+                        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": answer}}
+                    ],
+                },
+            )
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.end_headers()
         chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": body["model"]}
-        for piece in (answer[: len(answer) // 2], answer[len(answer) // 2:]):
+        for piece in (answer[: len(answer) // 2], answer[len(answer) // 2 :]):
             self._event(chunk | {"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
             time.sleep(0.01)
         self._event(chunk | {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
@@ -56,7 +81,11 @@ class Endpoint(BaseHTTPRequestHandler):
     def _json(self, status, payload, headers=None):
         data = json.dumps(payload).encode()
         self.send_response(status)
-        for name, value in {"Content-Type": "application/json", "Content-Length": str(len(data)), **(headers or {})}.items():
+        for name, value in {
+            "Content-Type": "application/json",
+            "Content-Length": str(len(data)),
+            **(headers or {}),
+        }.items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
@@ -82,8 +111,17 @@ def conversations(*prompts):
 
 
 def test_streamed_generations_keep_order_and_carry_usage_ttft_and_cost(base_url):
-    backend = OpenAICompatibleBackend.for_base_url(base_url, "key", "gpt-5-mini", reasoning_model=True, reasoning_effort="minimal",
-                                                   verbosity="low", pricing=PRICING, concurrency=4, name="gpt-5-mini")
+    backend = OpenAICompatibleBackend.for_base_url(
+        base_url,
+        "key",
+        "gpt-5-mini",
+        reasoning_model=True,
+        reasoning_effort="minimal",
+        verbosity="low",
+        pricing=PRICING,
+        concurrency=4,
+        name="gpt-5-mini",
+    )
     prompts = [f"prompt {i}" for i in range(10)]
     generations = backend.generate(conversations(*prompts), max_new_tokens=16)
     assert [g.text for g in generations] == [p.upper() for p in prompts]
@@ -94,7 +132,11 @@ def test_streamed_generations_keep_order_and_carry_usage_ttft_and_cost(base_url)
     body = Endpoint.requests[0]["body"]
     assert Endpoint.requests[0]["auth"] == "Bearer key" and Endpoint.requests[0]["path"] == "/v1/chat/completions"
     assert body["max_completion_tokens"] == 16 + backend.reasoning_budget_tokens
-    assert body["reasoning_effort"] == "minimal" and body["verbosity"] == "low" and body["stream_options"] == {"include_usage": True}
+    assert (
+        body["reasoning_effort"] == "minimal"
+        and body["verbosity"] == "low"
+        and body["stream_options"] == {"include_usage": True}
+    )
     assert "temperature" not in body and "max_tokens" not in body
 
 
@@ -114,8 +156,13 @@ def test_a_rate_limited_request_is_retried_after_the_servers_delay(base_url):
 
 
 def test_a_refused_parameter_fails_naming_the_backend_and_the_servers_reason(base_url):
-    backend = OpenAICompatibleBackend.for_base_url(base_url, "key", "gpt-5", reasoning_model=False, name="misconfigured", max_retries=0)
-    with pytest.raises(BackendError, match=r"'misconfigured' \(model 'gpt-5' at http://127\.0\.0\.1:\d+/v1/\).*400.*Unsupported parameter: 'max_tokens'"):
+    backend = OpenAICompatibleBackend.for_base_url(
+        base_url, "key", "gpt-5", reasoning_model=False, name="misconfigured", max_retries=0
+    )
+    with pytest.raises(
+        BackendError,
+        match=r"'misconfigured' \(model 'gpt-5' at http://127\.0\.0\.1:\d+/v1/\).*400.*Unsupported parameter: 'max_tokens'",
+    ):
         backend.generate(conversations("x"), 4)
 
 
@@ -137,4 +184,6 @@ def test_an_api_row_is_costed_from_usage_and_reports_time_to_first_token(base_ur
 
 def test_pricing_bills_cached_input_at_input_price_when_it_has_none():
     pricing = TokenPricing(input_per_1m=2.0, output_per_1m=8.0, as_of="2026-01-01")
-    assert pricing.cost(prompt_tokens=1000, cached_tokens=400, completion_tokens=500) == pytest.approx((1000 * 2.0 + 500 * 8.0) / 1e6)
+    assert pricing.cost(prompt_tokens=1000, cached_tokens=400, completion_tokens=500) == pytest.approx(
+        (1000 * 2.0 + 500 * 8.0) / 1e6
+    )

@@ -8,7 +8,9 @@ from ftassets.models.bases import BaseModelError, prepare_base
 
 
 def test_local_pretrained_folder_is_loaded_validated_and_recorded(tiny_base_dir, tmp_path):
-    summary = prepare_base("local-llama", HuggingFaceBase(source="huggingface", id=str(tiny_base_dir)), tmp_path, log=lambda _: None)
+    summary = prepare_base(
+        "local-llama", HuggingFaceBase(source="huggingface", id=str(tiny_base_dir)), tmp_path, log=lambda _: None
+    )
     assert summary["architecture"] == "LlamaForCausalLM"
     assert summary["parameters"] > 0 and summary["chat_template"] and len(summary["chat_template_sha256"]) == 64
     assert summary["eos_token"] == "<|im_end|>" and summary["pad_token"] == "<|pad|>"
@@ -27,9 +29,16 @@ def test_a_base_without_chat_template_says_which_field_to_set(tiny_base_dir, tmp
     for name in ("config.json", "model.safetensors", "generation_config.json"):
         (source / name).write_bytes((tiny_base_dir / name).read_bytes())
     with pytest.raises(BaseModelError, match=r"bases\.plain\.chat_template"):
-        prepare_base("plain", HuggingFaceBase(source="huggingface", id=str(source)), tmp_path / "out", log=lambda _: None)
+        prepare_base(
+            "plain", HuggingFaceBase(source="huggingface", id=str(source)), tmp_path / "out", log=lambda _: None
+        )
 
 
 def test_an_unreachable_id_fails_with_the_config_field(tmp_path):
     with pytest.raises(BaseModelError, match=r"bases\.missing\.id"):
-        prepare_base("missing", HuggingFaceBase(source="huggingface", id=str(tmp_path / "nowhere")), tmp_path / "out", log=lambda _: None)
+        prepare_base(
+            "missing",
+            HuggingFaceBase(source="huggingface", id=str(tmp_path / "nowhere")),
+            tmp_path / "out",
+            log=lambda _: None,
+        )

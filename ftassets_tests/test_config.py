@@ -47,7 +47,9 @@ def test_unknown_field_names_file_field_and_allowed(config_dir):
 
 def test_unknown_field_in_tasks_lists_allowed_fields(config_dir):
     edit(config_dir, "tasks.yaml", lambda d: d["tasks"]["qa"].update(sizez=1))
-    with pytest.raises(ConfigError, match=r"(?s)tasks\.yaml.*tasks\.qa\.sizez: unknown field 'sizez'; allowed fields: .*sizes"):
+    with pytest.raises(
+        ConfigError, match=r"(?s)tasks\.yaml.*tasks\.qa\.sizez: unknown field 'sizez'; allowed fields: .*sizes"
+    ):
         load_project_config(config_dir)
 
 
@@ -65,7 +67,10 @@ def test_non_positive_learning_rate_is_rejected(config_dir):
 
 def test_unknown_method_lists_methods(config_dir):
     edit(config_dir, "experiments.yaml", lambda d: d["recipes"]["lora"].update(method="lorra"))
-    with pytest.raises(ConfigError, match=r"(?s)experiments\.yaml.*recipes\.lora.*'lora'.*'full'|experiments\.yaml.*recipes\.lora.*lorra"):
+    with pytest.raises(
+        ConfigError,
+        match=r"(?s)experiments\.yaml.*recipes\.lora.*'lora'.*'full'|experiments\.yaml.*recipes\.lora.*lorra",
+    ):
         load_project_config(config_dir)
 
 
@@ -81,13 +86,18 @@ def test_experiment_naming_unknown_task(config_dir):
 
 def test_model_naming_unknown_recipe_and_base(config_dir):
     edit(config_dir, "models.yaml", lambda d: d["models"]["tiny-lora"].update(recipe="nope"))
-    with pytest.raises(ConfigError, match=r"(?s)models\.yaml: models\.tiny-lora\.recipe: unknown recipe 'nope'; defined recipes: azure-sft, dora, dpo, foundry-sft, full, ia3, lora, prefix, ptuning, qlora"):
+    with pytest.raises(
+        ConfigError,
+        match=r"(?s)models\.yaml: models\.tiny-lora\.recipe: unknown recipe 'nope'; defined recipes: azure-sft, dora, dpo, foundry-sft, full, ia3, lora, prefix, ptuning, qlora",
+    ):
         load_project_config(config_dir)
 
 
 def test_unknown_task_type(config_dir):
     edit(config_dir, "tasks.yaml", lambda d: d["tasks"]["qa"].update(type="poetry"))
-    with pytest.raises(ConfigError, match=r"(?s)tasks\.qa\.type: unknown task type 'poetry'; known types: .*classification"):
+    with pytest.raises(
+        ConfigError, match=r"(?s)tasks\.qa\.type: unknown task type 'poetry'; known types: .*classification"
+    ):
         load_project_config(config_dir)
 
 
@@ -122,7 +132,13 @@ def test_malformed_yaml_names_the_file(config_dir):
 
 
 def test_adding_a_task_or_model_is_a_yaml_edit(config_dir):
-    edit(config_dir, "tasks.yaml", lambda d: d["tasks"].update(reviews={"type": "classification", "sizes": {"train": 50, "validation": 10, "test": 10}}))
+    edit(
+        config_dir,
+        "tasks.yaml",
+        lambda d: d["tasks"].update(
+            reviews={"type": "classification", "sizes": {"train": 50, "validation": 10, "test": 10}}
+        ),
+    )
     edit(config_dir, "models.yaml", lambda d: d["models"].update({"tiny-lora-r4": {"base": "tiny", "recipe": "lora"}}))
     project = load_project_config(config_dir)
     assert "reviews" in project.tasks and "tiny-lora-r4" in project.models

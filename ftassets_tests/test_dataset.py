@@ -19,7 +19,13 @@ def test_every_shipped_task_builds_clean_deterministic_splits(task_name):
     assert [len(first[s]) for s in ("train", "validation", "test")] == [sizes.train, sizes.validation, sizes.test]
     outcomes = {o.name: o for o in check_splits(task, first)}
     assert all(o.passed for o in outcomes.values()), [o.description for o in outcomes.values() if not o.passed]
-    assert set(outcomes) == {"no_missing_fields", "label_balance", "no_duplicate_prompts", "no_train_test_contamination", "length_statistics"}
+    assert set(outcomes) == {
+        "no_missing_fields",
+        "label_balance",
+        "no_duplicate_prompts",
+        "no_train_test_contamination",
+        "length_statistics",
+    }
 
 
 def checks_of(splits, task_name="classification"):
@@ -75,8 +81,10 @@ def test_comparison_shows_missing_entries_and_deltas():
     )
     table = comparison_table(task, ["tiny-lora", "tiny-full"], {"tiny-lora": evaluated})
     assert list(zip(table.model, table.variant, table.status)) == [
-        ("tiny-lora", "base", "ok"), ("tiny-lora", "finetuned", "ok"),
-        ("tiny-full", "base", "missing"), ("tiny-full", "finetuned", "missing"),
+        ("tiny-lora", "base", "ok"),
+        ("tiny-lora", "finetuned", "ok"),
+        ("tiny-full", "base", "missing"),
+        ("tiny-full", "finetuned", "missing"),
     ]
     assert table.loc[1, "delta_accuracy"] == pytest.approx(0.6)
     assert math.isnan(table.loc[0, "delta_accuracy"]) and math.isnan(table.loc[3, "accuracy"])

@@ -61,14 +61,27 @@ def test_asset_graph_matches_snapshot():
 
 def test_keys_and_partitions_are_the_documented_ones():
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
-    assert set(specs) == {"dataset", "base_model", "tokenized_splits", "adapter", "merged_model", "gguf_export", "evaluation", "comparison", "leaderboard", "forgetting"}
+    assert set(specs) == {
+        "dataset",
+        "base_model",
+        "tokenized_splits",
+        "adapter",
+        "merged_model",
+        "gguf_export",
+        "evaluation",
+        "comparison",
+        "leaderboard",
+        "forgetting",
+    }
     for name in ("tokenized_splits", "adapter", "merged_model", "gguf_export", "evaluation"):
         pdef = specs[name].partitions_def
         assert isinstance(pdef, dg.MultiPartitionsDefinition)
         assert sorted(d.name for d in pdef.partitions_defs) == ["model", "task"]
     assert isinstance(specs["dataset"].partitions_def, dg.StaticPartitionsDefinition)
     assert specs["comparison"].partitions_def == specs["dataset"].partitions_def
-    assert specs["base_model"].partitions_def == dg.DynamicPartitionsDefinition(name="models"), "models.yaml entries, synced into the instance"
+    assert specs["base_model"].partitions_def == dg.DynamicPartitionsDefinition(name="models"), (
+        "models.yaml entries, synced into the instance"
+    )
     for name in ("base_model", "adapter", "evaluation"):
         assert defs.resolve_assets_def(name).op.pool == "gpu"
 
@@ -76,7 +89,10 @@ def test_keys_and_partitions_are_the_documented_ones():
 def test_dagster_cli_validates_the_code_location():
     result = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-m", "ftassets.definitions"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation successful" in result.stdout + result.stderr

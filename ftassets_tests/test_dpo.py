@@ -36,9 +36,18 @@ RUNS = {
 
 
 def dpo_recipe(**overrides):
-    settings = dict(method="dpo", max_steps=STEPS, batch_size=16, warmup_ratio=0.0, lr_scheduler="constant",
-                    logging_steps=5, eval_steps=STEPS, save_steps=8, max_seq_length=64,
-                    lora={"r": 8, "alpha": 16, "dropout": 0.0})
+    settings = dict(
+        method="dpo",
+        max_steps=STEPS,
+        batch_size=16,
+        warmup_ratio=0.0,
+        lr_scheduler="constant",
+        logging_steps=5,
+        eval_steps=STEPS,
+        save_steps=8,
+        max_seq_length=64,
+        lora={"r": 8, "alpha": 16, "dropout": 0.0},
+    )
     return parse_recipe({**settings, **overrides})
 
 
@@ -47,15 +56,23 @@ def color_rows(count: int, seed: int) -> list[dict[str, str]]:
     rows = []
     for _ in range(count):
         color = rng.choice(COLORS)
-        rows.append({"prompt": f"color: {color}", "answer": color,
-                     "rejected": rng.choice([other for other in COLORS if other != color])})
+        rows.append(
+            {
+                "prompt": f"color: {color}",
+                "answer": color,
+                "rejected": rng.choice([other for other in COLORS if other != color]),
+            }
+        )
     return rows
 
 
 def with_preferences(tokenizer, rows_by_split, max_length, system_prompt=None):
-    splits = {name: tokenize_examples(tokenizer, [r["prompt"] for r in rows], [r["answer"] for r in rows], max_length,
-                                      system_prompt)[0]
-              for name, rows in rows_by_split.items()}
+    splits = {
+        name: tokenize_examples(
+            tokenizer, [r["prompt"] for r in rows], [r["answer"] for r in rows], max_length, system_prompt
+        )[0]
+        for name, rows in rows_by_split.items()
+    }
     return splits | preference_splits(tokenizer, rows_by_split, max_length, system_prompt)[0]
 
 
@@ -66,7 +83,7 @@ def completion_logps(model, pairs) -> tuple[torch.Tensor, torch.Tensor]:
         for column in ("chosen_ids", "rejected_ids"):
             sums = []
             for prompt, completion in zip(pairs["prompt_ids"], pairs[column]):
-                logits = model(input_ids=torch.tensor([prompt + completion])).logits[0, len(prompt) - 1:-1]
+                logits = model(input_ids=torch.tensor([prompt + completion])).logits[0, len(prompt) - 1 : -1]
                 sums.append(logits.float().log_softmax(-1).gather(-1, torch.tensor(completion)[:, None]).sum())
             sides.append(torch.stack(sums))
     return sides[0], sides[1]
@@ -94,10 +111,16 @@ def dpo_run(request, tiny_base_dir, color_splits, tmp_path_factory):
     start_from = request.param
     root = tmp_path_factory.mktemp(f"dpo_{start_from}")
     recipe = dpo_recipe(**RUNS[start_from])
-    result = train(tiny_base_dir, color_splits, recipe, root / "adapter", root / "checkpoints", device="cpu",
-                   log=lambda message: None)
+    result = train(
+        tiny_base_dir,
+        color_splits,
+        recipe,
+        root / "adapter",
+        root / "checkpoints",
+        device="cpu",
+        log=lambda message: None,
+    )
     return recipe, result, root / "adapter"
-
 
 
 # preference pairs
@@ -108,8 +131,9 @@ def test_every_row_has_a_deterministic_rejected_answer_unlike_the_reference(task
     task = PROJECT.tasks[task_name]
     first, second = build_splits(task), build_splits(task)
     rows = [row for split in ("train", "validation", "test") for row in first[split]]
-    assert [row["rejected"] for split in first for row in first[split]] == \
-        [row["rejected"] for split in second for row in second[split]]
+    assert [row["rejected"] for split in first for row in first[split]] == [
+        row["rejected"] for split in second for row in second[split]
+    ]
     assert all(row["rejected"].strip() and row["rejected"] != row["answer"] for row in rows)
     assert len({row["rejected"] for row in rows}) > 1
 
@@ -199,8 +223,15 @@ def test_a_resumed_run_replays_the_sft_stage_and_continues_the_dpo(dpo_run, tiny
     shutil.copytree(adapter_dir.parent / "checkpoints", tmp_path / "checkpoints")
     shutil.rmtree(tmp_path / "checkpoints" / f"checkpoint-{STEPS}")
     messages = []
-    resumed = train(tiny_base_dir, color_splits, recipe, tmp_path / "adapter", tmp_path / "checkpoints", device="cpu",
-                    log=messages.append)
+    resumed = train(
+        tiny_base_dir,
+        color_splits,
+        recipe,
+        tmp_path / "adapter",
+        tmp_path / "checkpoints",
+        device="cpu",
+        log=messages.append,
+    )
     assert any("resuming from" in message and "checkpoint-16" in message for message in messages)
     assert resumed.steps == STEPS and resumed.final_val_loss == pytest.approx(finished.final_val_loss, abs=1e-4)
     for weights in ("adapter_model.safetensors", "sft/adapter_model.safetensors"):
@@ -214,17 +245,32 @@ def test_dpo_from_sft_answers_classification_with_labels(tiny_base_dir, tokenize
     task = PROJECT.tasks["classification"]
     rows = build_splits(task)
     splits = with_preferences(tokenizer, {"train": rows["train"][:256]}, 128, task.config.system_prompt)
-    recipe = dpo_recipe(max_steps=10, eval_steps=10, save_steps=10, max_seq_length=128, learning_rate=1e-3,
-                        lora={"r": 16, "alpha": 32, "dropout": 0.0},
-                        dpo={"start_from": "sft", "sft_max_steps": 120, "sft_learning_rate": 3e-3})
-    train(tiny_base_dir, splits, recipe, tmp_path / "adapter", tmp_path / "checkpoints", device="cpu",
-          log=lambda message: None)
+    recipe = dpo_recipe(
+        max_steps=10,
+        eval_steps=10,
+        save_steps=10,
+        max_seq_length=128,
+        learning_rate=1e-3,
+        lora={"r": 16, "alpha": 32, "dropout": 0.0},
+        dpo={"start_from": "sft", "sft_max_steps": 120, "sft_learning_rate": 3e-3},
+    )
+    train(
+        tiny_base_dir,
+        splits,
+        recipe,
+        tmp_path / "adapter",
+        tmp_path / "checkpoints",
+        device="cpu",
+        log=lambda message: None,
+    )
     test = rows["test"][:60]
     conversations = [chat_messages(row["prompt"], system_prompt=task.config.system_prompt) for row in test]
     classification = get_task_type("classification")
     scores = {}
-    for variant, model in (("base", load_causal_lm(tiny_base_dir, "cpu")),
-                           ("dpo", strategy_for(recipe).load_finetuned(tmp_path / "adapter", tiny_base_dir, "cpu"))):
+    for variant, model in (
+        ("base", load_causal_lm(tiny_base_dir, "cpu")),
+        ("dpo", strategy_for(recipe).load_finetuned(tmp_path / "adapter", tiny_base_dir, "cpu")),
+    ):
         with LocalHFBackend(model, tokenizer) as backend:
             texts = [g.text for g in backend.generate(conversations, task.max_new_tokens)]
         scores[variant] = classification.score(test, texts).metrics
@@ -260,7 +306,16 @@ def test_default_dpo_recipe_starts_from_sft_and_round_trips():
 
 def test_dpo_without_preference_splits_fails_before_training(tiny_base_dir, color_splits, tmp_path):
     sft_only = {name: color_splits[name] for name in ("train", "validation")}
-    with pytest.raises(RecipeError, match=r"method: 'dpo' needs the 'preference_train' split.*\['train', 'validation'\]"):
-        train(tiny_base_dir, sft_only, dpo_recipe(**RUNS["sft"]), tmp_path / "out", tmp_path / "checkpoints",
-              device="cpu", log=lambda message: None)
+    with pytest.raises(
+        RecipeError, match=r"method: 'dpo' needs the 'preference_train' split.*\['train', 'validation'\]"
+    ):
+        train(
+            tiny_base_dir,
+            sft_only,
+            dpo_recipe(**RUNS["sft"]),
+            tmp_path / "out",
+            tmp_path / "checkpoints",
+            device="cpu",
+            log=lambda message: None,
+        )
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob("checkpoints/checkpoint-*"))

@@ -10,8 +10,16 @@ from ftassets.defs.partitions import cell_key
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
-METHODS = {"tiny-lora": "lora", "tiny-qlora": "qlora", "tiny-dora": "dora", "tiny-full": "full", "tiny-ia3": "ia3",
-           "tiny-prefix": "prefix", "tiny-ptuning": "ptuning", "tiny-dpo": "dpo"}
+METHODS = {
+    "tiny-lora": "lora",
+    "tiny-qlora": "qlora",
+    "tiny-dora": "dora",
+    "tiny-full": "full",
+    "tiny-ia3": "ia3",
+    "tiny-prefix": "prefix",
+    "tiny-ptuning": "ptuning",
+    "tiny-dpo": "dpo",
+}
 
 
 def test_the_methods_experiment_has_one_shipped_entry_per_method(world):
@@ -38,8 +46,12 @@ def test_full_lineage_materializes_and_fine_tuning_beats_base(world):
     assert {"latency_p50_s", "latency_p95_s", "generated_tokens_per_s"} <= set(table.columns)
     evaluated = table[table.status == "ok"]
     for metric in ("accuracy", "macro_f1"):
-        assert (evaluated[f"{metric}_ci_low"] <= evaluated[metric] + 1e-9).all() and (evaluated[metric] <= evaluated[f"{metric}_ci_high"] + 1e-9).all()
-    assert (evaluated.latency_p50_s <= evaluated.latency_p95_s).all() and (evaluated.latency_p95_s <= evaluated.latency_p99_s).all()
+        assert (evaluated[f"{metric}_ci_low"] <= evaluated[metric] + 1e-9).all() and (
+            evaluated[metric] <= evaluated[f"{metric}_ci_high"] + 1e-9
+        ).all()
+    assert (evaluated.latency_p50_s <= evaluated.latency_p95_s).all() and (
+        evaluated.latency_p95_s <= evaluated.latency_p99_s
+    ).all()
     assert (evaluated.cost_per_1k_usd > 0).all() and set(evaluated.device) == {"cpu"}
     tuned = evaluated[evaluated.variant == "finetuned"].set_index("model")
     assert tuned.loc["tiny-full", "significant"] == True and tuned.loc["tiny-full", "delta_ci_low"] > 0  # noqa: E712
@@ -61,7 +73,11 @@ def test_comparison_report_is_self_contained_html_with_figures(world):
     assert "http://" not in page and "https://" not in page, "nothing to fetch: it opens offline"
     report = (directory / "report.md").read_text()
     assert "accuracy_ci_low" in report and "cost_per_1k_usd" in report and "significant" in report
-    assert sorted(p.name for p in (directory / "figures").iterdir()) == ["accuracy.png", "latency.png", "quality_vs_cost.png"]
+    assert sorted(p.name for p in (directory / "figures").iterdir()) == [
+        "accuracy.png",
+        "latency.png",
+        "quality_vs_cost.png",
+    ]
 
 
 def test_comparison_report_and_figures_are_logged_to_mlflow(world):
@@ -69,16 +85,27 @@ def test_comparison_report_and_figures_are_logged_to_mlflow(world):
 
     from ftassets.tracking import default_tracking_uri
 
-    record = world["instance"].fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("comparison"), asset_partitions=["classification"]), limit=1
-    ).records[0].asset_materialization
+    record = (
+        world["instance"]
+        .fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("comparison"), asset_partitions=["classification"]), limit=1
+        )
+        .records[0]
+        .asset_materialization
+    )
     client = MlflowClient(default_tracking_uri(world["home"]))
     run = client.get_run(record.metadata["mlflow_run_id"].value)
     assert run.info.status == "FINISHED" and run.data.tags["dagster.partition"] == "classification"
     assert run.data.metrics["accuracy/tiny-full/finetuned"] >= 0.8
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "report")} | {
-        a.path for a in client.list_artifacts(run.info.run_id, "report/figures")}
-    assert {"report/report.html", "report/report.md", "report/figures/accuracy.png", "report/figures/quality_vs_cost.png"} <= logged
+        a.path for a in client.list_artifacts(run.info.run_id, "report/figures")
+    }
+    assert {
+        "report/report.html",
+        "report/report.md",
+        "report/figures/accuracy.png",
+        "report/figures/quality_vs_cost.png",
+    } <= logged
 
 
 def test_evaluation_loads_from_the_instance_with_predictions_beside_it(world):
@@ -96,8 +123,13 @@ def test_evaluation_loads_from_the_instance_with_predictions_beside_it(world):
 
 def test_every_artifact_has_a_manifest_with_its_fingerprint(world):
     store = ArtifactStore(world["home"])
-    for parts in (("dataset", "classification"), ("base_model", "tiny"), ("tokenized_splits", "tiny-lora", "classification"),
-                  ("adapter", "tiny-lora", "classification"), ("merged_model", "tiny-lora", "classification")):
+    for parts in (
+        ("dataset", "classification"),
+        ("base_model", "tiny"),
+        ("tokenized_splits", "tiny-lora", "classification"),
+        ("adapter", "tiny-lora", "classification"),
+        ("merged_model", "tiny-lora", "classification"),
+    ):
         manifest = read_manifest(store.path(*parts))
         assert manifest and manifest["fingerprint"] and manifest["files"] and "torch" in manifest["libraries"], parts
     merged = store.path("merged_model", "tiny-lora", "classification")
@@ -121,11 +153,20 @@ def test_every_method_materializes_its_adapter_and_merges_where_it_can(world):
     for model, method in METHODS.items():
         adapter = read_manifest(store.path("adapter", model, "classification"))
         assert adapter["recipe"]["method"] == method and adapter["training"]["final_train_loss"] > 0, model
-        record = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("merged_model"), asset_partitions=[cell_key("classification", model)]), limit=1
-        ).records[0].asset_materialization
+        record = (
+            instance.fetch_materializations(
+                dg.AssetRecordsFilter(
+                    asset_key=dg.AssetKey("merged_model"), asset_partitions=[cell_key("classification", model)]
+                ),
+                limit=1,
+            )
+            .records[0]
+            .asset_materialization
+        )
         if method in ("prefix", "ptuning"):
-            assert record.metadata["applicable"].value is False and "cannot be merged" in record.metadata["reason"].value
+            assert (
+                record.metadata["applicable"].value is False and "cannot be merged" in record.metadata["reason"].value
+            )
             assert not store.path("merged_model", model, "classification").exists(), "no placeholder files"
         else:
             assert read_manifest(store.path("merged_model", model, "classification"))["summary"]["method"] == method
@@ -139,7 +180,9 @@ def test_each_adapter_is_one_mlflow_run_with_step_metrics(world):
     manifest = read_manifest(ArtifactStore(world["home"]).path("adapter", "tiny-qlora", "classification"))
     client = MlflowClient(default_tracking_uri(world["home"]))
     run = client.get_run(manifest["mlflow_run_id"])
-    assert run.info.status == "FINISHED" and run.data.tags["dagster.partition"] == cell_key("classification", "tiny-qlora")
+    assert run.info.status == "FINISHED" and run.data.tags["dagster.partition"] == cell_key(
+        "classification", "tiny-qlora"
+    )
     assert run.data.params["method"] == "qlora" and run.data.params["bnb_4bit_compute_dtype"] == "float32"
     losses = client.get_metric_history(run.info.run_id, "train/loss")
     assert len(losses) >= 10 and losses[-1].step == manifest["training"]["steps"]
@@ -179,9 +222,16 @@ def test_entries_on_one_base_share_one_build(world):
 
 
 def test_adapter_metadata_reads_well_in_the_ui(world):
-    records = world["instance"].fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("adapter"), asset_partitions=[cell_key("classification", "tiny-full")]), limit=1
-    ).records
+    records = (
+        world["instance"]
+        .fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey("adapter"), asset_partitions=[cell_key("classification", "tiny-full")]
+            ),
+            limit=1,
+        )
+        .records
+    )
     metadata = records[0].asset_materialization.metadata
     assert "data:image/png;base64," in metadata["loss_curve"].value
     assert metadata["trainable_parameters"].value == metadata["total_parameters"].value > 0

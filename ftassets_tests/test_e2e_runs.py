@@ -25,12 +25,16 @@ def test_a_failed_training_run_leaves_the_previous_adapter_intact(world):
     store = ArtifactStore(world["home"])
     adapter_dir = store.path("adapter", "tiny-lora", "classification")
     before = read_manifest(adapter_dir)
-    result = world["defs"].resolve_implicit_job_def_def_for_assets([dg.AssetKey("adapter")]).execute_in_process(
-        partition_key=cell_key("classification", "tiny-lora"),
-        instance=world["instance"],
-        asset_selection=[dg.AssetKey("adapter")],
-        run_config={"ops": {"adapter": {"config": {"learning_rate": 1e30, "max_steps": 5}}}},
-        raise_on_error=False,
+    result = (
+        world["defs"]
+        .resolve_implicit_job_def_def_for_assets([dg.AssetKey("adapter")])
+        .execute_in_process(
+            partition_key=cell_key("classification", "tiny-lora"),
+            instance=world["instance"],
+            asset_selection=[dg.AssetKey("adapter")],
+            run_config={"ops": {"adapter": {"config": {"learning_rate": 1e30, "max_steps": 5}}}},
+            raise_on_error=False,
+        )
     )
     assert not result.success
     messages = " ".join(root_cause_message(e.step_failure_data.error) for e in result.get_step_failure_events())
@@ -42,13 +46,31 @@ def test_a_failed_training_run_leaves_the_previous_adapter_intact(world):
 def test_dagster_cli_materializes_one_partition(world):
     env = {**os.environ, "DAGSTER_HOME": str(world["dagster_home"]), "FTASSETS_HOME": str(world["home"])}
     result = subprocess.run(
-        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ftassets.definitions", "--select", "dataset", "--partition", "qa"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "ftassets.definitions",
+            "--select",
+            "dataset",
+            "--partition",
+            "qa",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert read_manifest(ArtifactStore(world["home"]).path("dataset", "qa"))["counts"]["test"] > 0
     instance = dg.DagsterInstance.from_config(str(world["dagster_home"]))
-    records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("dataset"), asset_partitions=["qa"]), limit=1)
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("dataset"), asset_partitions=["qa"]), limit=1
+    )
     assert records.records, "the CLI run is recorded in the persistent instance"
 
 
@@ -68,11 +90,21 @@ def test_an_entry_without_recipe_is_evaluated_as_base_only(world, tmp_path):
     table = report.comparisons["classification"].set_index(["model", "variant"])
     assert ("tiny-base", "finetuned") not in table.index or table.loc[("tiny-base", "finetuned")]["status"] == "missing"
     assert table.loc[("tiny-base", "base")]["accuracy"] == table.loc[("tiny-lora", "base")]["accuracy"]
-    adapter = world["instance"].fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey("adapter"), asset_partitions=[cell_key("classification", "tiny-base")]), limit=1
-    ).records[0].asset_materialization
+    adapter = (
+        world["instance"]
+        .fetch_materializations(
+            dg.AssetRecordsFilter(
+                asset_key=dg.AssetKey("adapter"), asset_partitions=[cell_key("classification", "tiny-base")]
+            ),
+            limit=1,
+        )
+        .records[0]
+        .asset_materialization
+    )
     assert adapter.metadata["applicable"].value is False and "no recipe" in adapter.metadata["reason"].value
-    assert not ArtifactStore(world["home"]).path("adapter", "tiny-base", "classification").exists(), "no placeholder files"
+    assert not ArtifactStore(world["home"]).path("adapter", "tiny-base", "classification").exists(), (
+        "no placeholder files"
+    )
 
 
 def test_a_killed_training_run_resumes_from_its_last_checkpoint(world, tmp_path):
@@ -96,24 +128,44 @@ def test_a_killed_training_run_resumes_from_its_last_checkpoint(world, tmp_path)
     project = load_project_config(config_dir)
     sync_model_partitions(world["instance"], project.models)  # what `ftassets sync` does before a CLI materialization
     defs = build_definitions(config_dir, world["home"])
-    for asset, partition in (("base_model", "tiny-resume"), ("tokenized_splits", cell_key("classification", "tiny-resume"))):
+    for asset, partition in (
+        ("base_model", "tiny-resume"),
+        ("tokenized_splits", cell_key("classification", "tiny-resume")),
+    ):
         defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey(asset)]).execute_in_process(
             partition_key=partition, instance=world["instance"], asset_selection=[dg.AssetKey(asset)]
         )
 
     overrides = {"max_steps": 120, "save_steps": 10, "eval_steps": 40, "logging_steps": 10}
     command = [
-        sys.executable, "-m", "dagster", "asset", "materialize", "-m", "ftassets.definitions", "--select", "adapter",
-        "--partition", cell_key("classification", "tiny-resume"),
-        "--config-json", json.dumps({"ops": {"adapter": {"config": overrides}}}),
+        sys.executable,
+        "-m",
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "ftassets.definitions",
+        "--select",
+        "adapter",
+        "--partition",
+        cell_key("classification", "tiny-resume"),
+        "--config-json",
+        json.dumps({"ops": {"adapter": {"config": overrides}}}),
     ]
-    env = {**os.environ, "DAGSTER_HOME": str(world["dagster_home"]), "FTASSETS_HOME": str(world["home"]),
-           "FTASSETS_CONFIG_DIR": str(config_dir), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(world["dagster_home"]),
+        "FTASSETS_HOME": str(world["home"]),
+        "FTASSETS_CONFIG_DIR": str(config_dir),
+        "OMP_NUM_THREADS": "1",
+    }
     store = ArtifactStore(world["home"])
     checkpoints = store.work_path("adapter", "tiny-resume", "classification")
     adapter_dir = store.path("adapter", "tiny-resume", "classification")
 
-    first = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 240
     while not (checkpoints / "checkpoint-30" / "trainer_state.json").exists():
         assert first.poll() is None, "the run ended before it could be killed"
@@ -124,20 +176,32 @@ def test_a_killed_training_run_resumes_from_its_last_checkpoint(world, tmp_path)
     assert read_manifest(adapter_dir) is None, "a killed run materializes nothing"
     assert not any(checkpoints.glob("checkpoint-120")), "it was killed before the end"
     # The killed run still holds its gpu pool slot; `ftassets recover` (also run by `ftassets run`) frees it.
-    recover = subprocess.run([sys.executable, "-m", "ftassets", "recover"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    recover = subprocess.run(
+        [sys.executable, "-m", "ftassets", "recover"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
     assert recover.returncode == 0 and "1 orphaned run(s) released" in recover.stdout, recover.stdout + recover.stderr
 
     second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert second.returncode == 0, second.stderr[-3000:]
-    resumed_from = [int(line.rsplit("checkpoint-", 1)[1].split()[0].rstrip("'\"")) for line in second.stderr.splitlines()
-                    if "resuming from" in line]
+    resumed_from = [
+        int(line.rsplit("checkpoint-", 1)[1].split()[0].rstrip("'\""))
+        for line in second.stderr.splitlines()
+        if "resuming from" in line
+    ]
     assert resumed_from and resumed_from[0] >= 30, second.stderr[-3000:]
     resumed = read_manifest(adapter_dir)["training"]
     assert resumed["steps"] == 120
 
     recipe = resolve_recipe(project, "tiny-resume", AdapterConfig(**overrides))
     splits = load_tokenized(store.path("tokenized_splits", "tiny-resume", "classification"))
-    uninterrupted = train(store.path("base_model", "tiny"), splits, recipe, tmp_path / "adapter", tmp_path / "checkpoints",
-                          device="cpu", log=lambda message: None)
+    uninterrupted = train(
+        store.path("base_model", "tiny"),
+        splits,
+        recipe,
+        tmp_path / "adapter",
+        tmp_path / "checkpoints",
+        device="cpu",
+        log=lambda message: None,
+    )
     assert resumed["final_train_loss"] == pytest.approx(uninterrupted.final_train_loss, abs=1e-3)
     assert resumed["final_val_loss"] == pytest.approx(uninterrupted.final_val_loss, abs=1e-3)

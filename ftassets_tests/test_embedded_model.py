@@ -17,8 +17,15 @@ from ftassets.models.embedded import CHAT_TEMPLATE, EmbeddedSpec, build_embedded
 from ftassets.tasks.registry import TASK_TYPES
 
 TINY = EmbeddedSpec(**TINY_SPEC)
-QUICK = EmbeddedSpec(vocab_size=400, intermediate_size=256, num_hidden_layers=1, pretrain_steps=5,
-                     pretrain_batch_size=4, pretrain_seq_length=64, corpus_documents=300)
+QUICK = EmbeddedSpec(
+    vocab_size=400,
+    intermediate_size=256,
+    num_hidden_layers=1,
+    pretrain_steps=5,
+    pretrain_batch_size=4,
+    pretrain_seq_length=64,
+    corpus_documents=300,
+)
 ROUND_TRIP_TEXTS = (
     "Hello world",
     "two  spaces and   three",
@@ -95,13 +102,15 @@ def test_chat_template_renders_turns_with_and_without_system(tiny_base_dir):
 def test_saved_model_generates_and_stops_on_eos(tiny_base_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_base_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_base_dir).eval()
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True,
-                                           return_tensors="pt", return_dict=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
     length = prompt["input_ids"].shape[1]
     free = model.generate(**prompt, max_new_tokens=6, do_sample=False, suppress_tokens=[tokenizer.eos_token_id])
     assert free.shape == (1, length + 6)
-    stopped = model.generate(**prompt, max_new_tokens=6, do_sample=False,
-                             sequence_bias={(tokenizer.eos_token_id,): 100.0})
+    stopped = model.generate(
+        **prompt, max_new_tokens=6, do_sample=False, sequence_bias={(tokenizer.eos_token_id,): 100.0}
+    )
     assert stopped[0, length:].tolist() == [tokenizer.eos_token_id]
 
 
@@ -122,7 +131,9 @@ def test_same_spec_and_seed_build_identical_tokenizer_and_weights(tmp_path, sing
     assert summary["parameters"] == sum(tensor.numel() for tensor in first.values())
     assert summary["special_token_ids"] == {"<|endoftext|>": 0, "<|im_start|>": 1, "<|im_end|>": 2, "<|pad|>": 3}
     assert (summary["architecture"], summary["vocab_size"], summary["spec"]) == (
-        "LlamaForCausalLM", QUICK.vocab_size, dataclasses.asdict(QUICK)
+        "LlamaForCausalLM",
+        QUICK.vocab_size,
+        dataclasses.asdict(QUICK),
     )
 
 
@@ -147,8 +158,16 @@ def test_corpus_holds_no_task_prompts(polarity_words):
         assert prompts and not [prompt for prompt in prompts if len(prompt) >= 20 and prompt in text], name
 
 
-@pytest.mark.parametrize("change", [{"hidden_size": 320}, {"intermediate_size": 700}, {"num_key_value_heads": 3},
-                                    {"pretrain_seq_length": 1024}, {"vocab_size": 200}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"hidden_size": 320},
+        {"intermediate_size": 700},
+        {"num_key_value_heads": 3},
+        {"pretrain_seq_length": 1024},
+        {"vocab_size": 200},
+    ],
+)
 def test_spec_rejects_invalid_settings(change):
     with pytest.raises(ValueError, match="invalid EmbeddedSpec"):
         EmbeddedSpec(**change)

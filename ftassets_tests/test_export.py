@@ -31,7 +31,11 @@ from ftassets.export.variants import not_exportable_reason
 from ftassets.training.tokenize import chat_messages, encode_chats
 
 REPO = Path(__file__).resolve().parents[1]
-PROMPTS = ["The delivery was late and the box was crushed.", "Great value, works as described!", "Where is my refund? 2 weeks now"]
+PROMPTS = [
+    "The delivery was late and the box was crushed.",
+    "Great value, works as described!",
+    "Where is my refund? 2 weeks now",
+]
 SETTINGS = ExportSettings(parity_prompts=3, parity_new_tokens=12, threads=1)
 
 
@@ -58,15 +62,34 @@ def qwen2_dir(tiny_base_dir, tmp_path_factory):
     del tokenizer_config["bos_token"]
     (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
     tokenizer_json = json.loads((tiny_base_dir / "tokenizer.json").read_text())
-    tokenizer_json["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
-        {"type": "Split", "pattern": {"Regex": PRE_TOKENIZER_PATTERNS["qwen2"]}, "behavior": "Isolated", "invert": False},
-        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False},
-    ]}
+    tokenizer_json["pre_tokenizer"] = {
+        "type": "Sequence",
+        "pretokenizers": [
+            {
+                "type": "Split",
+                "pattern": {"Regex": PRE_TOKENIZER_PATTERNS["qwen2"]},
+                "behavior": "Isolated",
+                "invert": False,
+            },
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False},
+        ],
+    }
     (out / "tokenizer.json").write_text(json.dumps(tokenizer_json))
     vocab = len(tokenizer_json["model"]["vocab"])
-    config = Qwen2Config(vocab_size=vocab, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, max_position_embeddings=128, tie_word_embeddings=False, initializer_range=0.2,
-                         bos_token_id=0, eos_token_id=2, pad_token_id=3)
+    config = Qwen2Config(
+        vocab_size=vocab,
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+        initializer_range=0.2,
+        bos_token_id=0,
+        eos_token_id=2,
+        pad_token_id=3,
+    )
     torch.manual_seed(0)
     Qwen2ForCausalLM(config).save_pretrained(out)
     return out
@@ -83,9 +106,22 @@ def test_mistral_exports_as_llama_layout(tiny_base_dir, tmp_path):
         shutil.copy(tiny_base_dir / name, model_dir / name)
     vocab = len(json.loads((tiny_base_dir / "tokenizer.json").read_text())["model"]["vocab"])
     torch.manual_seed(0)
-    MistralForCausalLM(MistralConfig(vocab_size=vocab, hidden_size=256, intermediate_size=256, num_hidden_layers=1,
-                                     num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=128, sliding_window=None,
-                                     initializer_range=0.2, bos_token_id=0, eos_token_id=2, pad_token_id=3)).save_pretrained(model_dir)
+    MistralForCausalLM(
+        MistralConfig(
+            vocab_size=vocab,
+            hidden_size=256,
+            intermediate_size=256,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=1,
+            max_position_embeddings=128,
+            sliding_window=None,
+            initializer_range=0.2,
+            bos_token_id=0,
+            eos_token_id=2,
+            pad_token_id=3,
+        )
+    ).save_pretrained(model_dir)
     result = export_gguf(model_dir, tmp_path, "mistral", conversations(), SETTINGS, log=lambda line: None)
     assert result.summary["writer"]["gguf_architecture"] == "llama"
     assert result.summary["parity"]["tokenizer_mismatches"] == []
@@ -95,11 +131,15 @@ def test_mistral_exports_as_llama_layout(tiny_base_dir, tmp_path):
 @pytest.mark.e2e
 def test_every_exported_file_loads_in_llama_cpp_and_generates(tiny_export):
     out, result = tiny_export
-    assert sorted(p.name for p in out.glob("*.gguf")) == sorted(gguf_file_name("tiny", q) for q in ("f16", "q8_0", "q4_k_m"))
+    assert sorted(p.name for p in out.glob("*.gguf")) == sorted(
+        gguf_file_name("tiny", q) for q in ("f16", "q8_0", "q4_k_m")
+    )
     for quant_type in ("f16", "q8_0", "q4_k_m"):
         llm = load_llama(out / gguf_file_name("tiny", quant_type), n_ctx=128, threads=1, logits_all=False)
         try:
-            completion = llm.create_completion("<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n", max_tokens=6, temperature=0)
+            completion = llm.create_completion(
+                "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n", max_tokens=6, temperature=0
+            )
             assert completion["usage"]["completion_tokens"] > 0
         finally:
             llm.close()
@@ -154,7 +194,10 @@ def test_modelfile_uses_the_chat_template_and_stop_tokens(tiny_export):
 @pytest.mark.e2e
 def test_qwen2_exports_with_biases_untied_head_and_reported_fallbacks(qwen2_dir, tmp_path):
     result = export_gguf(qwen2_dir, tmp_path, "qwen2", conversations(), SETTINGS, log=lambda line: None)
-    assert result.summary["writer"]["gguf_architecture"] == "qwen2" and result.summary["writer"]["tokenizer_pre"] == "qwen2"
+    assert (
+        result.summary["writer"]["gguf_architecture"] == "qwen2"
+        and result.summary["writer"]["tokenizer_pre"] == "qwen2"
+    )
     checks = {c.name: c for c in result.checks}
     assert checks["gguf_tokenizer_parity"].passed, checks["gguf_tokenizer_parity"].metadata
     assert checks["gguf_template_and_special_ids"].passed
@@ -170,15 +213,27 @@ def test_qwen2_exports_with_biases_untied_head_and_reported_fallbacks(qwen2_dir,
 
 def test_unsupported_architecture_is_named_with_the_supported_ones(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}))
-    with pytest.raises(UnsupportedModelError, match="GPT2LMHeadModel.*LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM"):
+    with pytest.raises(
+        UnsupportedModelError, match="GPT2LMHeadModel.*LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM"
+    ):
         layout_for(tmp_path)
 
 
 def test_pre_tokenizer_is_read_from_the_tokenizer_and_unknown_ones_are_refused():
     source = Path("tokenizer.json")
-    assert pre_tokenizer_name({"model": {"type": "BPE"}, "pre_tokenizer": {"type": "ByteLevel", "use_regex": True}}, source) == "gpt-2"
-    split = {"type": "Sequence", "pretokenizers": [{"type": "Split", "pattern": {"Regex": r"\d+|\w+"}},
-                                                   {"type": "ByteLevel", "use_regex": False}]}
+    assert (
+        pre_tokenizer_name(
+            {"model": {"type": "BPE"}, "pre_tokenizer": {"type": "ByteLevel", "use_regex": True}}, source
+        )
+        == "gpt-2"
+    )
+    split = {
+        "type": "Sequence",
+        "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": r"\d+|\w+"}},
+            {"type": "ByteLevel", "use_regex": False},
+        ],
+    }
     with pytest.raises(UnsupportedModelError, match=r"regex '\\\\d\+\|\\\\w\+'"):
         pre_tokenizer_name({"model": {"type": "BPE"}, "pre_tokenizer": split}, source)
     with pytest.raises(UnsupportedModelError, match="'Unigram' is not byte-level BPE"):
@@ -192,17 +247,23 @@ def test_rotary_halves_are_interleaved_per_head():
 
 def _render(template: str):
     compiled = jinja2.Environment(trim_blocks=True, lstrip_blocks=True).from_string(template)
-    return lambda messages, add_generation_prompt: compiled.render(messages=messages, add_generation_prompt=add_generation_prompt)
+    return lambda messages, add_generation_prompt: compiled.render(
+        messages=messages, add_generation_prompt=add_generation_prompt
+    )
 
 
 def test_modelfile_template_keeps_a_leading_bos_and_refuses_injected_system_prompts():
-    llama3 = ("{{ '<|begin_of_text|>' }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] + '<|eot_id|>' }}"
-              "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+    llama3 = (
+        "{{ '<|begin_of_text|>' }}{% for m in messages %}{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + m['content'] + '<|eot_id|>' }}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+    )
     head, frames, generation = role_frames(_render(llama3))
     assert head == "<|begin_of_text|>" and frames["user"].before == "<|start_header_id|>user<|end_header_id|>\n\n"
     assert go_template(_render(llama3)).startswith("<|begin_of_text|>{{- range .Messages }}")
-    injecting = ("{% if messages[0]['role'] != 'system' %}{{ 'SYS: be nice\n' }}{% endif %}"
-                 "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}")
+    injecting = (
+        "{% if messages[0]['role'] != 'system' %}{{ 'SYS: be nice\n' }}{% endif %}"
+        "{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\n' }}{% endfor %}"
+    )
     with pytest.raises(TemplateDerivationError, match="not a per-message concatenation"):
         role_frames(_render(injecting))
 

@@ -23,8 +23,13 @@ def _models(world, exportable: bool) -> list[str]:
 
 
 def _latest(world, asset: str, model: str):
-    records = world["instance"].fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[cell_key(TASK, model)]), limit=1).records
+    records = (
+        world["instance"]
+        .fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[cell_key(TASK, model)]), limit=1
+        )
+        .records
+    )
     assert records, f"{asset} was never materialized for {model}"
     return records[0].asset_materialization
 
@@ -38,8 +43,9 @@ def test_every_exported_gguf_loads_in_llama_cpp_and_generates(world):
         for path in files:
             llm = load_llama(path, n_ctx=256, threads=1, logits_all=False)
             try:
-                answer = llm.create_chat_completion([{"role": "user", "content": "Great product, would buy again."}],
-                                                    max_tokens=8, temperature=0)
+                answer = llm.create_chat_completion(
+                    [{"role": "user", "content": "Great product, would buy again."}], max_tokens=8, temperature=0
+                )
                 assert answer["usage"]["completion_tokens"] > 0, path
             finally:
                 llm.close()
@@ -56,7 +62,8 @@ def test_parity_checks_passed_and_are_recorded_in_dagster(world):
         assert metadata["q8_0_greedy_agreement"].value >= 0.95 and metadata["q4_k_m_size_mb"].value > 0
         for name in CHECKS:
             evaluation = world["instance"].event_log_storage.get_latest_asset_check_execution_by_key(
-                [dg.AssetCheckKey(dg.AssetKey("gguf_export"), name)])
+                [dg.AssetCheckKey(dg.AssetKey("gguf_export"), name)]
+            )
             assert evaluation, name
     assert not [o for o in world["first"].failed if "gguf_export" in o.assets]
 
@@ -78,7 +85,9 @@ def test_comparison_has_gguf_rows_with_size_latency_and_quality_against_the_merg
         for quant_type in EVALUATED_QUANT_TYPES:
             row = rows.loc[variant_name(quant_type)]
             assert row.status == "ok" and row.n == rows.loc["finetuned"].n and row.latency_p50_s > 0
-    evaluation = world["defs"].load_asset_value("evaluation", partition_key=cell_key(TASK, "tiny-lora"), instance=world["instance"])
+    evaluation = world["defs"].load_asset_value(
+        "evaluation", partition_key=cell_key(TASK, "tiny-lora"), instance=world["instance"]
+    )
     rows = evaluation.set_index("variant")
     q8, q4, merged = rows.loc["gguf-q8_0"], rows.loc["gguf-q4_k_m"], rows.loc["finetuned"]
     assert q8.file_size_mb > q4.file_size_mb > 0 and q8.merged_size_mb > q8.file_size_mb

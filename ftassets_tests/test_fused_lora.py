@@ -18,8 +18,9 @@ INPUT_IDS = torch.tensor([[5, 17, 42, 99, 7, 3, 250, 11], [8, 9, 10, 11, 12, 13,
 def lora_model(base_dir, use_dora=False, dropout=0.1):
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=dropout, target_modules="all-linear",
-                                             use_dora=use_dora))
+    model = get_peft_model(
+        model, LoraConfig(r=8, lora_alpha=16, lora_dropout=dropout, target_modules="all-linear", use_dora=use_dora)
+    )
     for name, parameter in model.named_parameters():
         if "lora_B" in name:  # peft starts B at zero, which would hide a wrong LoRA term
             torch.nn.init.normal_(parameter, std=0.05)
@@ -57,7 +58,9 @@ def test_disabled_merged_and_dora_layers_keep_peft_behaviour(tiny_base_dir):
         fused.merge_adapter()
         merged = fused(input_ids=INPUT_IDS).logits
         fused.unmerge_adapter()
-        plain = AutoModelForCausalLM.from_pretrained(tiny_base_dir, dtype=torch.float32).eval()(input_ids=INPUT_IDS).logits
+        plain = (
+            AutoModelForCausalLM.from_pretrained(tiny_base_dir, dtype=torch.float32).eval()(input_ids=INPUT_IDS).logits
+        )
     torch.testing.assert_close(base, plain)
     torch.testing.assert_close(merged, adapted, rtol=1e-4, atol=1e-4)
     assert not torch.allclose(adapted, base, atol=1e-3)
@@ -80,4 +83,6 @@ def test_fused_layers_follow_autocast(tiny_base_dir):
 def test_the_lora_strategy_trains_fused_layers(tiny_base_dir, method, fused_layers):
     recipe = parse_recipe({"method": method, "lora": {"r": 4, "alpha": 8, "dropout": 0.0}})
     model = strategy_for(recipe).prepare_model(tiny_base_dir, recipe, "cpu")
-    assert sum("_fused_forward" in getattr(module.forward, "__name__", "") for module in model.modules()) == fused_layers
+    assert (
+        sum("_fused_forward" in getattr(module.forward, "__name__", "") for module in model.modules()) == fused_layers
+    )

@@ -23,10 +23,17 @@ class ChatCompletions(BaseHTTPRequestHandler):
         if candidate == "garbage":
             content = "I cannot decide."
         else:
-            content = "```json\n" + json.dumps({"score": 5 if candidate == reference else 2, "reason": "compared"}) + "\n```"
-        reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                 "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
-                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+            content = (
+                "```json\n" + json.dumps({"score": 5 if candidate == reference else 2, "reason": "compared"}) + "\n```"
+            )
+        reply = {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        }
         data = json.dumps(reply).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -58,18 +65,31 @@ def test_judge_scores_through_an_openai_compatible_endpoint(endpoint):
     assert result["judge_parse_failures"] == 1.0
     first = ChatCompletions.requests[0]
     assert first["path"] == "/v1/chat/completions" and first["auth"] == "Bearer test-key"
-    assert first["body"]["model"] == "judge-model" and first["body"]["messages"][0] == {"role": "system", "content": "Grade it. Reply JSON."}
+    assert first["body"]["model"] == "judge-model" and first["body"]["messages"][0] == {
+        "role": "system",
+        "content": "Grade it. Reply JSON.",
+    }
     assert "temperature" not in first["body"], "GPT-5 family models reject temperature"
 
 
 def test_judge_without_its_endpoint_says_which_variables(monkeypatch):
     monkeypatch.delenv("FTASSETS_JUDGE_BASE_URL", raising=False)
     monkeypatch.delenv("FTASSETS_JUDGE_API_KEY", raising=False)
-    with pytest.raises(ConfigError, match=r"evaluation\.judge\.enabled is true but \$FTASSETS_JUDGE_BASE_URL, \$FTASSETS_JUDGE_API_KEY are not set"):
+    with pytest.raises(
+        ConfigError,
+        match=r"evaluation\.judge\.enabled is true but \$FTASSETS_JUDGE_BASE_URL, \$FTASSETS_JUDGE_API_KEY are not set",
+    ):
         LLMJudge.from_settings(JudgeSettings(enabled=True))
 
 
-@pytest.mark.parametrize("reply, score", [('{"score": 4, "reason": "ok"}', 4), ("Score: {\"score\": 9}", None), ("no json", None),
-                                          ('{"reason": "missing"}', None)])
+@pytest.mark.parametrize(
+    "reply, score",
+    [
+        ('{"score": 4, "reason": "ok"}', 4),
+        ('Score: {"score": 9}', None),
+        ("no json", None),
+        ('{"reason": "missing"}', None),
+    ],
+)
 def test_verdicts_are_parsed_strictly(reply, score):
     assert parse_verdict(reply).score == score

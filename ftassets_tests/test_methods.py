@@ -38,8 +38,17 @@ MERGE_ATOL = {"qlora": 1e-4, "dora": 1e-4, "ia3": 1e-4}
 
 
 def recipe_for(method: str, **overrides):
-    settings = dict(method=method, max_steps=8, batch_size=16, warmup_ratio=0.0, lr_scheduler="constant",
-                    logging_steps=1, eval_steps=8, save_steps=8, max_seq_length=64)
+    settings = dict(
+        method=method,
+        max_steps=8,
+        batch_size=16,
+        warmup_ratio=0.0,
+        lr_scheduler="constant",
+        logging_steps=1,
+        eval_steps=8,
+        save_steps=8,
+        max_seq_length=64,
+    )
     return parse_recipe({**settings, **RUNS[method], **overrides})
 
 
@@ -61,8 +70,15 @@ def trained(request, tiny_base_dir, color_splits, tmp_path_factory):
     method = request.param
     root = tmp_path_factory.mktemp(method)
     recipe = recipe_for(method)
-    result = train(tiny_base_dir, color_splits, recipe, root / "adapter", root / "checkpoints", device="cpu",
-                   log=lambda message: None)
+    result = train(
+        tiny_base_dir,
+        color_splits,
+        recipe,
+        root / "adapter",
+        root / "checkpoints",
+        device="cpu",
+        log=lambda message: None,
+    )
     return method, recipe, result, root / "adapter"
 
 
@@ -83,8 +99,9 @@ def test_method_trains_and_writes_an_adapter(trained, tiny_base_dir):
     losses = [loss for _, loss in result.train_loss]
     assert len(losses) == 8 and all(math.isfinite(loss) for loss in losses)
     assert min(losses[-3:]) < losses[0]
-    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "recipe.json"} <= \
-        {path.name for path in adapter_dir.iterdir()}
+    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "recipe.json"} <= {
+        path.name for path in adapter_dir.iterdir()
+    }
     assert parse_recipe_file(adapter_dir) == recipe
 
     strategy = strategy_for(recipe)
@@ -140,8 +157,15 @@ def test_prompt_learning_cannot_merge_but_generates(trained, tiny_base_dir, toke
     assert not (tmp_path / "merged").exists()
 
     model = strategy.load_finetuned(adapter_dir, tiny_base_dir, "cpu")
-    conversations = [chat_messages(prompt) for prompt in
-                     ("color: red", "color: a long and winding description of blue", "color: green please", "color: red")]
+    conversations = [
+        chat_messages(prompt)
+        for prompt in (
+            "color: red",
+            "color: a long and winding description of blue",
+            "color: green please",
+            "color: red",
+        )
+    ]
     prompts = encode_chats(tokenizer, conversations, add_generation_prompt=True)
     masks = []
     generate = model.generate
@@ -168,8 +192,14 @@ def test_prompt_learning_cannot_merge_but_generates(trained, tiny_base_dir, toke
 
     # generate() must apply the virtual tokens too, not only forward() (transformers 5.24 dropped them there).
     with torch.inference_mode():
-        first_step = model.generate(input_ids=torch.tensor([prompts[0]]), attention_mask=torch.ones(1, len(prompts[0]), dtype=torch.long),
-                                    max_new_tokens=1, do_sample=False, output_logits=True, return_dict_in_generate=True).logits[0][0]
+        first_step = model.generate(
+            input_ids=torch.tensor([prompts[0]]),
+            attention_mask=torch.ones(1, len(prompts[0]), dtype=torch.long),
+            max_new_tokens=1,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+        ).logits[0][0]
     assert torch.allclose(first_step, own, atol=1e-4), "generation ignores the trained virtual tokens"
 
 
@@ -181,16 +211,33 @@ def test_prompt_learning_cannot_merge_but_generates(trained, tiny_base_dir, toke
     [
         ("qlora", {"lora": {"r": 0}}, r"lora\.r\s+Input should be greater than 0"),
         ("dora", {"lora": {"r": -4}}, r"lora\.r\s+Input should be greater than 0"),
-        ("qlora", {"bnb_4bit_compute_dtype": "int8"},
-         r"bnb_4bit_compute_dtype\s+Input should be 'float32', 'bfloat16' or 'float16'"),
-        ("prefix", {"prefix": {"num_virtual_tokens": 0}}, r"prefix\.num_virtual_tokens\s+Input should be greater than 0"),
+        (
+            "qlora",
+            {"bnb_4bit_compute_dtype": "int8"},
+            r"bnb_4bit_compute_dtype\s+Input should be 'float32', 'bfloat16' or 'float16'",
+        ),
+        (
+            "prefix",
+            {"prefix": {"num_virtual_tokens": 0}},
+            r"prefix\.num_virtual_tokens\s+Input should be greater than 0",
+        ),
         ("ptuning", {"ptuning": {"num_virtual_tokens": -1}}, r"ptuning\.num_virtual_tokens\s+Input should be greater"),
-        ("ptuning", {"ptuning": {"num_virtual_tokens": 8, "encoder_hidden_size": 0}},
-         r"ptuning\.encoder_hidden_size\s+Input should be greater than 0"),
-        ("ia3", {"ia3": {"target_modules": ["k_proj"], "feedforward_modules": ["down_proj"]}},
-         r"ia3\.feedforward_modules \['down_proj'\] are not in ia3\.target_modules"),
+        (
+            "ptuning",
+            {"ptuning": {"num_virtual_tokens": 8, "encoder_hidden_size": 0}},
+            r"ptuning\.encoder_hidden_size\s+Input should be greater than 0",
+        ),
+        (
+            "ia3",
+            {"ia3": {"target_modules": ["k_proj"], "feedforward_modules": ["down_proj"]}},
+            r"ia3\.feedforward_modules \['down_proj'\] are not in ia3\.target_modules",
+        ),
         ("ia3", {"ia3": {"target_modules": ["k_proj"]}}, r"must both be 'auto' or both be lists"),
-        ("prefix", {"prefix": {"num_virtual_tokens": 8, "depth": 2}}, r"prefix\.depth\s+Extra inputs are not permitted"),
+        (
+            "prefix",
+            {"prefix": {"num_virtual_tokens": 8, "depth": 2}},
+            r"prefix\.depth\s+Extra inputs are not permitted",
+        ),
     ],
 )
 def test_bad_recipe_values_name_the_field(method, overrides, message):
@@ -201,17 +248,32 @@ def test_bad_recipe_values_name_the_field(method, overrides, message):
 @pytest.mark.parametrize(
     ("method", "overrides", "message"),
     [
-        ("ia3", {"ia3": {"target_modules": ["k_proj", "query_key_value"], "feedforward_modules": []}},
-         r"ia3\.target_modules:.*\['query_key_value'\]; available: .*'k_proj'"),
+        (
+            "ia3",
+            {"ia3": {"target_modules": ["k_proj", "query_key_value"], "feedforward_modules": []}},
+            r"ia3\.target_modules:.*\['query_key_value'\]; available: .*'k_proj'",
+        ),
         ("dora", {"lora": {"target_modules": ["qkv"]}}, r"lora\.target_modules:.*\['qkv'\].*or 'all-linear'"),
-        ("prefix", {"prefix": {"num_virtual_tokens": 256}}, r"prefix\.num_virtual_tokens: 256 leaves no room.*fewer than 256"),
+        (
+            "prefix",
+            {"prefix": {"num_virtual_tokens": 256}},
+            r"prefix\.num_virtual_tokens: 256 leaves no room.*fewer than 256",
+        ),
     ],
 )
-def test_recipes_that_do_not_fit_the_model_fail_before_training(method, overrides, message, tiny_base_dir,
-                                                               color_splits, tmp_path):
+def test_recipes_that_do_not_fit_the_model_fail_before_training(
+    method, overrides, message, tiny_base_dir, color_splits, tmp_path
+):
     with pytest.raises(RecipeError, match=message):
-        train(tiny_base_dir, color_splits, recipe_for(method, **overrides), tmp_path / "out", tmp_path / "checkpoints",
-              device="cpu", log=lambda message: None)
+        train(
+            tiny_base_dir,
+            color_splits,
+            recipe_for(method, **overrides),
+            tmp_path / "out",
+            tmp_path / "checkpoints",
+            device="cpu",
+            log=lambda message: None,
+        )
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob("checkpoints/checkpoint-*"))
 
 

@@ -11,7 +11,6 @@ from fake_azureml import AZURITE, DEV_KEY
 from fake_azureml import azurite as run_azurite
 
 
-
 @pytest.fixture(scope="module")
 def azurite(tmp_path_factory):
     if not AZURITE.exists():
@@ -28,8 +27,10 @@ def adapter_dir(tmp_path_factory, tiny_base_dir):
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_base_dir), LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
-                                                                                           init_lora_weights=False))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(tiny_base_dir),
+        LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
     out = tmp_path_factory.mktemp("adapter") / "adapter"
     model.save_pretrained(out)
     (out / "checkpoint" / "notes").mkdir(parents=True)
@@ -62,14 +63,19 @@ def test_an_adapter_round_trips_through_azure_blob_storage(azurite, adapter_dir,
     from ftassets.storage import StoreError
 
     resource = BlobModelStoreResource(
-        blob_storage=AzureBlobStorageResource(account_url=azurite, credential=AzureBlobStorageKeyCredential(key=DEV_KEY)),
-        container="models", prefix="ftassets",
+        blob_storage=AzureBlobStorageResource(
+            account_url=azurite, credential=AzureBlobStorageKeyCredential(key=DEV_KEY)
+        ),
+        container="models",
+        prefix="ftassets",
     )
     with resource.store() as store:
         assert not store.exists("adapter/tiny-lora/classification")
         stored = store.upload(adapter_dir, "adapter/tiny-lora/classification")
         assert stored.location.endswith("/models/ftassets/adapter/tiny-lora/classification")
-        assert {"adapter_config.json", "adapter_model.safetensors", "checkpoint/notes/trainer_state.json"} <= set(stored.files)
+        assert {"adapter_config.json", "adapter_model.safetensors", "checkpoint/notes/trainer_state.json"} <= set(
+            stored.files
+        )
         fetched = store.download("adapter/tiny-lora/classification", tmp_path / "fetched")
         assert fetched.files == stored.files
         _assert_same_adapter(adapter_dir, tmp_path / "fetched", tiny_base_dir)
@@ -116,20 +122,26 @@ def test_the_publish_job_uploads_a_materialized_adapter_to_blob_storage(azurite,
         shutil.copytree(adapter_dir, staging, dirs_exist_ok=True)
         write_manifest(staging, asset="adapter", fingerprint="abc")
     store_resource = BlobModelStoreResource(
-        blob_storage=AzureBlobStorageResource(account_url=azurite, credential=AzureBlobStorageKeyCredential(key=DEV_KEY)),
-        container="published")
+        blob_storage=AzureBlobStorageResource(
+            account_url=azurite, credential=AzureBlobStorageKeyCredential(key=DEV_KEY)
+        ),
+        container="published",
+    )
     result = publish_to_model_store.execute_in_process(
         run_config={"ops": {"publish_artifact": {"config": {"model": "tiny-lora", "task": "classification"}}}},
         resources={"artifacts": ArtifactStoreResource(root=str(tmp_path / "home")), "model_store": store_resource},
         instance=dg.DagsterInstance.ephemeral(),
     )
-    assert result.success and result.output_for_node("publish_artifact").endswith("/published/adapter/tiny-lora/classification")
+    assert result.success and result.output_for_node("publish_artifact").endswith(
+        "/published/adapter/tiny-lora/classification"
+    )
     with store_resource.store() as store:
         assert "manifest.json" in store.index("adapter/tiny-lora/classification").files
     missing = publish_to_model_store.execute_in_process(
         run_config={"ops": {"publish_artifact": {"config": {"model": "tiny-full", "task": "classification"}}}},
         resources={"artifacts": ArtifactStoreResource(root=str(tmp_path / "home")), "model_store": store_resource},
-        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
     )
     assert not missing.success
     from ftassets.runner import root_cause_message

@@ -16,21 +16,46 @@ def task():
 def evaluation_rows(model: str, base: float, tuned: float) -> pd.DataFrame:
     rows = []
     for variant, accuracy in (("base", base), ("finetuned", tuned)):
-        rows.append({"model": model, "variant": variant, "status": "ok", "accuracy": accuracy, "accuracy_ci_low": accuracy - 0.05,
-                     "accuracy_ci_high": accuracy + 0.05, "macro_f1": accuracy, "parse_failures": 0.0, "n": 10,
-                     "latency_p50_s": 0.1, "latency_p95_s": 0.2, "latency_p99_s": 0.3, "cost_per_1k_usd": 0.01 + accuracy / 100,
-                     "significant": None if variant == "base" else tuned - base > 0.2})
+        rows.append(
+            {
+                "model": model,
+                "variant": variant,
+                "status": "ok",
+                "accuracy": accuracy,
+                "accuracy_ci_low": accuracy - 0.05,
+                "accuracy_ci_high": accuracy + 0.05,
+                "macro_f1": accuracy,
+                "parse_failures": 0.0,
+                "n": 10,
+                "latency_p50_s": 0.1,
+                "latency_p95_s": 0.2,
+                "latency_p99_s": 0.3,
+                "cost_per_1k_usd": 0.01 + accuracy / 100,
+                "significant": None if variant == "base" else tuned - base > 0.2,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def predictions(model: str) -> pd.DataFrame:
-    return pd.DataFrame({"id": range(4), "model": model, "variant": "finetuned", "prompt": [f"p{i}\nsecond line" for i in range(4)],
-                         "reference": "positive", "prediction": ["positive", "<b>negative</b>", "positive", "neutral"],
-                         "parsed": ['"positive"', "null", '"positive"', '"neutral"'], "correct": [1.0, 0.0, 1.0, 0.0]})
+    return pd.DataFrame(
+        {
+            "id": range(4),
+            "model": model,
+            "variant": "finetuned",
+            "prompt": [f"p{i}\nsecond line" for i in range(4)],
+            "reference": "positive",
+            "prediction": ["positive", "<b>negative</b>", "positive", "neutral"],
+            "parsed": ['"positive"', "null", '"positive"', '"neutral"'],
+            "correct": [1.0, 0.0, 1.0, 0.0],
+        }
+    )
 
 
 def test_report_has_tables_figures_and_escaped_worst_examples(task):
-    table = comparison_table(task, ["a", "b", "c"], {"a": evaluation_rows("a", 0.0, 0.8), "b": evaluation_rows("b", 0.0, 0.5)})
+    table = comparison_table(
+        task, ["a", "b", "c"], {"a": evaluation_rows("a", 0.0, 0.8), "b": evaluation_rows("b", 0.0, 0.5)}
+    )
     report = render(task, table, pd.concat([predictions("a"), predictions("b")]))
     markdown, page = report.markdown, report.html
     assert page.count("src='data:image/png;base64,") == 3 and markdown.count("](data:image/png;base64,") == 3
@@ -48,7 +73,11 @@ def test_report_files_are_written_beside_each_other(task, tmp_path):
     table = comparison_table(task, ["a"], {"a": evaluation_rows("a", 0.0, 0.8)})
     render(task, table, predictions("a")).write(tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == {"report.md", "report.html", "figures"}
-    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["accuracy.png", "latency.png", "quality_vs_cost.png"]
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+        "accuracy.png",
+        "latency.png",
+        "quality_vs_cost.png",
+    ]
 
 
 def test_confusion_matrix_counts_reference_against_parsed_answers():
@@ -65,8 +94,12 @@ def test_worst_examples_are_the_lowest_scoring_per_model():
 
 
 def test_leaderboard_best_rows_and_average_ranks(task):
-    first = comparison_table(task, ["a", "b"], {"a": evaluation_rows("a", 0.0, 0.8), "b": evaluation_rows("b", 0.0, 0.5)})
-    second = comparison_table(task, ["a", "b"], {"a": evaluation_rows("a", 0.1, 0.3), "b": evaluation_rows("b", 0.1, 0.6)})
+    first = comparison_table(
+        task, ["a", "b"], {"a": evaluation_rows("a", 0.0, 0.8), "b": evaluation_rows("b", 0.0, 0.5)}
+    )
+    second = comparison_table(
+        task, ["a", "b"], {"a": evaluation_rows("a", 0.1, 0.3), "b": evaluation_rows("b", 0.1, 0.6)}
+    )
     best, board = leaderboard({"t1": first, "t2": second}, {"t1": "accuracy", "t2": "accuracy"})
     assert best.set_index("task").model.to_dict() == {"t1": "a", "t2": "b"}
     assert board.set_index("model").average_rank.to_dict() == {"a": 1.5, "b": 1.5}

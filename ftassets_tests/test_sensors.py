@@ -20,7 +20,11 @@ CELL_ASSETS = {"tokenized_splits", "adapter", "merged_model", "evaluation"}
 
 def cell_assets(defs: dg.Definitions) -> set[str]:
     """Every task x model asset (others may join the four of the spine, e.g. an export between merge and evaluation)."""
-    return {s.key.to_user_string() for s in defs.resolve_all_asset_specs() if isinstance(s.partitions_def, dg.MultiPartitionsDefinition)}
+    return {
+        s.key.to_user_string()
+        for s in defs.resolve_all_asset_specs()
+        if isinstance(s.partitions_def, dg.MultiPartitionsDefinition)
+    }
 
 
 @pytest.fixture
@@ -39,7 +43,9 @@ def tick(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, cursor: 
     """One tick as the daemon evaluates it (``evaluate_tick`` also validates backfill requests against the
     sensor's asset selection, which calling the sensor function directly skips)."""
     sensor = defs.resolve_sensor_def(name)
-    with dg.build_sensor_context(instance=instance, definitions=defs, cursor=cursor, sensor_name=name, resources=defs.resources) as context:
+    with dg.build_sensor_context(
+        instance=instance, definitions=defs, cursor=cursor, sensor_name=name, resources=defs.resources
+    ) as context:
         result = sensor.evaluate_tick(context)
     return result, result.cursor or cursor
 
@@ -75,12 +81,16 @@ def test_a_dropped_file_requests_exactly_its_tasks_lineage_once_and_a_bad_file_i
     assert drop == project_dir / "incoming" / "classification"
     before = lineage.fingerprint("dataset", lineage.dataset_params(project, "classification"))
     write_jsonl(drop / "good.jsonl", GOOD_ROWS)
-    write_jsonl(drop / "bad.jsonl", [GOOD_ROWS[0], "{not json", {"text": "no label here"}, {"text": "x", "label": "maybe"}])
+    write_jsonl(
+        drop / "bad.jsonl", [GOOD_ROWS[0], "{not json", {"text": "no label here"}, {"text": "x", "label": "maybe"}]
+    )
     write_jsonl(project_dir / "incoming" / "translation" / "rows.jsonl", GOOD_ROWS)
     sync_model_partitions(instance, project.models)
     evaluated = ["tiny-lora", "tiny-ia3"]
     for model in evaluated:
-        instance.report_runless_asset_event(dg.AssetMaterialization("evaluation", partition=cell_key("classification", model)))
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("evaluation", partition=cell_key("classification", model))
+        )
     instance.report_runless_asset_event(dg.AssetMaterialization("evaluation", partition=cell_key("qa", "tiny-full")))
 
     result, cursor = tick(defs, "incoming_data_sensor", instance)
@@ -97,17 +107,23 @@ def test_a_dropped_file_requests_exactly_its_tasks_lineage_once_and_a_bad_file_i
 
     assert not list(drop.glob("*.jsonl")), "every dropped file was handled"
     (accepted,) = (drop / "accepted").glob("*.jsonl")
-    assert accepted.name.endswith("-good.jsonl") and accepted.read_text() == "".join(json.dumps(r) + "\n" for r in GOOD_ROWS)
+    assert accepted.name.endswith("-good.jsonl") and accepted.read_text() == "".join(
+        json.dumps(r) + "\n" for r in GOOD_ROWS
+    )
     (rejected,) = (drop / "rejected").glob("*-bad.jsonl")
     assert rejected.read_text().count("\n") == 4, "a rejected file is kept untouched"
     reason = rejected.with_name(rejected.name + ".reason.txt").read_text()
-    assert "line 2: not valid JSON" in reason and "line 3: field 'label'" in reason and "line 4: answer 'maybe'" in reason, reason
+    assert (
+        "line 2: not valid JSON" in reason and "line 3: field 'label'" in reason and "line 4: answer 'maybe'" in reason
+    ), reason
     assert "nothing from it entered the dataset" in reason
     unknown_reason = next((project_dir / "incoming" / "translation" / "rejected").glob("*.reason.txt")).read_text()
     assert "folder 'translation' is not a task" in unknown_reason
 
     assert accepted_rows(project, "classification") == GOOD_ROWS
-    assert lineage.fingerprint("dataset", lineage.dataset_params(project, "classification")) != before, "new data, new dataset version"
+    assert lineage.fingerprint("dataset", lineage.dataset_params(project, "classification")) != before, (
+        "new data, new dataset version"
+    )
 
     again, cursor = tick(defs, "incoming_data_sensor", instance, cursor)
     assert not again.run_requests, "each file triggers once"
@@ -125,7 +141,9 @@ def test_the_dataset_asset_adds_accepted_rows_to_train_and_keeps_test_frozen(pro
     home = project_dir / "home"
     defs = build_definitions(config_dir, home)
     result = defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey("dataset")]).execute_in_process(
-        partition_key="classification", instance=dg.DagsterInstance.ephemeral(), asset_selection=[dg.AssetKey("dataset")]
+        partition_key="classification",
+        instance=dg.DagsterInstance.ephemeral(),
+        asset_selection=[dg.AssetKey("dataset")],
     )
     assert result.success
     metadata = result.asset_materializations_for_node("dataset")[0].metadata
@@ -148,7 +166,11 @@ def test_a_new_models_yaml_entry_gets_its_partitions_and_lineage_without_a_code_
     assert instance.get_dynamic_partitions(MODEL_PARTITIONS) == list(project.models)
 
     models = yaml.safe_load((config_dir / "models.yaml").read_text())
-    models["models"]["tiny-lora-wide"] = {"base": "tiny", "recipe": "lora", "description": "added while the sensor runs"}
+    models["models"]["tiny-lora-wide"] = {
+        "base": "tiny",
+        "recipe": "lora",
+        "description": "added while the sensor runs",
+    }
     (config_dir / "models.yaml").write_text(yaml.safe_dump(models))
     result, cursor = tick(defs, "models_config_sensor", instance, cursor)
 
@@ -167,7 +189,9 @@ def test_a_new_models_yaml_entry_gets_its_partitions_and_lineage_without_a_code_
     del models["models"]["tiny-lora-wide"]
     (config_dir / "models.yaml").write_text(yaml.safe_dump(models))
     tick(defs, "models_config_sensor", instance, cursor)
-    assert "tiny-lora-wide" not in instance.get_dynamic_partitions(MODEL_PARTITIONS), "a removed entry's partition goes too"
+    assert "tiny-lora-wide" not in instance.get_dynamic_partitions(MODEL_PARTITIONS), (
+        "a removed entry's partition goes too"
+    )
 
 
 def test_a_new_entry_joins_the_tasks_already_compared(project_dir, instance):
@@ -182,7 +206,9 @@ def test_a_new_entry_joins_the_tasks_already_compared(project_dir, instance):
     assert requested(result)["comparison"] == {"qa"}
 
 
-def test_new_data_for_a_task_never_evaluated_requests_the_default_experiments_entries(project_dir, instance, monkeypatch):
+def test_new_data_for_a_task_never_evaluated_requests_the_default_experiments_entries(
+    project_dir, instance, monkeypatch
+):
     from ftassets.azure.settings import required_variables
 
     config_dir = project_dir / "configs"
@@ -195,5 +221,6 @@ def test_new_data_for_a_task_never_evaluated_requests_the_default_experiments_en
     write_jsonl(incoming_root(project) / "classification" / "rows.jsonl", GOOD_ROWS)
     result, _ = tick(defs, "incoming_data_sensor", instance)
     local = [m for m in defaults if not required_variables(project, project.base_of(m))]
-    assert local and requested(result)["evaluation"] == {cell_key("classification", m) for m in local}, \
+    assert local and requested(result)["evaluation"] == {cell_key("classification", m) for m in local}, (
         "API entries without credentials are left out, as in `ftassets run`"
+    )

@@ -182,8 +182,13 @@ def test_metric_intervals_resample_means_directly_and_rescore_the_rest():
         calls.append(len(sample))
         return {"accuracy": float(correct[sample].mean()), "macro_f1": float(correct[sample].mean()) / 2}
 
-    intervals = metric_intervals(per_example, {"accuracy": correct.mean(), "macro_f1": correct.mean() / 2}, rescore,
-                                 resamples=500, rescore_resamples=50)
+    intervals = metric_intervals(
+        per_example,
+        {"accuracy": correct.mean(), "macro_f1": correct.mean() / 2},
+        rescore,
+        resamples=500,
+        rescore_resamples=50,
+    )
     low, high = intervals["accuracy"]
     assert low < correct.mean() < high and 0.05 < high - low < 0.2
     assert len(calls) == 50, "only the metric that is not a per-example mean is rescored"

@@ -171,8 +171,11 @@ def test_qa_answers_are_short_spans_of_the_context_and_rejected_is_another_span(
 
 def test_qa_parse_strips_answer_prefix_and_token_f1_gives_partial_credit():
     qa = get_task_type("qa")
-    record = {"context": "Anna likes to eat apple pie.", "question": "What does Anna like to eat?",
-              "answer": "apple pie"}
+    record = {
+        "context": "Anna likes to eat apple pie.",
+        "question": "What does Anna like to eat?",
+        "answer": "apple pie",
+    }
     assert qa.parse('Answer: "apple pie".\nMore text', record) == "apple pie"
     scored = qa.score([record, record], ["apple pie", "pie"])
     assert scored.metrics["exact_match"] == 0.5
@@ -207,8 +210,12 @@ def test_instruction_outputs_are_right_and_categories_param_restricts_them():
 
 def test_instruction_exact_match_is_case_sensitive_while_rouge_is_not():
     instruction = get_task_type("instruction")
-    record = {"instruction": "Convert the text to uppercase.", "input": "red fox", "output": "RED FOX",
-              "category": "uppercase"}
+    record = {
+        "instruction": "Convert the text to uppercase.",
+        "input": "red fox",
+        "output": "RED FOX",
+        "category": "uppercase",
+    }
     scored = instruction.score([record], ["red fox"])
     assert scored.metrics["exact_match"] == 0.0
     assert scored.metrics["rougeL"] == 1.0
@@ -236,8 +243,11 @@ def test_sql_max_joins_zero_never_joins():
 def test_sql_execution_accuracy_compares_results_not_text():
     sql = get_task_type("sql")
     unordered = {"question": "q", "schema": schema_text(), "query": "SELECT name FROM employees WHERE city = 'Ashford'"}
-    ordered = {"question": "q", "schema": schema_text(),
-               "query": "SELECT name FROM employees WHERE city = 'Ashford' ORDER BY salary DESC LIMIT 3"}
+    ordered = {
+        "question": "q",
+        "schema": schema_text(),
+        "query": "SELECT name FROM employees WHERE city = 'Ashford' ORDER BY salary DESC LIMIT 3",
+    }
     scored = sql.score(
         [unordered, unordered, ordered, ordered],
         [

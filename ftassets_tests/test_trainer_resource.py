@@ -23,7 +23,9 @@ def materialize_training(trainer: TrainerResource, base_dir, color_splits_dir, w
 
     @dg.asset
     def trained(context: dg.AssetExecutionContext, trainer: TrainerResource):
-        outcome["result"] = trainer.train(context, base_dir, color_splits_dir, RECIPE, work / "out", work / "checkpoints", tracked)
+        outcome["result"] = trainer.train(
+            context, base_dir, color_splits_dir, RECIPE, work / "out", work / "checkpoints", tracked
+        )
         return dg.MaterializeResult(metadata={"steps": outcome["result"].steps})
 
     instance = dg.DagsterInstance.ephemeral()
@@ -36,7 +38,9 @@ def materialize_training(trainer: TrainerResource, base_dir, color_splits_dir, w
 @pytest.mark.parametrize("launcher", ["in_process", "subprocess"])
 def test_launchers_train_and_stream_logs_into_the_run(launcher, tiny_base_dir, color_splits_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    result, logs = materialize_training(TrainerResource(device="cpu", launcher=launcher), tiny_base_dir, color_splits_dir, tmp_path)
+    result, logs = materialize_training(
+        TrainerResource(device="cpu", launcher=launcher), tiny_base_dir, color_splits_dir, tmp_path
+    )
     assert result.steps == 6 and result.world_size == 1 and (tmp_path / "out" / "adapter_config.json").exists()
     assert any("step 6/6" in line for line in logs), logs[-10:]
     if launcher == "subprocess":
@@ -48,21 +52,29 @@ def test_accelerate_runs_two_gloo_processes(tiny_base_dir, color_splits_dir, tmp
     trainer = TrainerResource(device="cpu", launcher="accelerate", num_processes=2)
     result, logs = materialize_training(trainer, tiny_base_dir, color_splits_dir, tmp_path)
     assert result.world_size == 2 and result.steps == 6
-    single, _ = materialize_training(TrainerResource(device="cpu"), tiny_base_dir, color_splits_dir, tmp_path / "single")
+    single, _ = materialize_training(
+        TrainerResource(device="cpu"), tiny_base_dir, color_splits_dir, tmp_path / "single"
+    )
     assert result.tokens_seen > single.tokens_seen, "two processes each consume a batch per step"
     assert (tmp_path / "out" / "adapter_model.safetensors").exists()
 
 
 def test_bad_launcher_settings_name_the_field(tiny_base_dir, color_splits_dir, tmp_path):
-    with pytest.raises(ValueError, match="trainer.launcher: unknown 'slurm'; use one of in_process, subprocess, accelerate"):
+    with pytest.raises(
+        ValueError, match="trainer.launcher: unknown 'slurm'; use one of in_process, subprocess, accelerate"
+    ):
         materialize_training(TrainerResource(launcher="slurm"), tiny_base_dir, color_splits_dir, tmp_path)
 
 
 def test_mlflow_run_has_params_per_step_metrics_and_the_adapter(tiny_base_dir, color_splits_dir, tmp_path, tracker):
     from mlflow import MlflowClient
 
-    tracked = tracker.start_run("tiny/colors", tags={"dagster.partition": "tiny|colors"}, params=RECIPE.model_dump(mode="json"))
-    result, _ = materialize_training(TrainerResource(device="cpu", launcher="subprocess"), tiny_base_dir, color_splits_dir, tmp_path, tracked)
+    tracked = tracker.start_run(
+        "tiny/colors", tags={"dagster.partition": "tiny|colors"}, params=RECIPE.model_dump(mode="json")
+    )
+    result, _ = materialize_training(
+        TrainerResource(device="cpu", launcher="subprocess"), tiny_base_dir, color_splits_dir, tmp_path, tracked
+    )
     tracker.finish(tracked, {"final_train_loss": result.final_train_loss}, tmp_path / "out")
 
     client = MlflowClient(tracked.tracking_uri)

@@ -44,8 +44,16 @@ def color_splits(tokenizer):
 
 
 def lora_recipe(**overrides) -> LoraRecipe:
-    settings = dict(method="lora", max_steps=16, batch_size=16, learning_rate=1e-2, eval_steps=8, save_steps=8,
-                    logging_steps=4, lora={"r": 8, "alpha": 16, "dropout": 0.0})
+    settings = dict(
+        method="lora",
+        max_steps=16,
+        batch_size=16,
+        learning_rate=1e-2,
+        eval_steps=8,
+        save_steps=8,
+        logging_steps=4,
+        lora={"r": 8, "alpha": 16, "dropout": 0.0},
+    )
     return LoraRecipe(**{**settings, **overrides})
 
 
@@ -53,8 +61,15 @@ def lora_recipe(**overrides) -> LoraRecipe:
 def lora_run(tiny_base_dir, color_splits, tmp_path_factory):
     root = tmp_path_factory.mktemp("lora_run")
     recipe = lora_recipe()
-    result = train(tiny_base_dir, color_splits, recipe, root / "adapter", root / "checkpoints", device="cpu",
-                   log=lambda message: None)
+    result = train(
+        tiny_base_dir,
+        color_splits,
+        recipe,
+        root / "adapter",
+        root / "checkpoints",
+        device="cpu",
+        log=lambda message: None,
+    )
     return recipe, result, root
 
 
@@ -67,7 +82,7 @@ def test_labels_cover_exactly_the_answer_and_end_of_turn(tokenizer):
     row = dataset[0]
     assert row["input_ids"][: len(prompt_ids)] == prompt_ids
     assert row["labels"][: len(prompt_ids)] == [IGNORE_INDEX] * len(prompt_ids)
-    assert row["labels"][len(prompt_ids):] == row["input_ids"][len(prompt_ids):]
+    assert row["labels"][len(prompt_ids) :] == row["input_ids"][len(prompt_ids) :]
     labelled = [label for label in row["labels"] if label != IGNORE_INDEX]
     assert tokenizer.decode(labelled) == "red" + tokenizer.eos_token
     assert labelled[-1] == tokenizer.eos_token_id == stop_token_ids(tokenizer)[0]
@@ -181,9 +196,17 @@ def test_lora_training_learns_and_writes_artifacts(lora_run, color_splits):
     assert [step for step, _ in result.val_loss] == [8, 16]
     assert result.final_train_loss < result.train_loss[0][1] - 1.0
     assert result.final_val_loss < result.val_loss[0][1]
-    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "chat_template.jinja",
-            "recipe.json"} <= {path.name for path in (root / "adapter").iterdir()}
-    assert sorted(path.name for path in (root / "checkpoints").glob("checkpoint-*")) == ["checkpoint-16", "checkpoint-8"]
+    assert {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "tokenizer.json",
+        "chat_template.jinja",
+        "recipe.json",
+    } <= {path.name for path in (root / "adapter").iterdir()}
+    assert sorted(path.name for path in (root / "checkpoints").glob("checkpoint-*")) == [
+        "checkpoint-16",
+        "checkpoint-8",
+    ]
     assert result.to_dict()["final_val_loss"] == result.final_val_loss
 
 
@@ -192,8 +215,15 @@ def test_training_resumes_from_the_last_checkpoint(lora_run, tiny_base_dir, colo
     shutil.copytree(root / "checkpoints", tmp_path / "checkpoints")
     shutil.rmtree(tmp_path / "checkpoints" / "checkpoint-16")
     messages = []
-    resumed = train(tiny_base_dir, color_splits, recipe, tmp_path / "adapter", tmp_path / "checkpoints",
-                    device="cpu", log=messages.append)
+    resumed = train(
+        tiny_base_dir,
+        color_splits,
+        recipe,
+        tmp_path / "adapter",
+        tmp_path / "checkpoints",
+        device="cpu",
+        log=messages.append,
+    )
     assert any("resuming from" in message and "checkpoint-8" in message for message in messages)
     assert resumed.steps == 16 and resumed.tokens_seen == finished.tokens_seen
     assert resumed.final_train_loss == pytest.approx(finished.final_train_loss, abs=1e-4)
@@ -204,8 +234,9 @@ def test_merged_lora_matches_the_adapter(lora_run, tiny_base_dir, tmp_path):
     recipe, _, root = lora_run
     strategy = strategy_for(recipe)
     adapted = strategy.load_finetuned(root / "adapter", tiny_base_dir, "cpu")
-    assert any(name.endswith("lora_B.default.weight") and weight.abs().max() > 0
-               for name, weight in adapted.named_parameters())
+    assert any(
+        name.endswith("lora_B.default.weight") and weight.abs().max() > 0 for name, weight in adapted.named_parameters()
+    )
     summary = strategy.merge(root / "adapter", tiny_base_dir, tmp_path / "merged")
     assert summary["method"] == "lora" and summary["merged_adapter_layers"] > 0 and summary["has_chat_template"]
     merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged", dtype=torch.float32).eval()
@@ -216,17 +247,35 @@ def test_merged_lora_matches_the_adapter(lora_run, tiny_base_dir, tmp_path):
     assert merged_tokenizer.chat_template == load_tokenizer(tiny_base_dir).chat_template
     assert merged_tokenizer.eos_token_id == load_tokenizer(tiny_base_dir).eos_token_id
     conversations = [chat_messages(prompt) for prompt in color_examples(6, seed=2)[0]]
-    with LocalHFBackend(adapted, load_tokenizer(root / "adapter")) as adapter_backend, \
-            LocalHFBackend(model_dir=tmp_path / "merged", device="cpu") as merged_backend:
-        assert [g.text for g in adapter_backend.generate(conversations, 8)] == \
-            [g.text for g in merged_backend.generate(conversations, 8)]
+    with (
+        LocalHFBackend(adapted, load_tokenizer(root / "adapter")) as adapter_backend,
+        LocalHFBackend(model_dir=tmp_path / "merged", device="cpu") as merged_backend,
+    ):
+        assert [g.text for g in adapter_backend.generate(conversations, 8)] == [
+            g.text for g in merged_backend.generate(conversations, 8)
+        ]
 
 
 def test_full_fine_tuning_trains_every_weight(tiny_base_dir, color_splits, tmp_path):
-    recipe = FullRecipe(method="full", max_steps=4, batch_size=16, learning_rate=2e-3, eval_steps=4, save_steps=4,
-                        logging_steps=1, gradient_checkpointing=True)
-    result = train(tiny_base_dir, color_splits, recipe, tmp_path / "model", tmp_path / "checkpoints", device="cpu",
-                   log=lambda message: None)
+    recipe = FullRecipe(
+        method="full",
+        max_steps=4,
+        batch_size=16,
+        learning_rate=2e-3,
+        eval_steps=4,
+        save_steps=4,
+        logging_steps=1,
+        gradient_checkpointing=True,
+    )
+    result = train(
+        tiny_base_dir,
+        color_splits,
+        recipe,
+        tmp_path / "model",
+        tmp_path / "checkpoints",
+        device="cpu",
+        log=lambda message: None,
+    )
     assert result.method == "full" and result.trainable_params == result.total_params
     assert result.final_train_loss < result.train_loss[0][1]
     assert math.isfinite(result.final_val_loss)
@@ -238,15 +287,29 @@ def test_full_fine_tuning_trains_every_weight(tiny_base_dir, color_splits, tmp_p
 def test_unknown_lora_target_module_names_the_field_and_choices(tiny_base_dir, color_splits, tmp_path):
     recipe = lora_recipe(lora={"target_modules": ["q_proj", "query_key_value"]})
     with pytest.raises(RecipeError, match=r"lora\.target_modules.*query_key_value.*available.*q_proj"):
-        train(tiny_base_dir, color_splits, recipe, tmp_path / "out", tmp_path / "checkpoints", device="cpu",
-              log=lambda message: None)
+        train(
+            tiny_base_dir,
+            color_splits,
+            recipe,
+            tmp_path / "out",
+            tmp_path / "checkpoints",
+            device="cpu",
+            log=lambda message: None,
+        )
 
 
 def test_diverging_loss_stops_training(tiny_base_dir, color_splits, tmp_path):
     recipe = lora_recipe(learning_rate=1e30, max_steps=8, logging_steps=1, warmup_ratio=0.0)
     with pytest.raises(TrainingDiverged, match="learning_rate"):
-        train(tiny_base_dir, color_splits, recipe, tmp_path / "out", tmp_path / "checkpoints", device="cpu",
-              log=lambda message: None)
+        train(
+            tiny_base_dir,
+            color_splits,
+            recipe,
+            tmp_path / "out",
+            tmp_path / "checkpoints",
+            device="cpu",
+            log=lambda message: None,
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -254,8 +317,15 @@ def test_fully_masked_training_examples_are_rejected(tiny_base_dir, tokenizer, t
     dataset, stats = tokenize_examples(tokenizer, ["color: red"], ["red"], max_length=4)
     assert stats["all_masked"] == 1
     with pytest.raises(ValueError, match="every label masked"):
-        train(tiny_base_dir, {"train": dataset}, lora_recipe(), tmp_path / "out", tmp_path / "checkpoints",
-              device="cpu", log=lambda message: None)
+        train(
+            tiny_base_dir,
+            {"train": dataset},
+            lora_recipe(),
+            tmp_path / "out",
+            tmp_path / "checkpoints",
+            device="cpu",
+            log=lambda message: None,
+        )
 
 
 # batching: packing and answer-only logits
@@ -279,7 +349,9 @@ def test_packed_rows_attend_only_within_each_example(tiny_base_dir, tokenizer, c
         padded_loss = model(**padded, use_cache=False).loss
         packed_loss = model(**packed, use_cache=False).loss
         one_sequence = torch.arange(packed["input_ids"].shape[1])[None]
-        leaked_loss = model(input_ids=packed["input_ids"], labels=packed["labels"], position_ids=one_sequence, use_cache=False).loss
+        leaked_loss = model(
+            input_ids=packed["input_ids"], labels=packed["labels"], position_ids=one_sequence, use_cache=False
+        ).loss
     assert packed_loss.item() == pytest.approx(padded_loss.item(), abs=1e-5)
     assert abs(leaked_loss.item() - padded_loss.item()) > 1e-3  # one causal row over everything is different
 
@@ -304,8 +376,15 @@ def test_answer_only_logits_give_the_models_own_loss(tiny_base_dir, tokenizer, c
 
 
 def test_packing_trains_and_is_recorded(tiny_base_dir, color_splits, tmp_path):
-    result = train(tiny_base_dir, color_splits, lora_recipe(packing=True, max_steps=8, save_steps=8), tmp_path / "adapter",
-                   tmp_path / "checkpoints", device="cpu", log=lambda message: None)
+    result = train(
+        tiny_base_dir,
+        color_splits,
+        lora_recipe(packing=True, max_steps=8, save_steps=8),
+        tmp_path / "adapter",
+        tmp_path / "checkpoints",
+        device="cpu",
+        log=lambda message: None,
+    )
     assert result.packing is True and result.steps == 8 and math.isfinite(result.final_train_loss)
     auto = lora_recipe()
     assert auto.packing == "auto"
@@ -316,7 +395,9 @@ def test_packing_is_refused_for_prompt_learning(tiny_base_dir, color_splits, tmp
 
     recipe = parse_recipe({"method": "prefix", "max_steps": 2, "packing": True})
     with pytest.raises(RecipeError, match="packing: prefix prepends virtual tokens"):
-        train(tiny_base_dir, color_splits, recipe, tmp_path / "a", tmp_path / "c", device="cpu", log=lambda message: None)
+        train(
+            tiny_base_dir, color_splits, recipe, tmp_path / "a", tmp_path / "c", device="cpu", log=lambda message: None
+        )
 
 
 def test_best_checkpoint_needs_evaluated_checkpoints():
@@ -328,7 +409,15 @@ def test_best_checkpoint_is_loaded_at_the_end(tiny_base_dir, color_splits, tmp_p
     messages = []
     # A learning rate this high makes the validation loss go up again, so the best checkpoint is not the last.
     recipe = lora_recipe(keep_best_checkpoint=True, max_steps=12, eval_steps=4, save_steps=4, learning_rate=0.3)
-    result = train(tiny_base_dir, color_splits, recipe, tmp_path / "adapter", tmp_path / "checkpoints", device="cpu", log=messages.append)
+    result = train(
+        tiny_base_dir,
+        color_splits,
+        recipe,
+        tmp_path / "adapter",
+        tmp_path / "checkpoints",
+        device="cpu",
+        log=messages.append,
+    )
     best_step, best_loss = min(result.val_loss, key=lambda entry: entry[1])
     state = __import__("json").loads((tmp_path / "checkpoints" / "checkpoint-12" / "trainer_state.json").read_text())
     assert state["best_model_checkpoint"].endswith(f"checkpoint-{best_step}")

@@ -45,16 +45,32 @@ def write_project(root: Path, base_dir: Path) -> Path:
     tasks = yaml.safe_load((REPO / "configs" / "tasks.yaml").read_text())["tasks"]
     task = {**tasks[TASK], "sizes": {"train": 300, "validation": 30, "test": 60}}
     (config_dir / "tasks.yaml").write_text(yaml.safe_dump({"tasks": {TASK: task}}))
-    (config_dir / "models.yaml").write_text(yaml.safe_dump({
-        "bases": {"tiny": {"source": "huggingface", "id": str(base_dir)}},
-        "models": {"tiny-full": {"base": "tiny", "recipe": "full"}, "tiny-base": {"base": "tiny"}},
-    }))
-    (config_dir / "experiments.yaml").write_text(yaml.safe_dump({
-        "recipes": {"full": {"method": "full", "epochs": 2, "learning_rate": 1.0e-3, "lr_scheduler": "constant",
-                             "batch_size": 8, "max_seq_length": 128}},
-        "experiments": {"default": {"tasks": [TASK], "models": list(MODELS)}},
-        "evaluation": {"batch_size": 64, "bootstrap_resamples": 200},
-    }))
+    (config_dir / "models.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "bases": {"tiny": {"source": "huggingface", "id": str(base_dir)}},
+                "models": {"tiny-full": {"base": "tiny", "recipe": "full"}, "tiny-base": {"base": "tiny"}},
+            }
+        )
+    )
+    (config_dir / "experiments.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "recipes": {
+                    "full": {
+                        "method": "full",
+                        "epochs": 2,
+                        "learning_rate": 1.0e-3,
+                        "lr_scheduler": "constant",
+                        "batch_size": 8,
+                        "max_seq_length": 128,
+                    }
+                },
+                "experiments": {"default": {"tasks": [TASK], "models": list(MODELS)}},
+                "evaluation": {"batch_size": 64, "bootstrap_resamples": 200},
+            }
+        )
+    )
     return config_dir
 
 
@@ -64,7 +80,9 @@ class GraphQL:
 
     def __call__(self, query: str, **variables) -> dict:
         request = urllib.request.Request(
-            self.url, data=json.dumps({"query": query, "variables": variables}).encode(), headers={"Content-Type": "application/json"}
+            self.url,
+            data=json.dumps({"query": query, "variables": variables}).encode(),
+            headers={"Content-Type": "application/json"},
         )
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
@@ -84,14 +102,25 @@ def dagster_dev(tmp_path_factory, tiny_base_dir):
     dagster_home.mkdir()
     shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
     port = free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "FTASSETS_HOME": str(root / "home"), "FTASSETS_CONFIG_DIR": str(config_dir),
-           "FTASSETS_MLFLOW": "0", "OMP_NUM_THREADS": "1", "DAGSTER_DISABLE_TELEMETRY": "1"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(dagster_home),
+        "FTASSETS_HOME": str(root / "home"),
+        "FTASSETS_CONFIG_DIR": str(config_dir),
+        "FTASSETS_MLFLOW": "0",
+        "OMP_NUM_THREADS": "1",
+        "DAGSTER_DISABLE_TELEMETRY": "1",
+    }
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     sync_model_partitions(instance, MODELS)
     log = open(root / "dagster_dev.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "dagster", "dev", "-m", "ftassets.definitions", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=root,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         graphql = GraphQL(port)
@@ -100,15 +129,25 @@ def dagster_dev(tmp_path_factory, tiny_base_dir):
             assert server.poll() is None, (root / "dagster_dev.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "dagster dev did not serve the code location within 180 s"
             try:
-                locations = graphql("{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus"
-                                    " locationOrLoadError { __typename } } } } }")["workspaceOrError"]["locationEntries"]
+                locations = graphql(
+                    "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus"
+                    " locationOrLoadError { __typename } } } } }"
+                )["workspaceOrError"]["locationEntries"]
                 if locations and all(e["loadStatus"] == "LOADED" for e in locations):
                     assert locations[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation", locations
                     break
             except OSError:
                 pass
             time.sleep(1)
-        yield dict(root=root, port=port, graphql=graphql, instance=instance, config_dir=config_dir, env=env, location=locations[0]["name"])
+        yield dict(
+            root=root,
+            port=port,
+            graphql=graphql,
+            instance=instance,
+            config_dir=config_dir,
+            env=env,
+            location=locations[0]["name"],
+        )
     finally:
         for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
             if server.poll() is None:
@@ -200,9 +239,13 @@ def test_a_graphql_backfill_of_the_comparison_lineage_materializes_a_fine_tune_t
     fine_tuned, base = table.loc[("tiny-full", "finetuned"), "accuracy"], table.loc[("tiny-full", "base"), "accuracy"]
     assert fine_tuned > base, table[["accuracy"]]
     assert table.loc[("tiny-base", "base"), "accuracy"] == base, "the base-only entry scores its base the same way"
-    latest = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=dg.AssetKey("comparison"), asset_partitions=[TASK]), limit=1)
+    latest = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("comparison"), asset_partitions=[TASK]), limit=1
+    )
     summary = latest.records[0].asset_materialization.metadata["summary"]
-    assert isinstance(summary, dg.TableMetadataValue) and len(summary.records) == len(table), "the UI shows the table as a table"
+    assert isinstance(summary, dg.TableMetadataValue) and len(summary.records) == len(table), (
+        "the UI shows the table as a table"
+    )
 
 
 def step_intervals(instance: dg.DagsterInstance, run_ids: list[str]) -> list[tuple[float, float, str]]:
@@ -216,7 +259,9 @@ def step_intervals(instance: dg.DagsterInstance, run_ids: list[str]) -> list[tup
             if event.event_type == dg.DagsterEventType.STEP_START:
                 started[event.step_key] = record.event_log_entry.timestamp
             elif event.event_type in (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE):
-                intervals.append((started[event.step_key], record.event_log_entry.timestamp, f"{run_id[:8]}:{event.step_key}"))
+                intervals.append(
+                    (started[event.step_key], record.event_log_entry.timestamp, f"{run_id[:8]}:{event.step_key}")
+                )
     return sorted(intervals)
 
 
@@ -234,8 +279,13 @@ def test_gpu_pool_steps_of_concurrent_runs_never_overlap(dagster_dev, backfill):
         assert start >= end, f"{next_name} started before {name} ended: the gpu pool let two steps run at once"
 
 
-@pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER), reason="needs Debian chromium and chromium-driver: bash scripts/install_test_tools.sh")
-def test_the_browser_shows_the_asset_graph_and_the_comparisons_latest_materialization(dagster_dev, backfill, tmp_path, chromium):
+@pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="needs Debian chromium and chromium-driver: bash scripts/install_test_tools.sh",
+)
+def test_the_browser_shows_the_asset_graph_and_the_comparisons_latest_materialization(
+    dagster_dev, backfill, tmp_path, chromium
+):
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -243,6 +293,7 @@ def test_the_browser_shows_the_asset_graph_and_the_comparisons_latest_materializ
     driver = chromium
     base = f"http://127.0.0.1:{dagster_dev['port']}"
     DOCS.mkdir(parents=True, exist_ok=True)
+
     def body_text() -> str:
         return driver.find_element(By.TAG_NAME, "body").text
 
@@ -284,8 +335,10 @@ def test_a_file_dropped_while_the_daemon_runs_starts_one_backfill_of_its_tasks_l
     then cancelled: the GraphQL test above already ran such a lineage."""
     drop = dagster_dev["root"] / "incoming" / TASK
     drop.mkdir(parents=True)
-    for name, rows in (("reviews.jsonl", [{"text": "Sturdy, quiet and cheap.", "label": "positive"}]),
-                       ("broken.jsonl", [{"text": "no label"}])):
+    for name, rows in (
+        ("reviews.jsonl", [{"text": "Sturdy, quiet and cheap.", "label": "positive"}]),
+        ("broken.jsonl", [{"text": "no label"}]),
+    ):
         staging = dagster_dev["root"] / f".{name}.tmp"
         staging.write_text("".join(json.dumps(row) + "\n" for row in rows))
         staging.rename(drop / name)
@@ -299,14 +352,21 @@ def test_a_file_dropped_while_the_daemon_runs_starts_one_backfill_of_its_tasks_l
     from ftassets.definitions import build_definitions
 
     data = new.asset_backfill_data or new.get_asset_backfill_data(
-        build_definitions(dagster_dev["config_dir"], dagster_dev["root"] / "home").resolve_asset_graph())
+        build_definitions(dagster_dev["config_dir"], dagster_dev["root"] / "home").resolve_asset_graph()
+    )
     partitions: dict[str, set] = {}
     for asset_partition in data.target_subset.iterate_asset_partitions():
         partitions.setdefault(asset_partition.asset_key.to_user_string(), set()).add(asset_partition.partition_key)
     cells = {str(cell_key(TASK, model)) for model in MODELS}
-    assert partitions.pop("dataset") == {TASK} and partitions.pop("comparison") == {TASK} and partitions.pop("leaderboard") == {None}
+    assert (
+        partitions.pop("dataset") == {TASK}
+        and partitions.pop("comparison") == {TASK}
+        and partitions.pop("leaderboard") == {None}
+    )
     assert partitions and all({str(key) for key in keys} == cells for keys in partitions.values()), partitions
-    assert set(partitions) == set(backfill["lineage"]) - {"dataset", "base_model", "comparison"}, "every cell asset, no base_model"
+    assert set(partitions) == set(backfill["lineage"]) - {"dataset", "base_model", "comparison"}, (
+        "every cell asset, no base_model"
+    )
     assert [p.name.split("-", 2)[-1] for p in (drop / "accepted").glob("*.jsonl")] == ["reviews.jsonl"]
     (reason,) = (drop / "rejected").glob("*.reason.txt")
     assert "line 1: field 'label'" in reason.read_text()

@@ -24,19 +24,32 @@ ENTRY = "ftassets.azure.azureml_entry"
 PIPES_URL_VARIABLE = "FTASSETS_PIPES_STORAGE_URL"
 
 
-def training_command(settings: AzureMLSettings, request: Any, recipe_path: Path, code_dir: Path, *, display_name: str,
-                     pipes_storage_url: str, tags: dict[str, str] | None = None):
+def training_command(
+    settings: AzureMLSettings,
+    request: Any,
+    recipe_path: Path,
+    code_dir: Path,
+    *,
+    display_name: str,
+    pipes_storage_url: str,
+    tags: dict[str, str] | None = None,
+):
     """The ``azure.ai.ml`` command job training ``request`` (a ``TrainingRequest``) with the settings' distribution."""
     from azure.ai.ml import Input, MpiDistribution, Output, PyTorchDistribution, command
 
     per_instance = settings.process_count_per_instance
-    distribution = (PyTorchDistribution(process_count_per_instance=per_instance) if settings.distribution == "pytorch"
-                    else MpiDistribution(process_count_per_instance=per_instance))
+    distribution = (
+        PyTorchDistribution(process_count_per_instance=per_instance)
+        if settings.distribution == "pytorch"
+        else MpiDistribution(process_count_per_instance=per_instance)
+    )
     return command(
         code=str(code_dir),
-        command=("pip install --quiet --no-deps . && python -m " + ENTRY + " --recipe ${{inputs.recipe}} "
-                 "--base ${{inputs.base_model}} --splits ${{inputs.tokenized_splits}} "
-                 "--out ${{outputs.adapter}} --checkpoints ${{outputs.checkpoints}}"),
+        command=(
+            "pip install --quiet --no-deps . && python -m " + ENTRY + " --recipe ${{inputs.recipe}} "
+            "--base ${{inputs.base_model}} --splits ${{inputs.tokenized_splits}} "
+            "--out ${{outputs.adapter}} --checkpoints ${{outputs.checkpoints}}"
+        ),
         inputs={
             "base_model": Input(type="uri_folder", path=str(request.base_dir)),
             "tokenized_splits": Input(type="uri_folder", path=str(request.splits_dir)),
@@ -70,8 +83,10 @@ def workspace_clients(azure: AzureFile) -> tuple[Any, Any, str]:
     from ftassets.azure.clients import blob_service, ml_client
 
     settings = azure.azure_ml
-    values = require_variables([azure.subscription_id_env, azure.resource_group_env, settings.workspace_env, settings.pipes_storage_url_env],
-                               "training on Azure ML (configs/azure.yaml azure_ml)")
+    values = require_variables(
+        [azure.subscription_id_env, azure.resource_group_env, settings.workspace_env, settings.pipes_storage_url_env],
+        "training on Azure ML (configs/azure.yaml azure_ml)",
+    )
     pipes_url = values[settings.pipes_storage_url_env]
     return ml_client(azure, values[settings.workspace_env]), blob_service(pipes_url), pipes_url
 

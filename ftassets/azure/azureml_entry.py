@@ -22,10 +22,20 @@ def main(argv: list[str]) -> int:
     for flag in ("--recipe", "--base", "--splits", "--out", "--checkpoints"):
         parser.add_argument(flag, required=True)
     args = parser.parse_args(argv)
-    request = TrainingRequest(base_dir=args.base, splits_dir=args.splits, recipe=json.loads(Path(args.recipe).read_text()),
-                              out_dir=args.out, checkpoint_dir=args.checkpoints, device=resolve_device("auto"))
+    request = TrainingRequest(
+        base_dir=args.base,
+        splits_dir=args.splits,
+        recipe=json.loads(Path(args.recipe).read_text()),
+        out_dir=args.out,
+        checkpoint_dir=args.checkpoints,
+        device=resolve_device("auto"),
+    )
     rank = int(os.environ.get("RANK", "0"))
-    with (_pipes(os.environ[PIPES_URL_VARIABLE]) if rank == 0 and DAGSTER_PIPES_CONTEXT_ENV_VAR in os.environ else nullcontext()) as pipes:
+    with (
+        _pipes(os.environ[PIPES_URL_VARIABLE])
+        if rank == 0 and DAGSTER_PIPES_CONTEXT_ENV_VAR in os.environ
+        else nullcontext()
+    ) as pipes:
         log = pipes.log.info if pipes else (lambda line: print(f"[rank {rank}] {line}", flush=True))
         result = run(request, log)
         if rank == 0:
@@ -41,8 +51,10 @@ def _pipes(storage_url: str):
     from ftassets.azure.clients import blob_service
 
     client = blob_service(storage_url)
-    return open_dagster_pipes(context_loader=PipesAzureBlobStorageContextLoader(client=client),
-                              message_writer=PipesAzureBlobStorageMessageWriter(client=client))
+    return open_dagster_pipes(
+        context_loader=PipesAzureBlobStorageContextLoader(client=client),
+        message_writer=PipesAzureBlobStorageMessageWriter(client=client),
+    )
 
 
 if __name__ == "__main__":

@@ -62,7 +62,9 @@ def openai_client(target: ApiTarget):
     if target.api == "v1":
         return OpenAI(base_url=f"{target.url}/openai/v1/", api_key=target.secret or token_provider, **common)
     if token_provider is not None:
-        return AzureOpenAI(azure_endpoint=target.url, api_version=target.api_version, azure_ad_token_provider=token_provider, **common)
+        return AzureOpenAI(
+            azure_endpoint=target.url, api_version=target.api_version, azure_ad_token_provider=token_provider, **common
+        )
     return AzureOpenAI(azure_endpoint=target.url, api_version=target.api_version, api_key=target.secret, **common)
 
 
@@ -81,9 +83,15 @@ class AccountRef:
 
 
 def account_ref(azure: AzureFile) -> AccountRef:
-    values = require_variables(management_variables(azure), "deploying or deleting a fine-tuned model (configs/azure.yaml)")
-    return AccountRef(values[azure.subscription_id_env], values[azure.resource_group_env], values[azure.account_name_env],
-                      azure.management_url.rstrip("/"))
+    values = require_variables(
+        management_variables(azure), "deploying or deleting a fine-tuned model (configs/azure.yaml)"
+    )
+    return AccountRef(
+        values[azure.subscription_id_env],
+        values[azure.resource_group_env],
+        values[azure.account_name_env],
+        azure.management_url.rstrip("/"),
+    )
 
 
 def management_client(azure: AzureFile, account: AccountRef):
@@ -123,19 +131,33 @@ def ml_client(azure: AzureFile, workspace: str, **kwargs: Any):
     a custom cloud; its credential is ``$AZURE_MANAGEMENT_TOKEN`` when set, else DefaultAzureCredential."""
     from azure.ai.ml import MLClient
 
-    values = require_variables([azure.subscription_id_env, azure.resource_group_env], "the Azure ML workspace (configs/azure.yaml)")
+    values = require_variables(
+        [azure.subscription_id_env, azure.resource_group_env], "the Azure ML workspace (configs/azure.yaml)"
+    )
     url = azure.management_url.rstrip("/")
     if url != PUBLIC_MANAGEMENT_URL:
         cloud = "ftassets-" + urlparse(url).netloc.replace(":", "-").replace(".", "-")
-        kwargs.update(cloud=cloud, cloud_metadata={
-            "azure_portal": "https://portal.azure.com/", "resource_manager": url + "/",
-            "active_directory": "https://login.microsoftonline.com/", "aml_resource_id": "https://ml.azure.com/",
-            "storage_endpoint": "core.windows.net", "registry_discovery_endpoint": url + "/",
-        })
+        kwargs.update(
+            cloud=cloud,
+            cloud_metadata={
+                "azure_portal": "https://portal.azure.com/",
+                "resource_manager": url + "/",
+                "active_directory": "https://login.microsoftonline.com/",
+                "aml_resource_id": "https://ml.azure.com/",
+                "storage_endpoint": "core.windows.net",
+                "registry_discovery_endpoint": url + "/",
+            },
+        )
     if is_loopback(url):
         kwargs["per_call_policies"] = [_plain_http_on_loopback()]
-    return MLClient(azure_credential(azure.management_token_env), values[azure.subscription_id_env], values[azure.resource_group_env],
-                    workspace, show_progress=False, **kwargs)
+    return MLClient(
+        azure_credential(azure.management_token_env),
+        values[azure.subscription_id_env],
+        values[azure.resource_group_env],
+        workspace,
+        show_progress=False,
+        **kwargs,
+    )
 
 
 def blob_service(url: str, credential: Any = None):

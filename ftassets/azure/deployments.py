@@ -10,8 +10,9 @@ its model entry and task), so ``teardown`` finds and deletes them, all or by nam
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ftassets.azure.clients import AccountRef, call_options
 
@@ -49,12 +50,24 @@ def deployment_name(model_entry: str, task: str, fingerprint: str) -> str:
 def expiry_note(sku: str) -> str:
     if sku == "DeveloperTier":
         return f"Developer tier: no hosting fee; Azure deletes it {DEVELOPER_TIER_LIFETIME_HOURS} h after creation"
-    return (f"bills hosting per hour until deleted (Azure deletes it after {IDLE_DELETION_DAYS} days without calls); "
-            "run the azure_teardown job when done")
+    return (
+        f"bills hosting per hour until deleted (Azure deletes it after {IDLE_DELETION_DAYS} days without calls); "
+        "run the azure_teardown job when done"
+    )
 
 
-def deploy(mgmt: Any, account: AccountRef, name: str, model: str, *, sku: str, capacity: int, hosting_per_hour_usd: float,
-           tags: dict[str, str], log: Callable[[str], None]) -> DeploymentRecord:
+def deploy(
+    mgmt: Any,
+    account: AccountRef,
+    name: str,
+    model: str,
+    *,
+    sku: str,
+    capacity: int,
+    hosting_per_hour_usd: float,
+    tags: dict[str, str],
+    log: Callable[[str], None],
+) -> DeploymentRecord:
     """Create (or update) deployment ``name`` serving ``model`` and wait until it is provisioned."""
     from azure.mgmt.cognitiveservices.models import Deployment, DeploymentModel, DeploymentProperties, Sku
 
@@ -64,26 +77,43 @@ def deploy(mgmt: Any, account: AccountRef, name: str, model: str, *, sku: str, c
         properties=DeploymentProperties(model=DeploymentModel(format="OpenAI", name=model, version="1")),
     )
     log(f"deploying {model} as {name!r} ({sku}, capacity {capacity}; hosting ${hosting_per_hour_usd:.2f}/h)")
-    poller = mgmt.deployments.begin_create_or_update(account.resource_group, account.account, name, body,
-                                                     polling_interval=1, **call_options(account))
+    poller = mgmt.deployments.begin_create_or_update(
+        account.resource_group, account.account, name, body, polling_interval=1, **call_options(account)
+    )
     deployed = poller.result()
     state = deployed.properties.provisioning_state
     if state != "Succeeded":
         raise RuntimeError(f"deployment {name!r} of {model} ended provisioning as {state!r}")
     log(f"deployment {name!r} is ready; {expiry_note(sku)}")
-    return DeploymentRecord(name=name, model=model, sku=sku, capacity=capacity, hosting_per_hour_usd=hosting_per_hour_usd,
-                            created_at=time.time(), account=account.account, resource_group=account.resource_group,
-                            expires=expiry_note(sku))
+    return DeploymentRecord(
+        name=name,
+        model=model,
+        sku=sku,
+        capacity=capacity,
+        hosting_per_hour_usd=hosting_per_hour_usd,
+        created_at=time.time(),
+        account=account.account,
+        resource_group=account.resource_group,
+        expires=expiry_note(sku),
+    )
 
 
 def managed_deployments(mgmt: Any, account: AccountRef) -> list[Any]:
     """The account's deployments that ftassets created (by tag)."""
-    return [d for d in mgmt.deployments.list(account.resource_group, account.account, **call_options(account))
-            if (d.tags or {}).get(MANAGED_TAG) == MANAGED_VALUE]
+    return [
+        d
+        for d in mgmt.deployments.list(account.resource_group, account.account, **call_options(account))
+        if (d.tags or {}).get(MANAGED_TAG) == MANAGED_VALUE
+    ]
 
 
-def teardown(mgmt: Any, account: AccountRef, names: list[str] | None, log: Callable[[str], None],
-             hosting_per_hour: Callable[[str], float | None] = lambda model: None) -> list[dict[str, Any]]:
+def teardown(
+    mgmt: Any,
+    account: AccountRef,
+    names: list[str] | None,
+    log: Callable[[str], None],
+    hosting_per_hour: Callable[[str], float | None] = lambda model: None,
+) -> list[dict[str, Any]]:
     """Delete the ftassets deployments named (all of them when ``names`` is None); what each cost while it ran
     is estimated from its creation time and the hosting price of its model."""
     deleted = []
@@ -95,12 +125,17 @@ def teardown(mgmt: Any, account: AccountRef, names: list[str] | None, log: Calla
         hours = (time.time() - created.timestamp()) / 3600 if created else None
         model = deployment.properties.model.name
         price = hosting_per_hour(model) if deployment.sku.name != "DeveloperTier" else 0.0
-        mgmt.deployments.begin_delete(account.resource_group, account.account, deployment.name, polling_interval=1,
-                                      **call_options(account)).result()
+        mgmt.deployments.begin_delete(
+            account.resource_group, account.account, deployment.name, polling_interval=1, **call_options(account)
+        ).result()
         cost = hours * price if hours is not None and price is not None else None
-        log(f"deleted deployment {deployment.name!r} ({model}, {deployment.sku.name})"
-            + (f": up {hours:.2f} h, about ${cost:.2f} of hosting" if cost is not None else ""))
-        deleted.append({"name": deployment.name, "model": model, "sku": deployment.sku.name, "hours": hours, "hosting_usd": cost})
+        log(
+            f"deleted deployment {deployment.name!r} ({model}, {deployment.sku.name})"
+            + (f": up {hours:.2f} h, about ${cost:.2f} of hosting" if cost is not None else "")
+        )
+        deleted.append(
+            {"name": deployment.name, "model": model, "sku": deployment.sku.name, "hours": hours, "hosting_usd": cost}
+        )
     if wanted:
         for name in sorted(wanted - {d["name"] for d in deleted}):
             log(f"deployment {name!r} not found among the ftassets deployments of {account.account}: nothing to delete")

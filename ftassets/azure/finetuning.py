@@ -16,16 +16,23 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ftassets.training.tokenize import chat_messages
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 MIN_TRAINING_EXAMPLES = 10
-RESULT_COLUMNS = ("train_loss", "train_mean_token_accuracy", "valid_loss", "valid_mean_token_accuracy",
-                  "full_valid_loss", "full_valid_mean_token_accuracy")
+RESULT_COLUMNS = (
+    "train_loss",
+    "train_mean_token_accuracy",
+    "valid_loss",
+    "valid_mean_token_accuracy",
+    "full_valid_loss",
+    "full_valid_mean_token_accuracy",
+)
 
 
 class FineTuningError(RuntimeError):
@@ -65,11 +72,15 @@ def chat_records(rows: list[dict[str, Any]], system_prompt: str | None) -> list[
     return [{"messages": chat_messages(row["prompt"], row["answer"], system_prompt)} for row in rows]
 
 
-def export_chat_jsonl(splits: dict[str, list[dict[str, Any]]], system_prompt: str | None, out_dir: Path) -> dict[str, Path]:
+def export_chat_jsonl(
+    splits: dict[str, list[dict[str, Any]]], system_prompt: str | None, out_dir: Path
+) -> dict[str, Path]:
     """``train.jsonl`` and ``validation.jsonl`` in ``out_dir``, in Azure's chat fine-tuning format."""
     if len(splits["train"]) < MIN_TRAINING_EXAMPLES:
-        raise FineTuningError(f"the train split has {len(splits['train'])} examples; Azure OpenAI fine-tuning needs at "
-                              f"least {MIN_TRAINING_EXAMPLES}: raise sizes.train of the task in tasks.yaml")
+        raise FineTuningError(
+            f"the train split has {len(splits['train'])} examples; Azure OpenAI fine-tuning needs at "
+            f"least {MIN_TRAINING_EXAMPLES}: raise sizes.train of the task in tasks.yaml"
+        )
     paths = {}
     for name in ("train", "validation"):
         paths[name] = out_dir / f"{name}.jsonl"
@@ -87,7 +98,10 @@ def job_request(model: str, recipe: Any, training_file: str, validation_file: st
     if recipe.learning_rate_multiplier is not None:
         hyperparameters["learning_rate_multiplier"] = recipe.learning_rate_multiplier
     request = {
-        "model": model, "training_file": training_file, "suffix": recipe.suffix, "seed": recipe.seed,
+        "model": model,
+        "training_file": training_file,
+        "suffix": recipe.suffix,
+        "seed": recipe.seed,
         "method": {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}},
         "extra_body": {"trainingType": recipe.training_type},
     }
@@ -102,14 +116,24 @@ def upload(client: Any, path: Path, poll_interval_s: float, log: Callable[[str],
     log(f"uploaded {path.name} ({created.bytes} bytes) as {created.id}; waiting for Azure to process it")
     processed = client.files.wait_for_processing(created.id, poll_interval=poll_interval_s)
     if processed.status != "processed":
-        raise FineTuningError(f"{path.name} ({created.id}) was not accepted: status {processed.status!r} "
-                              f"{getattr(processed, 'status_details', '') or ''}")
+        raise FineTuningError(
+            f"{path.name} ({created.id}) was not accepted: status {processed.status!r} "
+            f"{getattr(processed, 'status_details', '') or ''}"
+        )
     return created.id
 
 
 def run_fine_tuning(
-    client: Any, model: str, recipe: Any, files: dict[str, Path], *, poll_interval_s: float, timeout_s: float,
-    log: Callable[[str], None], sleep: Callable[[float], None] = time.sleep, resume_job_id: str | None = None,
+    client: Any,
+    model: str,
+    recipe: Any,
+    files: dict[str, Path],
+    *,
+    poll_interval_s: float,
+    timeout_s: float,
+    log: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+    resume_job_id: str | None = None,
     on_created: Callable[[str], None] = lambda job_id: None,
 ) -> FineTuneOutcome:
     """Upload, create the job, follow it to a terminal status, and read back its results.
@@ -126,7 +150,9 @@ def run_fine_tuning(
         validation_file = upload(client, files["validation"], poll_interval_s, log) if files.get("validation") else None
         job = client.fine_tuning.jobs.create(**job_request(model, recipe, training_file, validation_file))
         on_created(job.id)
-        log(f"fine-tuning job {job.id} created for {model} (trainingType {recipe.training_type}, seed {recipe.seed}); status {job.status}")
+        log(
+            f"fine-tuning job {job.id} created for {model} (trainingType {recipe.training_type}, seed {recipe.seed}); status {job.status}"
+        )
     seen_events: set[str] = set()
     events: list[dict[str, Any]] = []
     statuses = [job.status]
@@ -140,8 +166,10 @@ def run_fine_tuning(
             if job.status in TERMINAL_STATUSES:
                 break
             if time.monotonic() - started > timeout_s:
-                raise FineTuningError(f"job {job.id} still {job.status!r} after {timeout_s / 3600:.1f} h "
-                                      "(azure.yaml fine_tuning.timeout_hours); cancelled")
+                raise FineTuningError(
+                    f"job {job.id} still {job.status!r} after {timeout_s / 3600:.1f} h "
+                    "(azure.yaml fine_tuning.timeout_hours); cancelled"
+                )
             sleep(poll_interval_s)
     except BaseException:
         if job.status not in TERMINAL_STATUSES:
@@ -152,13 +180,26 @@ def run_fine_tuning(
         reason = getattr(job.error, "message", None) or "no reason given"
         raise FineTuningError(f"fine-tuning job {job.id} ended {job.status}: {reason}")
     results = read_results(client, job.result_files[0]) if job.result_files else []
-    checkpoints = [{"step": c.step_number, "model": c.fine_tuned_model_checkpoint, "metrics": _plain(c.metrics)}
-                   for c in client.fine_tuning.jobs.checkpoints.list(job.id)]
-    log(f"job {job.id} succeeded: {job.fine_tuned_model} ({job.trained_tokens} trained tokens, {len(results)} result rows)")
+    checkpoints = [
+        {"step": c.step_number, "model": c.fine_tuned_model_checkpoint, "metrics": _plain(c.metrics)}
+        for c in client.fine_tuning.jobs.checkpoints.list(job.id)
+    ]
+    log(
+        f"job {job.id} succeeded: {job.fine_tuned_model} ({job.trained_tokens} trained tokens, {len(results)} result rows)"
+    )
     return FineTuneOutcome(
-        job_id=job.id, model=model, fine_tuned_model=job.fine_tuned_model, status=job.status, trained_tokens=job.trained_tokens,
-        training_file_id=training_file, validation_file_id=validation_file, hyperparameters=_plain(job.hyperparameters),
-        seconds=time.monotonic() - started, events=events, statuses_seen=statuses, results=results,
+        job_id=job.id,
+        model=model,
+        fine_tuned_model=job.fine_tuned_model,
+        status=job.status,
+        trained_tokens=job.trained_tokens,
+        training_file_id=training_file,
+        validation_file_id=validation_file,
+        hyperparameters=_plain(job.hyperparameters),
+        seconds=time.monotonic() - started,
+        events=events,
+        statuses_seen=statuses,
+        results=results,
         checkpoints=sorted(checkpoints, key=lambda c: c["step"]),
     )
 
@@ -195,13 +236,25 @@ def log_to_mlflow(run: Any, outcome: FineTuneOutcome) -> None:
 
     client = MlflowClient(tracking_uri=run.tracking_uri)
     now = int(time.time() * 1000)
-    metrics = [Metric(f"train/{k.removeprefix('train_')}" if k.startswith("train_") else f"eval/{k.removeprefix('valid_')}",
-                      value, now, int(row["step"]))
-               for row in outcome.results for k, value in row.items() if k in RESULT_COLUMNS and value is not None]
-    metrics += [Metric(f"checkpoint/{k}", float(v), now, int(c["step"])) for c in outcome.checkpoints
-                for k, v in c["metrics"].items() if isinstance(v, (int, float)) and k != "step"]
+    metrics = [
+        Metric(
+            f"train/{k.removeprefix('train_')}" if k.startswith("train_") else f"eval/{k.removeprefix('valid_')}",
+            value,
+            now,
+            int(row["step"]),
+        )
+        for row in outcome.results
+        for k, value in row.items()
+        if k in RESULT_COLUMNS and value is not None
+    ]
+    metrics += [
+        Metric(f"checkpoint/{k}", float(v), now, int(c["step"]))
+        for c in outcome.checkpoints
+        for k, v in c["metrics"].items()
+        if isinstance(v, (int, float)) and k != "step"
+    ]
     for start in range(0, len(metrics), 1000):
-        client.log_batch(run.run_id, metrics=metrics[start:start + 1000])
+        client.log_batch(run.run_id, metrics=metrics[start : start + 1000])
 
 
 def _plain(value: Any) -> Any:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ftassets.azure.clients import account_ref, management_client, openai_client
 from ftassets.azure.deployments import DeploymentRecord, deploy, deployment_name
@@ -28,13 +29,25 @@ class CloudFineTune:
 
     def manifest_facts(self) -> dict[str, Any]:
         job = self.outcome.to_dict()
-        return {"job": {k: v for k, v in job.items() if k not in ("results", "events")}, "deployment": self.deployment.to_dict(),
-                "training_cost_usd": self.training_cost_usd, "pricing_as_of": self.pricing_as_of}
+        return {
+            "job": {k: v for k, v in job.items() if k not in ("results", "events")},
+            "deployment": self.deployment.to_dict(),
+            "training_cost_usd": self.training_cost_usd,
+            "pricing_as_of": self.pricing_as_of,
+        }
 
 
 def fine_tune_and_deploy(
-    project: ProjectConfig, model: str, task_name: str, recipe: Any, splits: dict[str, list[dict[str, Any]]], out_dir: Path,
-    fingerprint: str, log: Callable[[str], None], sleep: Callable[[float], None] = time.sleep, work_dir: Path | None = None,
+    project: ProjectConfig,
+    model: str,
+    task_name: str,
+    recipe: Any,
+    splits: dict[str, list[dict[str, Any]]],
+    out_dir: Path,
+    fingerprint: str,
+    log: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+    work_dir: Path | None = None,
 ) -> CloudFineTune:
     """Train ``recipe`` on Azure OpenAI for one cell and deploy the result; files land in ``out_dir``:
     ``train.jsonl``, ``validation.jsonl``, ``results.csv``, ``events.json``, ``job.json``, ``deployment.json``.
@@ -64,18 +77,37 @@ def fine_tune_and_deploy(
             marker.write_text(json.dumps({"fingerprint": fingerprint, "job_id": job_id}))
 
     with openai_client(target) as client:
-        outcome = run_fine_tuning(client, training_model, recipe, files, poll_interval_s=settings.poll_interval_s,
-                                  timeout_s=settings.timeout_hours * 3600, log=log, sleep=sleep, on_created=remember,
-                                  resume_job_id=earlier.get("job_id") if earlier.get("fingerprint") == fingerprint else None)
+        outcome = run_fine_tuning(
+            client,
+            training_model,
+            recipe,
+            files,
+            poll_interval_s=settings.poll_interval_s,
+            timeout_s=settings.timeout_hours * 3600,
+            log=log,
+            sleep=sleep,
+            on_created=remember,
+            resume_job_id=earlier.get("job_id") if earlier.get("fingerprint") == fingerprint else None,
+        )
     _write_results(out_dir, outcome)
     pricing = settings.pricing.get(model_family(spec.model))
-    hosting = 0.0 if recipe.deployment_sku == "DeveloperTier" else (pricing.hosting_per_hour if pricing else float("nan"))
+    hosting = (
+        0.0 if recipe.deployment_sku == "DeveloperTier" else (pricing.hosting_per_hour if pricing else float("nan"))
+    )
     if pricing is None:
         log(f"no fine_tuning.pricing.{model_family(spec.model)} in azure.yaml: training and hosting cost are unknown")
     with management_client(project.azure, account) as mgmt:
-        record = deploy(mgmt, account, deployment_name(model, task_name, fingerprint), outcome.fine_tuned_model,
-                        sku=recipe.deployment_sku, capacity=recipe.deployment_capacity, hosting_per_hour_usd=hosting,
-                        tags={"ftassets-model": model, "ftassets-task": task_name}, log=log)
+        record = deploy(
+            mgmt,
+            account,
+            deployment_name(model, task_name, fingerprint),
+            outcome.fine_tuned_model,
+            sku=recipe.deployment_sku,
+            capacity=recipe.deployment_capacity,
+            hosting_per_hour_usd=hosting,
+            tags={"ftassets-model": model, "ftassets-task": task_name},
+            log=log,
+        )
     (out_dir / "deployment.json").write_text(json.dumps(record.to_dict(), indent=2))
     if marker:
         marker.unlink(missing_ok=True)
@@ -89,11 +121,14 @@ def _write_results(out_dir: Path, outcome: FineTuneOutcome) -> None:
     if outcome.results:
         pd.DataFrame(outcome.results).to_csv(out_dir / "results.csv", index=False)
     (out_dir / "events.json").write_text(json.dumps(outcome.events, indent=2))
-    (out_dir / "job.json").write_text(json.dumps({k: v for k, v in outcome.to_dict().items() if k != "events"}, indent=2, default=str))
+    (out_dir / "job.json").write_text(
+        json.dumps({k: v for k, v in outcome.to_dict().items() if k != "events"}, indent=2, default=str)
+    )
 
 
 def hosting_price(project: ProjectConfig) -> Callable[[str], float | None]:
     """Hosting USD per hour of a deployed fine-tune, by its model id (``gpt-4.1-mini-2025-04-14.ft-...``)."""
+
     def price(model: str) -> float | None:
         pricing = project.azure.fine_tuning.pricing.get(model_family(model))
         return pricing.hosting_per_hour if pricing else None
@@ -101,7 +136,9 @@ def hosting_price(project: ProjectConfig) -> Callable[[str], float | None]:
     return price
 
 
-def teardown_deployments(project: ProjectConfig, names: list[str] | None, log: Callable[[str], None]) -> list[dict[str, Any]]:
+def teardown_deployments(
+    project: ProjectConfig, names: list[str] | None, log: Callable[[str], None]
+) -> list[dict[str, Any]]:
     """Delete what ftassets left billing: the Azure OpenAI account's fine-tuned deployments and the Azure ML workspace's
     serverless endpoints, each plane whose variables are set (neither set: fail naming both)."""
     import os
@@ -111,13 +148,23 @@ def teardown_deployments(project: ProjectConfig, names: list[str] | None, log: C
     from ftassets.azure.settings import MissingCredentials, management_variables
 
     azure = project.azure
-    planes = {"Azure OpenAI deployments": management_variables(azure),
-              "Azure ML serverless endpoints": [azure.subscription_id_env, azure.resource_group_env, azure.azure_ml.workspace_env]}
+    planes = {
+        "Azure OpenAI deployments": management_variables(azure),
+        "Azure ML serverless endpoints": [
+            azure.subscription_id_env,
+            azure.resource_group_env,
+            azure.azure_ml.workspace_env,
+        ],
+    }
     configured = [plane for plane, names_ in planes.items() if all(os.environ.get(n) for n in names_)]
     if not configured:
-        raise MissingCredentials("deleting what ftassets deployed needs " + " or ".join(
-            f"{', '.join('$' + n for n in variables)} (for {plane})" for plane, variables in planes.items())
-            + "; export one of these sets (the names are configured in configs/azure.yaml) and run again")
+        raise MissingCredentials(
+            "deleting what ftassets deployed needs "
+            + " or ".join(
+                f"{', '.join('$' + n for n in variables)} (for {plane})" for plane, variables in planes.items()
+            )
+            + "; export one of these sets (the names are configured in configs/azure.yaml) and run again"
+        )
     deleted: list[dict[str, Any]] = []
     if "Azure OpenAI deployments" in configured:
         account = account_ref(azure)

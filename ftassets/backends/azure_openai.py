@@ -19,7 +19,13 @@ class AzureOpenAIBackend(OpenAICompatibleBackend):
     def __init__(self, target: ApiTarget, *, name: str, client: Any = None, **kwargs: Any) -> None:
         self.target = target
         super().__init__(
-            client or openai_client(target), target.deployment, name=name, reasoning_model=target.reasoning_model,
-            reasoning_effort=target.reasoning_effort, verbosity=target.verbosity, concurrency=target.concurrency,
-            pricing=target.pricing, **kwargs,
+            client or openai_client(target),
+            target.deployment,
+            name=name,
+            reasoning_model=target.reasoning_model,
+            reasoning_effort=target.reasoning_effort,
+            verbosity=target.verbosity,
+            concurrency=target.concurrency,
+            pricing=target.pricing,
+            **kwargs,
         )

@@ -40,7 +40,7 @@ class ModelBackend(ABC):
     def close(self) -> None:
         """Release the model, connection or server process."""
 
-    def __enter__(self) -> "ModelBackend":
+    def __enter__(self) -> ModelBackend:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -19,8 +19,13 @@ def api_backend(target: ApiTarget, name: str) -> OpenAICompatibleBackend:
     if target.source == "azure_openai":
         return AzureOpenAIBackend(target, name=name)
     return OpenAICompatibleBackend(
-        openai_client(target), target.model, name=name, reasoning_model=target.reasoning_model,
-        reasoning_effort=target.reasoning_effort, verbosity=target.verbosity, concurrency=target.concurrency,
+        openai_client(target),
+        target.model,
+        name=name,
+        reasoning_model=target.reasoning_model,
+        reasoning_effort=target.reasoning_effort,
+        verbosity=target.verbosity,
+        concurrency=target.concurrency,
         pricing=target.pricing,
     )
 
@@ -32,11 +37,18 @@ def backend_for_base(project: ProjectConfig, base: str, base_dir: Path, device: 
         return api_backend(resolve_base(project, base), name=base)
     from ftassets.backends.local_hf import LocalHFBackend
 
-    return LocalHFBackend(model_dir=base_dir, device=device, batch_size=settings.batch_size,
-                          max_batch_tokens=settings.max_batch_tokens, name=base_dir.name)
+    return LocalHFBackend(
+        model_dir=base_dir,
+        device=device,
+        batch_size=settings.batch_size,
+        max_batch_tokens=settings.max_batch_tokens,
+        name=base_dir.name,
+    )
 
 
-def backend_for_cloud_finetune(project: ProjectConfig, base: str, adapter_manifest: dict[str, Any], name: str) -> ModelBackend:
+def backend_for_cloud_finetune(
+    project: ProjectConfig, base: str, adapter_manifest: dict[str, Any], name: str
+) -> ModelBackend:
     """The deployment a cloud fine-tune was deployed to, at the fine-tuned price (``fine_tuning.pricing.<model>.inference``
     in azure.yaml), else its base model's."""
     from dataclasses import replace

@@ -42,8 +42,17 @@ def free_port(host: str = "127.0.0.1") -> int:
 class LlamaCppServer:
     """``with LlamaCppServer(path) as server: server.base_url`` serves ``path`` until the block ends."""
 
-    def __init__(self, model_path: Path, *, alias: str | None = None, n_ctx: int = 2048, threads: int = 2,
-                 host: str = "127.0.0.1", port: int | None = None, startup_timeout_s: float = 120.0) -> None:
+    def __init__(
+        self,
+        model_path: Path,
+        *,
+        alias: str | None = None,
+        n_ctx: int = 2048,
+        threads: int = 2,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        startup_timeout_s: float = 120.0,
+    ) -> None:
         self.model_path = Path(model_path)
         if not self.model_path.is_file():
             raise FileNotFoundError(f"GGUF file {self.model_path} does not exist; materialize gguf_export for it first")
@@ -58,10 +67,29 @@ class LlamaCppServer:
         return f"http://{self.host}:{self.port}/v1"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "ftassets.backends.llama_cpp_server", "--model", str(self.model_path),
-                "--model_alias", self.alias, "--host", self.host, "--port", str(self.port), "--n_ctx", str(self.n_ctx),
-                "--n_threads", str(self.threads), "--n_threads_batch", str(self.threads), "--chat_format", TEMPLATE_CHAT_FORMAT,
-                "--verbose", "false"]
+        return [
+            sys.executable,
+            "-m",
+            "ftassets.backends.llama_cpp_server",
+            "--model",
+            str(self.model_path),
+            "--model_alias",
+            self.alias,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            str(self.n_ctx),
+            "--n_threads",
+            str(self.threads),
+            "--n_threads_batch",
+            str(self.threads),
+            "--chat_format",
+            TEMPLATE_CHAT_FORMAT,
+            "--verbose",
+            "false",
+        ]
 
     def start(self) -> LlamaCppServer:
         self.port = self.port or free_port(self.host)
@@ -71,7 +99,9 @@ class LlamaCppServer:
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                message = f"llama_cpp.server for {self.model_path} exited with {self.process.returncode}: {self.log_tail()}"
+                message = (
+                    f"llama_cpp.server for {self.model_path} exited with {self.process.returncode}: {self.log_tail()}"
+                )
                 self.stop()
                 raise ServerStartError(message)
             try:
@@ -82,7 +112,9 @@ class LlamaCppServer:
                 pass
             time.sleep(0.1)
         self.stop()
-        raise ServerStartError(f"llama_cpp.server for {self.model_path} did not answer within {self.startup_timeout_s:.0f} s")
+        raise ServerStartError(
+            f"llama_cpp.server for {self.model_path} did not answer within {self.startup_timeout_s:.0f} s"
+        )
 
     def peak_memory_mb(self) -> float:
         """The server process's peak resident memory (VmHWM), where /proc has it."""
@@ -131,8 +163,13 @@ class LlamaCppServerBackend(OpenAICompatibleBackend):
     def __init__(self, server: LlamaCppServer, *, name: str, timeout_s: float = 300.0) -> None:
         from openai import DefaultHttpx2Client, OpenAI
 
-        client = OpenAI(base_url=server.base_url, api_key="not-needed-locally", timeout=timeout_s, max_retries=0,
-                        http_client=DefaultHttpx2Client(trust_env=False))
+        client = OpenAI(
+            base_url=server.base_url,
+            api_key="not-needed-locally",
+            timeout=timeout_s,
+            max_retries=0,
+            http_client=DefaultHttpx2Client(trust_env=False),
+        )
         super().__init__(client, server.alias, name=name, concurrency=1, stream=False)
         self.server = server
 

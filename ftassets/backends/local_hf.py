@@ -36,9 +36,18 @@ from ftassets.training.tokenize import encode_chats, stop_token_ids
 class LocalHFBackend(ModelBackend):
     """Either pass a loaded ``model`` and ``tokenizer`` (kept on their device), or a ``model_dir`` to load."""
 
-    def __init__(self, model: torch.nn.Module | None = None, tokenizer=None, *, model_dir: Path | None = None,
-                 device: str = "auto", batch_size: int = 128, max_batch_tokens: int = 16384, name: str = "local",
-                 prefix_cache: bool = True) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module | None = None,
+        tokenizer=None,
+        *,
+        model_dir: Path | None = None,
+        device: str = "auto",
+        batch_size: int = 128,
+        max_batch_tokens: int = 16384,
+        name: str = "local",
+        prefix_cache: bool = True,
+    ) -> None:
         if (model is None) == (model_dir is None):
             raise ValueError("pass either model (with tokenizer) or model_dir")
         if model is None:
@@ -64,13 +73,17 @@ class LocalHFBackend(ModelBackend):
         prompts = encode_chats(self.tokenizer, conversations, add_generation_prompt=True)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         config = GenerationConfig(
-            max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, use_cache=True,
-            eos_token_id=self.stop_ids, pad_token_id=self.pad_id,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            use_cache=True,
+            eos_token_id=self.stop_ids,
+            pad_token_id=self.pad_id,
         )
         results: dict[int, Generation] = {}
         reset_peak_memory(self.device)
         prefix, cache = self.shared_prefix(prompts)
-        for batch in self._batches(order, [p[len(prefix):] for p in prompts]):
+        for batch in self._batches(order, [p[len(prefix) :] for p in prompts]):
             started = time.perf_counter()
             completions = self._generate_batch([prompts[i] for i in batch], config, prefix, cache)
             latency = time.perf_counter() - started
@@ -86,7 +99,7 @@ class LocalHFBackend(ModelBackend):
         where prefix caching is off or the prefix is under two tokens."""
         if not self.prefix_cache or not prompts:
             return [], None
-        prefix = os.path.commonprefix(prompts)[:min(map(len, prompts)) - 1]
+        prefix = os.path.commonprefix(prompts)[: min(map(len, prompts)) - 1]
         if len(prefix) < 2:
             return [], None
         cache = self.model(input_ids=torch.tensor([prefix], device=self.device), use_cache=True).past_key_values
@@ -99,29 +112,41 @@ class LocalHFBackend(ModelBackend):
         (``prompts`` are the tokens each batch processes: without the cached shared prefix)."""
         batches: list[list[int]] = []
         for i in order:
-            if (not batches or len(batches[-1]) == self.batch_size
-                    or (len(batches[-1]) + 1) * len(prompts[i]) > self.max_batch_tokens
-                    or (self.pad_free and len(prompts[i]) != len(prompts[batches[-1][0]]))):
+            if (
+                not batches
+                or len(batches[-1]) == self.batch_size
+                or (len(batches[-1]) + 1) * len(prompts[i]) > self.max_batch_tokens
+                or (self.pad_free and len(prompts[i]) != len(prompts[batches[-1][0]]))
+            ):
                 batches.append([])
             batches[-1].append(i)
         return batches
 
     @torch.inference_mode()
-    def _generate_batch(self, prompts: list[list[int]], config: GenerationConfig, prefix: list[int] = (),
-                        cache: DynamicCache | None = None) -> list[list[int]]:
+    def _generate_batch(
+        self,
+        prompts: list[list[int]],
+        config: GenerationConfig,
+        prefix: list[int] = (),
+        cache: DynamicCache | None = None,
+    ) -> list[list[int]]:
         """Completion ids of each prompt, cut after the first stop token. With a ``cache`` of ``prefix`` (which every
         prompt starts with), only the tokens after it are processed, left-padded after the prefix."""
-        own = [p[len(prefix):] for p in prompts]
+        own = [p[len(prefix) :] for p in prompts]
         width = len(prefix) + max(map(len, own))
-        input_ids = torch.tensor([list(prefix) + [self.pad_id] * (width - len(prefix) - len(p)) + p for p in own],
-                                 device=self.device)
-        attention_mask = torch.tensor([[1] * len(prefix) + [0] * (width - len(prefix) - len(p)) + [1] * len(p) for p in own],
-                                      device=self.device)
+        input_ids = torch.tensor(
+            [list(prefix) + [self.pad_id] * (width - len(prefix) - len(p)) + p for p in own], device=self.device
+        )
+        attention_mask = torch.tensor(
+            [[1] * len(prefix) + [0] * (width - len(prefix) - len(p)) + [1] * len(p) for p in own], device=self.device
+        )
         kwargs = {}
         if cache is not None:
             kwargs["past_key_values"] = copy.deepcopy(cache)
             kwargs["past_key_values"].batch_repeat_interleave(len(prompts))
-        output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config, **kwargs)
+        output = self.model.generate(
+            input_ids=input_ids, attention_mask=attention_mask, generation_config=config, **kwargs
+        )
         completions = []
         for row in output[:, width:].tolist():
             end = next((k + 1 for k, token in enumerate(row) if token in self.stop_ids), len(row))
@@ -137,18 +162,21 @@ class LocalHFBackend(ModelBackend):
 
         if not prompts:
             return None
-        examples, _ = tokenize_examples(self.tokenizer, prompts, answers, max_length=1 << 30, system_prompt=system_prompt)
+        examples, _ = tokenize_examples(
+            self.tokenizer, prompts, answers, max_length=1 << 30, system_prompt=system_prompt
+        )
         rows = [{"input_ids": ids, "labels": labels} for ids, labels in zip(examples["input_ids"], examples["labels"])]
         collate = PaddingCollator(self.pad_id)
         total, count = 0.0, 0
         for start in range(0, len(rows), self.batch_size):
-            batch = {k: v.to(self.device) for k, v in collate(rows[start:start + self.batch_size]).items()}
+            batch = {k: v.to(self.device) for k, v in collate(rows[start : start + self.batch_size]).items()}
             labels = batch.pop("labels")
             # Prompt-learning models prepend virtual tokens to the outputs: the last positions are the input's.
-            logits = self.model(**batch).logits[:, -labels.shape[1]:].float()
+            logits = self.model(**batch).logits[:, -labels.shape[1] :].float()
             targets = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
-            total += torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX,
-                                                       reduction="sum").item()
+            total += torch.nn.functional.cross_entropy(
+                logits.flatten(0, 1), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum"
+            ).item()
             count += int((targets != IGNORE_INDEX).sum())
         return float(torch.exp(torch.tensor(total / count))) if count else None
 

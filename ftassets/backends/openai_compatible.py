@@ -49,8 +49,9 @@ class OpenAICompatibleBackend(ModelBackend):
         self.peak_memory_mb = float("nan")
 
     @classmethod
-    def for_base_url(cls, base_url: str, api_key: str, model: str, *, timeout: float = 120.0, max_retries: int = 4,
-                     **kwargs: Any) -> OpenAICompatibleBackend:
+    def for_base_url(
+        cls, base_url: str, api_key: str, model: str, *, timeout: float = 120.0, max_retries: int = 4, **kwargs: Any
+    ) -> OpenAICompatibleBackend:
         from openai import OpenAI
 
         client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries)
@@ -86,10 +87,14 @@ class OpenAICompatibleBackend(ModelBackend):
                 response = self.client.chat.completions.create(model=self.model, messages=messages, **params)
                 text, usage, first_token_s = response.choices[0].message.content or "", response.usage, None
         except OpenAIError as error:
-            raise BackendError(f"model backend {self.name!r} (model {self.model!r} at {self.client.base_url}): {error}") from None
+            raise BackendError(
+                f"model backend {self.name!r} (model {self.model!r} at {self.client.base_url}): {error}"
+            ) from None
         return self._generation(text, time.perf_counter() - started, usage, first_token_s)
 
-    def _streamed(self, messages: list[dict[str, str]], params: dict[str, Any], started: float) -> tuple[str, Any, float | None]:
+    def _streamed(
+        self, messages: list[dict[str, str]], params: dict[str, Any], started: float
+    ) -> tuple[str, Any, float | None]:
         parts, usage, first_token_s = [], None, None
         stream = self.client.chat.completions.create(
             model=self.model, messages=messages, stream=True, stream_options={"include_usage": True}, **params
@@ -110,8 +115,16 @@ class OpenAICompatibleBackend(ModelBackend):
         cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None) or 0
         reasoning = getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", None) or 0
         cost = self.pricing.cost(prompt, cached, completion) if self.pricing and usage is not None else None
-        return Generation(text, latency_s, prompt, completion, first_token_s=first_token_s, cached_tokens=cached,
-                          reasoning_tokens=reasoning, cost_usd=cost)
+        return Generation(
+            text,
+            latency_s,
+            prompt,
+            completion,
+            first_token_s=first_token_s,
+            cached_tokens=cached,
+            reasoning_tokens=reasoning,
+            cost_usd=cost,
+        )
 
     def close(self) -> None:
         close = getattr(self.client, "close", None)

@@ -161,7 +161,9 @@ def _resolve_task(path: Path, name: str, task: TaskConfig) -> ResolvedTask:
 
     where = f"{path}: tasks.{name}"
     if task.type not in TASK_TYPES:
-        raise ConfigError(f"{where}.type: unknown task type {task.type!r}; known types: {', '.join(sorted(TASK_TYPES))}")
+        raise ConfigError(
+            f"{where}.type: unknown task type {task.type!r}; known types: {', '.join(sorted(TASK_TYPES))}"
+        )
     task_type = TASK_TYPES[task.type]
     problems = task_type.validate_params(task.params)
     if problems:
@@ -206,7 +208,9 @@ def _check_references(
         require("models.yaml", f"models.{name}.base", entry.base, models.bases, "base")
         if entry.recipe is not None:
             require("models.yaml", f"models.{name}.recipe", entry.recipe, experiments.recipes, "recipe")
-    require("experiments.yaml", "default_experiment", experiments.default_experiment, experiments.experiments, "experiment")
+    require(
+        "experiments.yaml", "default_experiment", experiments.default_experiment, experiments.experiments, "experiment"
+    )
     for name, experiment in experiments.experiments.items():
         for index, task in enumerate(experiment.tasks):
             require("experiments.yaml", f"experiments.{name}.tasks[{index}]", task, tasks, "task")

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, StringConstraints,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    StringConstraints,
     model_validator,
 )
 
@@ -88,7 +95,9 @@ class OpenAICompatibleBase(_Strict):
     """Any OpenAI-compatible chat endpoint (vLLM, Ollama, llama.cpp's server, OpenAI): no weights."""
 
     source: Literal["openai_compatible"]
-    base_url_env: EnvVarName = Field(description="Name of the env var holding the base URL, e.g. http://127.0.0.1:8000/v1")
+    base_url_env: EnvVarName = Field(
+        description="Name of the env var holding the base URL, e.g. http://127.0.0.1:8000/v1"
+    )
     api_key_env: EnvVarName | None = Field(None, description="Name of the env var holding the key; None: no key.")
     model: str = Field(min_length=1)
     reasoning_model: bool = False
@@ -104,7 +113,7 @@ API_SOURCES = ("azure_openai", "openai_compatible")
 """Base sources reached over HTTP: no local weights, so nothing to tokenize, train locally or merge."""
 
 BaseConfig = Annotated[
-    Union[EmbeddedBase, HuggingFaceBase, AzureOpenAIBase, OpenAICompatibleBase], Field(discriminator="source")
+    EmbeddedBase | HuggingFaceBase | AzureOpenAIBase | OpenAICompatibleBase, Field(discriminator="source")
 ]
 
 
@@ -128,7 +137,7 @@ class Experiment(_Strict):
 DEFAULT_RUBRIC = (
     "You grade answers. Given a task prompt, a reference answer and a candidate answer, rate how well the "
     "candidate answers the prompt as the reference does: 5 = equivalent, 4 = minor omissions, 3 = partly right, "
-    "2 = mostly wrong, 1 = wrong or unrelated. Reply with JSON only: {\"score\": <1-5>, \"reason\": \"<one sentence>\"}."
+    '2 = mostly wrong, 1 = wrong or unrelated. Reply with JSON only: {"score": <1-5>, "reason": "<one sentence>"}.'
 )
 
 
@@ -153,7 +162,11 @@ class EvaluationSettings(_Strict):
     max_test_examples: PositiveInt | None = None
     confidence: float = Field(0.95, gt=0, lt=1)
     bootstrap_resamples: PositiveInt = 1000
-    price_per_device_hour_usd: dict[Literal["cpu", "cuda", "mps"], NonNegativeFloat] = {"cpu": 0.10, "cuda": 3.00, "mps": 0.10}
+    price_per_device_hour_usd: dict[Literal["cpu", "cuda", "mps"], NonNegativeFloat] = {
+        "cpu": 0.10,
+        "cuda": 3.00,
+        "mps": 0.10,
+    }
     """What one hour of a local device costs, for local rows' cost per 1k examples. Defaults: a 2-vCPU cloud
     VM (~$0.10/h), one on-demand data-center GPU (~$3/h); set your own."""
     forgetting_examples: PositiveInt = 40
@@ -191,7 +204,9 @@ class TokenPricing(_Strict):
     def cost(self, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> float:
         cached_price = self.input_per_1m if self.cached_input_per_1m is None else self.cached_input_per_1m
         uncached = max(prompt_tokens - cached_tokens, 0)
-        return (uncached * self.input_per_1m + cached_tokens * cached_price + completion_tokens * self.output_per_1m) / 1e6
+        return (
+            uncached * self.input_per_1m + cached_tokens * cached_price + completion_tokens * self.output_per_1m
+        ) / 1e6
 
 
 class AzureEndpoint(_Strict):
@@ -200,19 +215,23 @@ class AzureEndpoint(_Strict):
     api_version: str = "2025-04-01-preview"
     auth: Literal["api_key", "entra_id"] = "api_key"
     api: Literal["deployments", "v1"] = Field(
-        "deployments", description="deployments: /openai/deployments/{name}/...?api-version=; v1: /openai/v1/ (no api-version)."
+        "deployments",
+        description="deployments: /openai/deployments/{name}/...?api-version=; v1: /openai/v1/ (no api-version).",
     )
     ad_token_env: EnvVarName = Field(
-        "AZURE_OPENAI_AD_TOKEN", description="entra_id: a token acquired elsewhere, if set; else DefaultAzureCredential."
+        "AZURE_OPENAI_AD_TOKEN",
+        description="entra_id: a token acquired elsewhere, if set; else DefaultAzureCredential.",
     )
     timeout_s: PositiveFloat = 120.0
     max_retries: NonNegativeInt = 5
     concurrency: PositiveInt = 16
 
     @model_validator(mode="after")
-    def _key_auth_names_its_variable(self) -> "AzureEndpoint":
+    def _key_auth_names_its_variable(self) -> AzureEndpoint:
         if self.auth == "api_key" and self.api_key_env is None:
-            raise ValueError("auth is api_key but api_key_env is not set: name the env var holding the key, or use auth: entra_id")
+            raise ValueError(
+                "auth is api_key but api_key_env is not set: name the env var holding the key, or use auth: entra_id"
+            )
         return self
 
 
@@ -272,7 +291,8 @@ class AzureFile(_Strict):
     account_name_env: EnvVarName = "AZURE_OPENAI_ACCOUNT"
     management_url: str = "https://management.azure.com"
     management_token_env: EnvVarName = Field(
-        "AZURE_MANAGEMENT_TOKEN", description="A control-plane token acquired elsewhere, if set; else DefaultAzureCredential."
+        "AZURE_MANAGEMENT_TOKEN",
+        description="A control-plane token acquired elsewhere, if set; else DefaultAzureCredential.",
     )
     azure_ml: AzureMLSettings = AzureMLSettings()
 

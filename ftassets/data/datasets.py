@@ -48,7 +48,9 @@ def build_splits(task: ResolvedTask) -> dict[str, list[dict[str, Any]]]:
             row_id = f"{task.name}-{len(rows):06d}"
             # Each row draws its wrong answer from its own seeded stream, so the records themselves stay as they were.
             rejected = task_type.rejected(record, random.Random(f"{task.config.seed}:{row_id}"))
-            rows.append({"id": row_id, **record, "prompt": prompt, "answer": task_type.reference(record), "rejected": rejected})
+            rows.append(
+                {"id": row_id, **record, "prompt": prompt, "answer": task_type.reference(record), "rejected": rejected}
+            )
         if len(rows) >= wanted or wanted - len(rows) > asked * (1 - MIN_NEW_SHARE):
             break
     if len(rows) < wanted:
@@ -64,7 +66,9 @@ def build_splits(task: ResolvedTask) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def add_incoming(task: ResolvedTask, splits: dict[str, list[dict[str, Any]]], records: list[dict[str, Any]]) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
+def add_incoming(
+    task: ResolvedTask, splits: dict[str, list[dict[str, Any]]], records: list[dict[str, Any]]
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, int]]:
     """Append accepted incoming rows (``ftassets/data/incoming.py``) to the train split, rendered like generated
     rows. The validation and test splits stay frozen, so evaluations before and after stay comparable; a row whose
     prompt is already in any split is skipped (no duplicates, no contamination)."""
@@ -79,8 +83,13 @@ def add_incoming(task: ResolvedTask, splits: dict[str, list[dict[str, Any]]], re
         seen.add(prompt)
         row_id = f"{task.name}-incoming-{len(added):06d}"
         rejected = task_type.rejected(record, random.Random(f"{task.config.seed}:{row_id}"))
-        added.append({"id": row_id, **record, "prompt": prompt, "answer": task_type.reference(record), "rejected": rejected})
-    return {**splits, "train": splits["train"] + added}, {"incoming_rows_added": len(added), "incoming_rows_skipped": skipped}
+        added.append(
+            {"id": row_id, **record, "prompt": prompt, "answer": task_type.reference(record), "rejected": rejected}
+        )
+    return {**splits, "train": splits["train"] + added}, {
+        "incoming_rows_added": len(added),
+        "incoming_rows_skipped": skipped,
+    }
 
 
 def write_splits(directory: Path, splits: dict[str, list[dict[str, Any]]]) -> None:
@@ -161,20 +170,32 @@ def _check_balance(task: ResolvedTask, task_type: TaskType, splits: dict[str, li
 def _check_duplicates(splits: dict[str, list[dict]]) -> CheckOutcome:
     counts = Counter(row["prompt"] for rows in splits.values() for row in rows)
     duplicates = sum(1 for n in counts.values() if n > 1)
-    return CheckOutcome("no_duplicate_prompts", duplicates == 0, f"{duplicates} prompt(s) appear more than once", {"duplicates": duplicates})
+    return CheckOutcome(
+        "no_duplicate_prompts",
+        duplicates == 0,
+        f"{duplicates} prompt(s) appear more than once",
+        {"duplicates": duplicates},
+    )
 
 
 def _check_contamination(splits: dict[str, list[dict]]) -> CheckOutcome:
     test_prompts = {row["prompt"] for row in splits["test"]}
     shared = sum(1 for split in ("train", "validation") for row in splits[split] if row["prompt"] in test_prompts)
-    return CheckOutcome("no_train_test_contamination", shared == 0, f"{shared} train/validation prompt(s) also in test", {"contaminated": shared})
+    return CheckOutcome(
+        "no_train_test_contamination",
+        shared == 0,
+        f"{shared} train/validation prompt(s) also in test",
+        {"contaminated": shared},
+    )
 
 
 def _check_lengths(task: ResolvedTask, splits: dict[str, list[dict]]) -> CheckOutcome:
     stats = length_stats(splits)
     limit = task.config.checks.max_prompt_words
     longest = max(s["prompt_words_max"] for s in stats.values())
-    return CheckOutcome("length_statistics", longest <= limit, f"longest prompt has {longest} words (allowed {limit})", stats)
+    return CheckOutcome(
+        "length_statistics", longest <= limit, f"longest prompt has {longest} words (allowed {limit})", stats
+    )
 
 
 def length_stats(splits: dict[str, list[dict]]) -> dict[str, dict[str, float]]:

@@ -63,7 +63,9 @@ def ingest(project: ProjectConfig) -> list[IngestOutcome]:
         folder = path.parent.name
         digest = sha256_file(path)
         if folder not in project.tasks:
-            problems = [f"folder {folder!r} is not a task; defined in {project.config_dir / 'tasks.yaml'}: {', '.join(project.tasks)}"]
+            problems = [
+                f"folder {folder!r} is not a task; defined in {project.config_dir / 'tasks.yaml'}: {', '.join(project.tasks)}"
+            ]
             rows = []
         else:
             rows, problems = validate_file(project.tasks[folder], path)
@@ -91,7 +93,9 @@ def validate_file(task: ResolvedTask, path: Path) -> tuple[list[dict[str, Any]],
             problems.append(f"line {number}: not valid JSON ({error.msg} at column {error.colno})")
             continue
         if not isinstance(row, dict):
-            problems.append(f"line {number}: expected a JSON object with fields {list(task_type.fields)}, got {type(row).__name__}")
+            problems.append(
+                f"line {number}: expected a JSON object with fields {list(task_type.fields)}, got {type(row).__name__}"
+            )
             continue
         if row_problems := _row_problems(task, row):
             problems.append(f"line {number}: " + "; ".join(row_problems))
@@ -110,7 +114,9 @@ def _row_problems(task: ResolvedTask, row: dict[str, Any]) -> list[str]:
             return problems
         reference = task_type.reference(row)
     except (KeyError, TypeError, AttributeError) as error:
-        return [f"field {error} is missing or has the wrong type; task type {task.type!r} rows need the fields of its generated records"]
+        return [
+            f"field {error} is missing or has the wrong type; task type {task.type!r} rows need the fields of its generated records"
+        ]
     if task_type.parse(reference, row) is None:
         return [f"answer {reference!r} is not one the {task.type} task can score"]
     return []
@@ -140,10 +146,13 @@ def _move(folder: str, path: Path, digest: str, rows: int, problems: list[str]) 
     target = target_dir / f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{digest[:8]}-{path.name}"
     reason = None
     if not accepted:
-        shown = problems[:MAX_PROBLEMS_SHOWN] + ([f"... and {len(problems) - MAX_PROBLEMS_SHOWN} more"] if len(problems) > MAX_PROBLEMS_SHOWN else [])
+        shown = problems[:MAX_PROBLEMS_SHOWN] + (
+            [f"... and {len(problems) - MAX_PROBLEMS_SHOWN} more"] if len(problems) > MAX_PROBLEMS_SHOWN else []
+        )
         reason = f"{path.name} rejected for task folder {folder!r}: " + "; ".join(shown)
         target.with_name(target.name + ".reason.txt").write_text(
-            reason.replace("; ", "\n  ") + "\nFix the rows and drop the file again; nothing from it entered the dataset.\n"
+            reason.replace("; ", "\n  ")
+            + "\nFix the rows and drop the file again; nothing from it entered the dataset.\n"
         )
     path.rename(target)
     return IngestOutcome(folder, path.name, target, accepted, rows, digest, reason)

@@ -8,7 +8,6 @@ manifest, and returns metadata. The fingerprint it records as its data version i
 rule ``ftassets run`` uses (see ``ftassets/lineage.py``).
 """
 
-
 from typing import Any
 
 import dagster as dg
@@ -19,16 +18,22 @@ from ftassets import lineage
 from ftassets.artifacts import ArtifactStore, directory_bytes, read_manifest, write_manifest
 from ftassets.config import ConfigError, ProjectConfig
 from ftassets.config.schemas import API_SOURCES
+from ftassets.defs.metadata import table_metadata
 from ftassets.defs.partitions import ProjectPartitions, cell_of
 from ftassets.defs.resources import ArtifactStoreResource, MlflowResource, ProjectResource, TrainerResource
-from ftassets.defs.metadata import table_metadata
 from ftassets.defs.schedules import refresh_when_upstream_updates
 from ftassets.export.export import CHECKS as GGUF_CHECKS
 from ftassets.training.recipes import is_cloud, parse_recipe
 
 GROUP = "finetuning"
 OWNERS = ["team:ml-platform"]
-DATASET_CHECKS = ("no_missing_fields", "label_balance", "no_duplicate_prompts", "no_train_test_contamination", "length_statistics")
+DATASET_CHECKS = (
+    "no_missing_fields",
+    "label_balance",
+    "no_duplicate_prompts",
+    "no_train_test_contamination",
+    "length_statistics",
+)
 
 
 class AdapterConfig(dg.Config):
@@ -76,8 +81,14 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         with store.writing(directory) as staging:
             data.write_splits(staging, splits)
             write_manifest(
-                staging, asset="dataset", partition=task.name, fingerprint=version, task=task.config.model_dump(mode="json"),
-                seed=task.config.seed, counts=counts, checks={o.name: o.passed for o in outcomes},
+                staging,
+                asset="dataset",
+                partition=task.name,
+                fingerprint=version,
+                task=task.config.model_dump(mode="json"),
+                seed=task.config.seed,
+                counts=counts,
+                checks={o.name: o.passed for o in outcomes},
             )
         return dg.MaterializeResult(
             metadata={
@@ -91,7 +102,9 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
             data_version=dg.DataVersion(version),
             check_results=[
                 dg.AssetCheckResult(
-                    check_name=o.name, passed=o.passed, description=o.description,
+                    check_name=o.name,
+                    passed=o.passed,
+                    description=o.description,
                     metadata={"details": dg.MetadataValue.json(o.metadata)},
                 )
                 for o in outcomes
@@ -127,8 +140,12 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
                 with store.writing(directory) as staging:
                     summary = prepare_base(base_name, config.bases[base_name], staging, context.log.info)
                     manifest = write_manifest(
-                        staging, asset="base_model", base=base_name, fingerprint=version,
-                        config=lineage.base_params(config, base_name), summary=summary,
+                        staging,
+                        asset="base_model",
+                        base=base_name,
+                        fingerprint=version,
+                        config=lineage.base_params(config, base_name),
+                        summary=summary,
                     )
             else:
                 context.log.info(f"base {base_name!r} is current at {directory}; reusing it")
@@ -141,7 +158,9 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
                 "architecture": summary["architecture"],
                 "parameters": summary["parameters"],
                 "vocab_size": summary["vocab_size"],
-                "special_tokens": dg.MetadataValue.json({k: summary[k] for k in ("bos_token", "eos_token", "pad_token")}),
+                "special_tokens": dg.MetadataValue.json(
+                    {k: summary[k] for k in ("bos_token", "eos_token", "pad_token")}
+                ),
                 "chat_template": dg.MetadataValue.md(f"```jinja\n{summary['chat_template']}\n```"),
                 "size_mb": round(directory_bytes(directory) / 1e6, 2),
             },
@@ -150,7 +169,10 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         partitions_def=partitions.task_model,
-        deps=[dg.AssetDep(dataset, partition_mapping=task_of_cell), dg.AssetDep(base_model, partition_mapping=model_of_cell)],
+        deps=[
+            dg.AssetDep(dataset, partition_mapping=task_of_cell),
+            dg.AssetDep(base_model, partition_mapping=model_of_cell),
+        ],
         group_name=GROUP,
         owners=OWNERS,
         kinds={"huggingface", "parquet"},
@@ -170,13 +192,20 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         task_name, model = cell_of(context)
         recipe = config.recipe_of(model)
         if recipe is None:
-            return _not_applicable("tokenized_splits", f"model {model!r} has no recipe: nothing to train", check="no_fully_masked_examples")
+            return _not_applicable(
+                "tokenized_splits", f"model {model!r} has no recipe: nothing to train", check="no_fully_masked_examples"
+            )
         if is_cloud(recipe):
-            return _not_applicable("tokenized_splits", f"{recipe.method} trains in the cloud from the dataset's JSONL",
-                                   check="no_fully_masked_examples")
+            return _not_applicable(
+                "tokenized_splits",
+                f"{recipe.method} trains in the cloud from the dataset's JSONL",
+                check="no_fully_masked_examples",
+            )
         task = config.tasks[task_name]
         base_dir = store.path("base_model", config.base_of(model))
-        upstream = _upstream_versions(store, dataset=("dataset", task_name), base_model=("base_model", config.base_of(model)))
+        upstream = _upstream_versions(
+            store, dataset=("dataset", task_name), base_model=("base_model", config.base_of(model))
+        )
         version = lineage.fingerprint("tokenized_splits", lineage.tokenized_params(config, task_name, model), upstream)
         tokenizer = AutoTokenizer.from_pretrained(base_dir)
         splits = read_splits(store.path("dataset", task_name))
@@ -184,13 +213,20 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         for name in ("train", "validation"):
             rows = splits[name]
             tokenized[name], stats[name] = tokenize_examples(
-                tokenizer, [r["prompt"] for r in rows], [r["answer"] for r in rows], recipe.max_seq_length, task.config.system_prompt
+                tokenizer,
+                [r["prompt"] for r in rows],
+                [r["answer"] for r in rows],
+                recipe.max_seq_length,
+                task.config.system_prompt,
             )
         if recipe.method == "dpo":
             from ftassets.training.dpo import preference_splits
 
             preference, preference_stats = preference_splits(
-                tokenizer, {name: splits[name] for name in ("train", "validation")}, recipe.max_seq_length, task.config.system_prompt
+                tokenizer,
+                {name: splits[name] for name in ("train", "validation")},
+                recipe.max_seq_length,
+                task.config.system_prompt,
             )
             tokenized |= preference
             stats |= preference_stats
@@ -198,7 +234,14 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         with store.writing(directory) as staging:
             save_tokenized(staging, tokenized)
             (staging / "chat_template.jinja").write_text(tokenizer.chat_template)
-            write_manifest(staging, asset="tokenized_splits", partition=[task_name, model], fingerprint=version, upstream=upstream, stats=stats)
+            write_manifest(
+                staging,
+                asset="tokenized_splits",
+                partition=[task_name, model],
+                fingerprint=version,
+                upstream=upstream,
+                stats=stats,
+            )
         all_masked = sum(s["all_masked"] for s in stats.values())
         return dg.MaterializeResult(
             metadata={
@@ -214,7 +257,9 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
                     check_name="no_fully_masked_examples",
                     passed=all_masked == 0,
                     description=f"{all_masked} example(s) have every label masked"
-                    + ("" if all_masked == 0 else f"; raise max_seq_length (now {recipe.max_seq_length}) in the recipe"),
+                    + (
+                        "" if all_masked == 0 else f"; raise max_seq_length (now {recipe.max_seq_length}) in the recipe"
+                    ),
                 )
             ],
         )
@@ -253,12 +298,22 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         version = lineage.fingerprint("adapter", lineage.recipe_params(recipe), upstream)
         directory = store.path("adapter", model, task_name)
         tracker = mlflow.tracker()
-        tracked = tracker.start_run(
-            f"{model}/{task_name}",
-            tags={"dagster.run_id": context.run_id, "dagster.partition": context.partition_key, "ftassets.task": task_name,
-                  "ftassets.model": model, "ftassets.method": recipe.method, "ftassets.fingerprint": version},
-            params=recipe.model_dump(mode="json"),
-        ) if tracker else None
+        tracked = (
+            tracker.start_run(
+                f"{model}/{task_name}",
+                tags={
+                    "dagster.run_id": context.run_id,
+                    "dagster.partition": context.partition_key,
+                    "ftassets.task": task_name,
+                    "ftassets.model": model,
+                    "ftassets.method": recipe.method,
+                    "ftassets.fingerprint": version,
+                },
+                params=recipe.model_dump(mode="json"),
+            )
+            if tracker
+            else None
+        )
         try:
             with store.writing(directory) as staging:
                 result = trainer.train(
@@ -271,8 +326,13 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
                     tracked,
                 )
                 write_manifest(
-                    staging, asset="adapter", partition=[task_name, model], fingerprint=version, upstream=upstream,
-                    recipe=recipe.model_dump(mode="json"), training=result.to_dict(),
+                    staging,
+                    asset="adapter",
+                    partition=[task_name, model],
+                    fingerprint=version,
+                    upstream=upstream,
+                    recipe=recipe.model_dump(mode="json"),
+                    training=result.to_dict(),
                     mlflow_run_id=tracked.run_id if tracked else None,
                 )
         except BaseException as error:
@@ -296,8 +356,11 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
                 "final_train_loss": result.final_train_loss,
                 **({"final_val_loss": result.final_val_loss} if result.final_val_loss is not None else {}),
                 "loss_curve": dg.MetadataValue.md(
-                    markdown_image(loss_curve(result.train_loss, result.val_loss, f"{model} on {task_name}"), "loss curve")
-                    + "\n\n" + _loss_table(result.train_loss, result.val_loss)
+                    markdown_image(
+                        loss_curve(result.train_loss, result.val_loss, f"{model} on {task_name}"), "loss curve"
+                    )
+                    + "\n\n"
+                    + _loss_table(result.train_loss, result.val_loss)
                 ),
                 "recipe": dg.MetadataValue.json(recipe.model_dump(mode="json")),
                 "packing": result.packing,
@@ -330,12 +393,22 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         recipe = parse_recipe(adapter_manifest["recipe"])
         strategy = strategy_for(recipe)
         if not strategy.mergeable:
-            return _not_applicable("merged_model", f"method {recipe.method!r} cannot be merged into weights; evaluation applies the adapter")
+            return _not_applicable(
+                "merged_model",
+                f"method {recipe.method!r} cannot be merged into weights; evaluation applies the adapter",
+            )
         version = lineage.fingerprint("merged_model", {}, upstream)
         directory = store.path("merged_model", model, task_name)
         with store.writing(directory) as staging:
             summary = strategy.merge(adapter_dir, store.path("base_model", config.base_of(model)), staging)
-            write_manifest(staging, asset="merged_model", partition=[task_name, model], fingerprint=version, upstream=upstream, summary=summary)
+            write_manifest(
+                staging,
+                asset="merged_model",
+                partition=[task_name, model],
+                fingerprint=version,
+                upstream=upstream,
+                summary=summary,
+            )
         return dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(str(directory)),
@@ -369,8 +442,10 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
             return dg.MaterializeResult(
                 metadata={"applicable": False, "reason": reason},
                 data_version=dg.DataVersion(lineage.not_applicable("gguf_export")),
-                check_results=[dg.AssetCheckResult(check_name=name, passed=True, description=f"not applicable: {reason}")
-                               for name in GGUF_CHECKS],
+                check_results=[
+                    dg.AssetCheckResult(check_name=name, passed=True, description=f"not applicable: {reason}")
+                    for name in GGUF_CHECKS
+                ],
             )
         task, settings = config.tasks[task_name], ExportSettings()
         upstream = _upstream_versions(store, merged_model=("merged_model", model, task_name))
@@ -379,26 +454,49 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         conversations = [chat_messages(row["prompt"], system_prompt=task.config.system_prompt) for row in test_rows]
         directory = store.path("gguf_export", model, task_name)
         with store.writing(directory) as staging:
-            result = export_gguf(store.path("merged_model", model, task_name), staging, f"{model}-{task_name}", conversations,
-                                 settings, context.log.info)
-            write_manifest(staging, asset="gguf_export", partition=[task_name, model], fingerprint=version, upstream=upstream,
-                           summary=result.summary)
+            result = export_gguf(
+                store.path("merged_model", model, task_name),
+                staging,
+                f"{model}-{task_name}",
+                conversations,
+                settings,
+                context.log.info,
+            )
+            write_manifest(
+                staging,
+                asset="gguf_export",
+                partition=[task_name, model],
+                fingerprint=version,
+                upstream=upstream,
+                summary=result.summary,
+            )
         quantizations = result.summary["quantizations"]
         return dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(str(directory)),
                 "files": dg.MetadataValue.md(_gguf_table(result.summary)),
                 **{f"{quant}_size_mb": facts["size_mb"] for quant, facts in quantizations.items()},
-                **{f"{quant}_greedy_agreement": g["agreement"] for quant, g in result.summary["parity"]["greedy"].items()},
-                **{f"{quant}_top1_agreement": s["top1_agreement"] for quant, s in result.summary["parity"]["logits"].items()},
+                **{
+                    f"{quant}_greedy_agreement": g["agreement"]
+                    for quant, g in result.summary["parity"]["greedy"].items()
+                },
+                **{
+                    f"{quant}_top1_agreement": s["top1_agreement"]
+                    for quant, s in result.summary["parity"]["logits"].items()
+                },
                 "fallback_tensors": dg.MetadataValue.json({q: f["fallback_tensors"] for q, f in quantizations.items()}),
-                "modelfile": dg.MetadataValue.path(str(directory / "Modelfile")) if result.summary["modelfile"]
+                "modelfile": dg.MetadataValue.path(str(directory / "Modelfile"))
+                if result.summary["modelfile"]
                 else result.summary["modelfile_problem"],
             },
             data_version=dg.DataVersion(version),
             check_results=[
-                dg.AssetCheckResult(check_name=c.name, passed=c.passed, description=c.description,
-                                    metadata={"details": dg.MetadataValue.json(c.metadata)})
+                dg.AssetCheckResult(
+                    check_name=c.name,
+                    passed=c.passed,
+                    description=c.description,
+                    metadata={"details": dg.MetadataValue.json(c.metadata)},
+                )
                 for c in result.checks
             ],
         )
@@ -420,7 +518,10 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         pool="gpu",
     )
     def evaluation(
-        context: dg.AssetExecutionContext, project: ProjectResource, artifacts: ArtifactStoreResource, trainer: TrainerResource
+        context: dg.AssetExecutionContext,
+        project: ProjectResource,
+        artifacts: ArtifactStoreResource,
+        trainer: TrainerResource,
     ) -> dg.Output[pd.DataFrame]:
         """Base and fine-tuned variants of one model entry scored on the task's frozen test split."""
         from ftassets.evaluation.runs import evaluate_cell
@@ -434,7 +535,9 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
             table,
             metadata={
                 "predictions": dg.MetadataValue.path(str(cell.predictions_path)),
-                "table": dg.MetadataValue.md(table.drop(columns=["fingerprint"]).to_markdown(index=False, floatfmt=".3f")),
+                "table": dg.MetadataValue.md(
+                    table.drop(columns=["fingerprint"]).to_markdown(index=False, floatfmt=".3f")
+                ),
                 **{f"{variant}_{primary}": float(score) for variant, score in zip(table.variant, table[primary])},
             },
             data_version=dg.DataVersion(cell.fingerprint),
@@ -453,8 +556,11 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         automation_condition=refresh_when_upstream_updates(),
     )
     def comparison(
-        context: dg.AssetExecutionContext, evaluation: dict[str, pd.DataFrame], project: ProjectResource,
-        artifacts: ArtifactStoreResource, mlflow: MlflowResource,
+        context: dg.AssetExecutionContext,
+        evaluation: dict[str, pd.DataFrame],
+        project: ProjectResource,
+        artifacts: ArtifactStoreResource,
+        mlflow: MlflowResource,
     ) -> dg.Output[pd.DataFrame]:
         """Every model entry of the task, base against fine-tuned: metrics with bootstrap intervals, the gain on
         the primary metric and its significance, latency and cost; plus a markdown and a self-contained HTML
@@ -464,18 +570,25 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
 
         config, store = project.project, artifacts.store
         task = config.tasks[context.partition_key]
-        by_model = {partitions.task_model.get_partition_key_from_str(key).keys_by_dimension["model"]: frame for key, frame in evaluation.items()}
+        by_model = {
+            partitions.task_model.get_partition_key_from_str(key).keys_by_dimension["model"]: frame
+            for key, frame in evaluation.items()
+        }
         table = comparison_table(task, list(config.models), by_model)
         version = comparison_version({model: frame["fingerprint"].iloc[0] for model, frame in by_model.items()})
         missing = sorted(set(table.loc[table.status == "missing", "model"]))
         predictions = [store.path("evaluation", model, task.name) / "predictions.parquet" for model in by_model]
-        predictions = pd.concat([pd.read_parquet(path) for path in predictions if path.exists()] or [pd.DataFrame()], ignore_index=True)
+        predictions = pd.concat(
+            [pd.read_parquet(path) for path in predictions if path.exists()] or [pd.DataFrame()], ignore_index=True
+        )
         report = render(task, table, predictions)
         directory = store.path("comparison", task.name)
         with store.writing(directory) as staging:
             report.write(staging)
             write_manifest(staging, asset="comparison", partition=task.name, fingerprint=version)
-        tracked = mlflow.log_report(context, f"comparison/{task.name}", directory, comparison_metrics(table, task.primary_metric))
+        tracked = mlflow.log_report(
+            context, f"comparison/{task.name}", directory, comparison_metrics(table, task.primary_metric)
+        )
         return dg.Output(
             table,
             metadata={
@@ -530,7 +643,10 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         pool="gpu",
     )
     def forgetting(
-        context: dg.AssetExecutionContext, project: ProjectResource, artifacts: ArtifactStoreResource, trainer: TrainerResource
+        context: dg.AssetExecutionContext,
+        project: ProjectResource,
+        artifacts: ArtifactStoreResource,
+        trainer: TrainerResource,
     ) -> dg.Output[pd.DataFrame]:
         """What fine-tuning on one task cost on the others: each fine-tune of the model entry and its base, scored
         on every task's test split (its first ``evaluation.forgetting_examples``), as a trained-on x evaluated-on matrix."""
@@ -543,19 +659,35 @@ def build_assets(partitions: ProjectPartitions) -> list[dg.AssetsDefinition]:
         return dg.Output(
             table,
             metadata={
-                "delta_matrix": dg.MetadataValue.md(matrix.to_markdown(floatfmt="+.3f") if not table.empty else "no fine-tuned task yet"),
+                "delta_matrix": dg.MetadataValue.md(
+                    matrix.to_markdown(floatfmt="+.3f") if not table.empty else "no fine-tuned task yet"
+                ),
                 "rows": len(table),
             },
             data_version=dg.DataVersion(forgetting_version(config, store, model)),
         )
 
-    return [dataset, base_model, tokenized_splits, adapter, merged_model, gguf_export, evaluation, comparison, leaderboard, forgetting]
+    return [
+        dataset,
+        base_model,
+        tokenized_splits,
+        adapter,
+        merged_model,
+        gguf_export,
+        evaluation,
+        comparison,
+        leaderboard,
+        forgetting,
+    ]
 
 
 def comparison_metrics(table: pd.DataFrame, primary: str) -> dict[str, float]:
     """The primary metric of every evaluated row, as MLflow metrics named ``<primary>/<model>/<variant>``."""
     evaluated = table[table.status == "ok"]
-    return {f"{primary}/{m}/{v}": float(score) for m, v, score in zip(evaluated.model, evaluated.variant, evaluated[primary])}
+    return {
+        f"{primary}/{m}/{v}": float(score)
+        for m, v, score in zip(evaluated.model, evaluated.variant, evaluated[primary])
+    }
 
 
 def comparison_version(evaluation_versions: dict[str, str]) -> str:
@@ -573,46 +705,94 @@ def resolve_recipe(project: ProjectConfig, model: str, overrides: AdapterConfig)
     try:
         return parse_recipe({**project.recipes[name].model_dump(), **changes})
     except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in error.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r})" for e in error.errors()
+        )
         raise ConfigError(f"run config ops.adapter.config for recipe {name!r}: {problems}") from None
 
 
-def _api_base(config: ProjectConfig, store: ArtifactStore, base_name: str, directory, version: str) -> dg.MaterializeResult:
+def _api_base(
+    config: ProjectConfig, store: ArtifactStore, base_name: str, directory, version: str
+) -> dg.MaterializeResult:
     """An API base has no weights: its artifact is the record of the endpoint, deployment and price it names.
     Resolving it checks the credentials' variables first, so a missing one fails here, at once, by name."""
     from ftassets.azure.settings import resolve_base
 
     target = resolve_base(config, base_name)
     with store.lock(f"base_model-{base_name}"), store.writing(directory) as staging:
-        write_manifest(staging, asset="base_model", base=base_name, fingerprint=version,
-                       config=lineage.base_params(config, base_name), api=target.describe())
+        write_manifest(
+            staging,
+            asset="base_model",
+            base=base_name,
+            fingerprint=version,
+            config=lineage.base_params(config, base_name),
+            api=target.describe(),
+        )
     return dg.MaterializeResult(
-        metadata={"path": dg.MetadataValue.path(str(directory)), "base": base_name, "weights": "none: served by the API",
-                  "api": dg.MetadataValue.json(target.describe())},
+        metadata={
+            "path": dg.MetadataValue.path(str(directory)),
+            "base": base_name,
+            "weights": "none: served by the API",
+            "api": dg.MetadataValue.json(target.describe()),
+        },
         data_version=dg.DataVersion(version),
     )
 
 
-def _cloud_adapter(context, project: ProjectConfig, store: ArtifactStore, model: str, task_name: str, recipe, mlflow) -> dg.MaterializeResult:
+def _cloud_adapter(
+    context, project: ProjectConfig, store: ArtifactStore, model: str, task_name: str, recipe, mlflow
+) -> dg.MaterializeResult:
     """A cloud fine-tune: JSONL export, upload, job (events to this log), results.csv, deployment; tracked in MLflow."""
     from ftassets.azure.finetuning import log_to_mlflow
     from ftassets.azure.lifecycle import fine_tune_and_deploy
     from ftassets.data.datasets import read_splits
     from ftassets.plots import loss_curve, markdown_image
 
-    upstream = lineage.cloud_adapter_upstream(store.fingerprint("dataset", task_name), store.fingerprint("base_model", project.base_of(model)))
+    upstream = lineage.cloud_adapter_upstream(
+        store.fingerprint("dataset", task_name), store.fingerprint("base_model", project.base_of(model))
+    )
     version = lineage.fingerprint("adapter", lineage.recipe_params(recipe), upstream)
     tracker = mlflow.tracker()
-    tracked = tracker.start_run(f"{model}/{task_name}", params=recipe.model_dump(mode="json"), tags={
-        "dagster.run_id": context.run_id, "dagster.partition": context.partition_key, "ftassets.task": task_name,
-        "ftassets.model": model, "ftassets.method": recipe.method, "ftassets.fingerprint": version}) if tracker else None
+    tracked = (
+        tracker.start_run(
+            f"{model}/{task_name}",
+            params=recipe.model_dump(mode="json"),
+            tags={
+                "dagster.run_id": context.run_id,
+                "dagster.partition": context.partition_key,
+                "ftassets.task": task_name,
+                "ftassets.model": model,
+                "ftassets.method": recipe.method,
+                "ftassets.fingerprint": version,
+            },
+        )
+        if tracker
+        else None
+    )
     directory = store.path("adapter", model, task_name)
     try:
         with store.writing(directory) as staging:
-            tuned = fine_tune_and_deploy(project, model, task_name, recipe, read_splits(store.path("dataset", task_name)), staging,
-                                         version, context.log.info, work_dir=store.work_path("adapter", model, task_name))
-            write_manifest(staging, asset="adapter", partition=[task_name, model], fingerprint=version, upstream=upstream,
-                           recipe=recipe.model_dump(mode="json"), mlflow_run_id=tracked.run_id if tracked else None, **tuned.manifest_facts())
+            tuned = fine_tune_and_deploy(
+                project,
+                model,
+                task_name,
+                recipe,
+                read_splits(store.path("dataset", task_name)),
+                staging,
+                version,
+                context.log.info,
+                work_dir=store.work_path("adapter", model, task_name),
+            )
+            write_manifest(
+                staging,
+                asset="adapter",
+                partition=[task_name, model],
+                fingerprint=version,
+                upstream=upstream,
+                recipe=recipe.model_dump(mode="json"),
+                mlflow_run_id=tracked.run_id if tracked else None,
+                **tuned.manifest_facts(),
+            )
     except BaseException as error:
         if tracked:
             tracker.fail(tracked, f"{type(error).__name__}: {error}")
@@ -620,16 +800,35 @@ def _cloud_adapter(context, project: ProjectConfig, store: ArtifactStore, model:
     outcome, deployment = tuned.outcome, tuned.deployment
     if tracked:
         log_to_mlflow(tracked, outcome)
-        tracker.finish(tracked, {"trained_tokens": outcome.trained_tokens, "training_cost_usd": tuned.training_cost_usd,
-                                 "hosting_per_hour_usd": deployment.hosting_per_hour_usd, "wall_seconds": outcome.seconds}, directory)
+        tracker.finish(
+            tracked,
+            {
+                "trained_tokens": outcome.trained_tokens,
+                "training_cost_usd": tuned.training_cost_usd,
+                "hosting_per_hour_usd": deployment.hosting_per_hour_usd,
+                "wall_seconds": outcome.seconds,
+            },
+            directory,
+        )
     return dg.MaterializeResult(
         metadata={
-            "path": dg.MetadataValue.path(str(directory)), "strategy": recipe.method, "job_id": outcome.job_id,
-            "fine_tuned_model": outcome.fine_tuned_model, "statuses": dg.MetadataValue.json(outcome.statuses_seen),
-            "trained_tokens": outcome.trained_tokens, "training_cost_usd": tuned.training_cost_usd,
-            "deployment": deployment.name, "hosting_per_hour_usd": deployment.hosting_per_hour_usd, "deployment_expires": deployment.expires,
-            "loss_curve": dg.MetadataValue.md(markdown_image(loss_curve(outcome.train_loss, outcome.val_loss, f"{model} on {task_name}"),
-                                                             "loss curve") + "\n\n" + _loss_table(outcome.train_loss, outcome.val_loss)),
+            "path": dg.MetadataValue.path(str(directory)),
+            "strategy": recipe.method,
+            "job_id": outcome.job_id,
+            "fine_tuned_model": outcome.fine_tuned_model,
+            "statuses": dg.MetadataValue.json(outcome.statuses_seen),
+            "trained_tokens": outcome.trained_tokens,
+            "training_cost_usd": tuned.training_cost_usd,
+            "deployment": deployment.name,
+            "hosting_per_hour_usd": deployment.hosting_per_hour_usd,
+            "deployment_expires": deployment.expires,
+            "loss_curve": dg.MetadataValue.md(
+                markdown_image(
+                    loss_curve(outcome.train_loss, outcome.val_loss, f"{model} on {task_name}"), "loss curve"
+                )
+                + "\n\n"
+                + _loss_table(outcome.train_loss, outcome.val_loss)
+            ),
             "recipe": dg.MetadataValue.json(recipe.model_dump(mode="json")),
             **({"mlflow_run_id": tracked.run_id, "mlflow_tracking_uri": tracked.tracking_uri} if tracked else {}),
         },
@@ -645,30 +844,47 @@ def _not_applicable(asset: str, reason: str, check: str | None = None) -> dg.Mat
     return dg.MaterializeResult(
         metadata={"applicable": False, "reason": reason},
         data_version=dg.DataVersion(lineage.not_applicable(asset)),
-        check_results=[dg.AssetCheckResult(check_name=check, passed=True, description=f"not applicable: {reason}")] if check else None,
+        check_results=[dg.AssetCheckResult(check_name=check, passed=True, description=f"not applicable: {reason}")]
+        if check
+        else None,
     )
 
 
 def _gguf_table(summary: dict[str, Any]) -> str:
-    rows = ["| quant type | file | MB | tensor types | greedy agreement | top-1 agreement | max abs logit delta |",
-            "| --- | --- | --- | --- | --- | --- | --- |"]
+    rows = [
+        "| quant type | file | MB | tensor types | greedy agreement | top-1 agreement | max abs logit delta |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for quant, facts in summary["quantizations"].items():
         greedy, logits = summary["parity"]["greedy"][quant], summary["parity"]["logits"][quant]
-        rows.append(f"| {quant} | {facts['file']} | {facts['size_mb']} | {facts['tensor_types']} | {greedy['agreement']:.3f} | "
-                    f"{logits['top1_agreement']:.3f} | {logits['max_abs_logit_delta']:.4f} |")
+        rows.append(
+            f"| {quant} | {facts['file']} | {facts['size_mb']} | {facts['tensor_types']} | {greedy['agreement']:.3f} | "
+            f"{logits['top1_agreement']:.3f} | {logits['max_abs_logit_delta']:.4f} |"
+        )
     return "\n".join(rows)
 
 
 def _final_metrics(result) -> dict[str, float]:
-    keys = ("final_train_loss", "final_val_loss", "tokens_per_second", "wall_seconds", "peak_memory_mb", "tokens_seen", "steps",
-            "trainable_params", "total_params")
+    keys = (
+        "final_train_loss",
+        "final_val_loss",
+        "tokens_per_second",
+        "wall_seconds",
+        "peak_memory_mb",
+        "tokens_seen",
+        "steps",
+        "trainable_params",
+        "total_params",
+    )
     return {key: getattr(result, key) for key in keys}
 
 
 def _loss_table(train_loss: list[tuple[int, float]], val_loss: list[tuple[int, float]]) -> str:
     validation, training = dict(val_loss), dict(train_loss)
     rows = ["| step | train loss | validation loss |", "| --- | --- | --- |"]
-    rows += [f"| {step} | {loss:.4f} | {validation[step]:.4f} |" if step in validation else f"| {step} | {loss:.4f} | |" for step, loss in train_loss]
+    rows += [
+        f"| {step} | {loss:.4f} | {validation[step]:.4f} |" if step in validation else f"| {step} | {loss:.4f} | |"
+        for step, loss in train_loss
+    ]
     rows += [f"| {step} | | {loss:.4f} |" for step, loss in val_loss if step not in training]
     return "\n".join(rows)
-

@@ -17,7 +17,9 @@ class TeardownConfig(dg.Config):
 
 
 @dg.op(tags={"kind": "azure"})
-def teardown_azure_deployments(context: dg.OpExecutionContext, config: TeardownConfig, project: ProjectResource) -> dg.Output[list]:
+def teardown_azure_deployments(
+    context: dg.OpExecutionContext, config: TeardownConfig, project: ProjectResource
+) -> dg.Output[list]:
     """Delete ftassets' fine-tuned deployments and serverless endpoints through the control plane, with the hosting each cost."""
     from ftassets.azure.lifecycle import teardown_deployments
 
@@ -25,7 +27,9 @@ def teardown_azure_deployments(context: dg.OpExecutionContext, config: TeardownC
     return dg.Output(deleted, metadata={"deleted": dg.MetadataValue.json(deleted), "count": len(deleted)})
 
 
-@dg.job(description="Delete the Azure OpenAI deployments and Azure ML serverless endpoints of fine-tunes that ftassets created "
-                    "(all, or the ones named).")
+@dg.job(
+    description="Delete the Azure OpenAI deployments and Azure ML serverless endpoints of fine-tunes that ftassets created "
+    "(all, or the ones named)."
+)
 def azure_teardown():
     teardown_azure_deployments()

@@ -8,9 +8,10 @@ from ftassets.defs.partitions import ProjectPartitions
 from ftassets.defs.resources import ProjectResource
 from ftassets.regression import compare, variant_scores
 
-
 # A partitioned asset check is a preview feature in Dagster 1.13; the check has to run per (task, model) partition.
-warnings.filterwarnings("ignore", category=dg.PreviewWarning, message="Specifying a partitions_def on an AssetCheckSpec")
+warnings.filterwarnings(
+    "ignore", category=dg.PreviewWarning, message="Specifying a partitions_def on an AssetCheckSpec"
+)
 
 
 def build_checks(partitions: ProjectPartitions) -> list[dg.AssetChecksDefinition]:
@@ -23,10 +24,12 @@ def build_checks(partitions: ProjectPartitions) -> list[dg.AssetChecksDefinition
         primary = config.tasks[task].primary_metric
         threshold = config.experiments.automation.regression_threshold
         records = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey("evaluation"), asset_partitions=[context.partition_key]), limit=2
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("evaluation"), asset_partitions=[context.partition_key]),
+            limit=2,
         ).records
         scores = [
-            variant_scores({key: value.value for key, value in r.asset_materialization.metadata.items()}, primary) for r in records
+            variant_scores({key: value.value for key, value in r.asset_materialization.metadata.items()}, primary)
+            for r in records
         ]
         if not scores:
             return dg.AssetCheckResult(passed=True, description="no evaluation materialized yet")

@@ -8,8 +8,8 @@ and by ``ftassets sync`` (for ``dagster asset materialize`` of an entry added si
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import dagster as dg
 
@@ -28,10 +28,14 @@ class ProjectPartitions:
 def build_partitions(project: ProjectConfig) -> ProjectPartitions:
     task = dg.StaticPartitionsDefinition(list(project.tasks))
     model = dg.DynamicPartitionsDefinition(name=MODEL_PARTITIONS)
-    return ProjectPartitions(task=task, model=model, task_model=dg.MultiPartitionsDefinition({"task": task, "model": model}))
+    return ProjectPartitions(
+        task=task, model=model, task_model=dg.MultiPartitionsDefinition({"task": task, "model": model})
+    )
 
 
-def sync_model_partitions(instance: dg.DagsterInstance, models: Iterable[str], prune: bool = False) -> tuple[list[str], list[str]]:
+def sync_model_partitions(
+    instance: dg.DagsterInstance, models: Iterable[str], prune: bool = False
+) -> tuple[list[str], list[str]]:
     """Register the model entries missing from the instance's ``models`` partitions (and, with ``prune``,
     remove those no longer in models.yaml; their materialization history stays). Returns (added, removed)."""
     wanted = list(dict.fromkeys(models))

@@ -12,19 +12,27 @@ class PublishConfig(dg.Config):
 
 
 @dg.op(tags={"kind": "storage"})
-def publish_artifact(context: dg.OpExecutionContext, config: PublishConfig, artifacts: ArtifactStoreResource,
-                     model_store: dg.ConfigurableResource) -> dg.Output[str]:
+def publish_artifact(
+    context: dg.OpExecutionContext,
+    config: PublishConfig,
+    artifacts: ArtifactStoreResource,
+    model_store: dg.ConfigurableResource,
+) -> dg.Output[str]:
     """Upload ``<asset>/<model>/<task>`` with its manifest to the model store, under the same key."""
     from ftassets.artifacts import read_manifest
 
     directory = artifacts.store.path(config.asset, config.model, config.task)
     if read_manifest(directory) is None:
-        raise FileNotFoundError(f"{directory}: no materialized {config.asset} for {config.model}/{config.task}; materialize it first")
+        raise FileNotFoundError(
+            f"{directory}: no materialized {config.asset} for {config.model}/{config.task}; materialize it first"
+        )
     key = f"{config.asset}/{config.model}/{config.task}"
     with model_store.store() as store:
         stored = store.upload(directory, key)
     context.log.info(f"published {key} ({stored.bytes} bytes, {len(stored.files)} files) to {stored.location}")
-    return dg.Output(stored.location, metadata={"location": stored.location, "bytes": stored.bytes, "files": len(stored.files)})
+    return dg.Output(
+        stored.location, metadata={"location": stored.location, "bytes": stored.bytes, "files": len(stored.files)}
+    )
 
 
 @dg.job(description="Upload one materialized artifact (default: an adapter) to the configured model store.")

@@ -1,12 +1,12 @@
 """Resources: the project configuration, the artifact store, the trainer, and the table IO manager."""
 
-
 import contextlib
 import json
 import sys
 import typing
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -62,19 +62,34 @@ class TrainerResource(dg.ConfigurableResource):
 
         return resolve_device(self.device)
 
-    def train(self, context: dg.AssetExecutionContext, base_dir: Path, splits_dir: Path, recipe: Any, out_dir: Path,
-              checkpoint_dir: Path, mlflow_run: Any = None):
+    def train(
+        self,
+        context: dg.AssetExecutionContext,
+        base_dir: Path,
+        splits_dir: Path,
+        recipe: Any,
+        out_dir: Path,
+        checkpoint_dir: Path,
+        mlflow_run: Any = None,
+    ):
         from ftassets.training.entry import RESULT_FILE, TrainingRequest, run
         from ftassets.training.trainer import TrainingResult
 
         if self.launcher not in LAUNCHERS:
             raise ValueError(f"resource trainer.launcher: unknown {self.launcher!r}; use one of {', '.join(LAUNCHERS)}")
         if self.num_processes < 1 or (self.num_processes > 1 and self.launcher != "accelerate"):
-            raise ValueError(f"resource trainer.num_processes: {self.num_processes} needs launcher 'accelerate' and >= 1")
+            raise ValueError(
+                f"resource trainer.num_processes: {self.num_processes} needs launcher 'accelerate' and >= 1"
+            )
         request = TrainingRequest(
-            base_dir=str(base_dir), splits_dir=str(splits_dir), recipe=recipe.model_dump(mode="json"), out_dir=str(out_dir),
-            checkpoint_dir=str(checkpoint_dir), device=self.resolved_device(),
-            mlflow_tracking_uri=mlflow_run.tracking_uri if mlflow_run else None, mlflow_run_id=mlflow_run.run_id if mlflow_run else None,
+            base_dir=str(base_dir),
+            splits_dir=str(splits_dir),
+            recipe=recipe.model_dump(mode="json"),
+            out_dir=str(out_dir),
+            checkpoint_dir=str(checkpoint_dir),
+            device=self.resolved_device(),
+            mlflow_tracking_uri=mlflow_run.tracking_uri if mlflow_run else None,
+            mlflow_run_id=mlflow_run.run_id if mlflow_run else None,
         )
         if self.launcher == "in_process":
             return run(request, context.log.info)
@@ -88,18 +103,35 @@ class TrainerResource(dg.ConfigurableResource):
             # accelerate's --cpu flag means one process; its torchrun launcher (--multi_gpu) starts N processes, which
             # join over gloo when the device is the CPU (see TrainingArguments.ddp_backend in the trainer).
             launch = ["--multi_gpu"] if self.num_processes > 1 else (["--cpu"] if request.device == "cpu" else [])
-            command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(self.num_processes),
-                       "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", *launch,
-                       "-m", "ftassets.training.entry", str(request_path)]
+            command = [
+                sys.executable,
+                "-m",
+                "accelerate.commands.launch",
+                "--num_processes",
+                str(self.num_processes),
+                "--num_machines",
+                "1",
+                "--mixed_precision",
+                "no",
+                "--dynamo_backend",
+                "no",
+                *launch,
+                "-m",
+                "ftassets.training.entry",
+                str(request_path),
+            ]
         context.log.info(f"training in a child process: {' '.join(command)}")
         dg.PipesSubprocessClient().run(command=command, context=context).get_results()
         return TrainingResult(**json.loads((request_path.parent / RESULT_FILE).read_text()))
 
-
     def _train_on_azure_ml(self, context: dg.AssetExecutionContext, request: Any, out_dir: Path):
         """A command job on the workspace's compute (``azure_ml`` in azure.yaml), followed through Dagster Pipes: the job's
         log lines arrive in this run, its result as a custom message; the adapter is the job's downloaded output."""
-        from dagster_azure.pipes import PipesAzureBlobStorageContextInjector, PipesAzureBlobStorageMessageReader, PipesAzureMLClient
+        from dagster_azure.pipes import (
+            PipesAzureBlobStorageContextInjector,
+            PipesAzureBlobStorageMessageReader,
+            PipesAzureMLClient,
+        )
 
         from ftassets.azure.azureml import download_adapter, training_command, workspace_clients, write_recipe
         from ftassets.training.trainer import TrainingResult
@@ -108,16 +140,27 @@ class TrainerResource(dg.ConfigurableResource):
         ml_client, blob, pipes_url = workspace_clients(azure)
         settings = azure.azure_ml
         partition = str(context.partition_key) if context.has_partition_key else ""
-        command = training_command(settings, request, write_recipe(request, Path(request.checkpoint_dir)), Path(__file__).resolve().parents[2],
-                                   display_name=f"ftassets {partition or context.asset_key.to_user_string()}", pipes_storage_url=pipes_url,
-                                   tags={"dagster.run_id": context.run_id, "dagster.partition": partition})
+        command = training_command(
+            settings,
+            request,
+            write_recipe(request, Path(request.checkpoint_dir)),
+            Path(__file__).resolve().parents[2],
+            display_name=f"ftassets {partition or context.asset_key.to_user_string()}",
+            pipes_storage_url=pipes_url,
+            tags={"dagster.run_id": context.run_id, "dagster.partition": partition},
+        )
         pipes = PipesAzureMLClient(
-            client=ml_client, poll_interval_seconds=settings.poll_interval_s,
+            client=ml_client,
+            poll_interval_seconds=settings.poll_interval_s,
             context_injector=PipesAzureBlobStorageContextInjector(container=settings.pipes_container, client=blob),
-            message_reader=PipesAzureBlobStorageMessageReader(container=settings.pipes_container, client=blob, interval=settings.poll_interval_s),
+            message_reader=PipesAzureBlobStorageMessageReader(
+                container=settings.pipes_container, client=blob, interval=settings.poll_interval_s
+            ),
         )
         invocation = pipes.run(context=context, command=command)
-        job_name = str(getattr(invocation.metadata["AzureML Job Name"], "value", invocation.metadata["AzureML Job Name"]))
+        job_name = str(
+            getattr(invocation.metadata["AzureML Job Name"], "value", invocation.metadata["AzureML Job Name"])
+        )
         download_adapter(ml_client, job_name, out_dir)
         [result] = invocation.get_custom_messages()[-1:] or [None]
         if result is None:
@@ -140,16 +183,22 @@ class MlflowResource(dg.ConfigurableResource):
 
         if not self.enabled:
             return None
-        return MlflowTracker(self.tracking_uri or default_tracking_uri(Path(self.home)), self.experiment,
-                             None if self.tracking_uri else Path(self.home) / "mlflow" / "artifacts")
+        return MlflowTracker(
+            self.tracking_uri or default_tracking_uri(Path(self.home)),
+            self.experiment,
+            None if self.tracking_uri else Path(self.home) / "mlflow" / "artifacts",
+        )
 
     def log_report(self, context: dg.AssetExecutionContext, name: str, directory: Path, metrics: dict[str, float]):
         """One MLflow run with a report's files and its metrics, tagged with the Dagster run and partition."""
         tracker = self.tracker()
         if tracker is None:
             return None
-        tags = {"dagster.run_id": context.run_id, "dagster.asset": context.asset_key.to_user_string(),
-                "dagster.partition": context.partition_key if context.has_partition_key else ""}
+        tags = {
+            "dagster.run_id": context.run_id,
+            "dagster.asset": context.asset_key.to_user_string(),
+            "dagster.partition": context.partition_key if context.has_partition_key else "",
+        }
         return tracker.log_files(name, tags, directory, metrics)
 
 
@@ -189,8 +238,10 @@ def model_store_from_env(home: Path) -> dg.ConfigurableResource:
     from dagster_azure.blob import AzureBlobStorageDefaultCredential
 
     if url := os.environ.get("FTASSETS_MODEL_STORE_BLOB_URL"):
-        return BlobModelStoreResource(blob_storage=AzureBlobStorageResource(account_url=url, credential=AzureBlobStorageDefaultCredential()),
-                                      container=os.environ.get("FTASSETS_MODEL_STORE_CONTAINER", "ftassets-models"))
+        return BlobModelStoreResource(
+            blob_storage=AzureBlobStorageResource(account_url=url, credential=AzureBlobStorageDefaultCredential()),
+            container=os.environ.get("FTASSETS_MODEL_STORE_CONTAINER", "ftassets-models"),
+        )
     return LocalModelStoreResource(root=str(Path(home) / "model_store"))
 
 
@@ -210,7 +261,11 @@ class ParquetTableIOManager(dg.UPathIOManager):
         """An input typed ``dict[str, DataFrame]`` (comparison, leaderboard) gets ``{partition key: table}`` also when its
         partition mapping yields one partition or none; UPathIOManager alone would pass the bare table or None."""
         value = super().load_input(context)
-        if context.has_asset_partitions and typing.get_origin(context.dagster_type.typing_type) is dict and not isinstance(value, dict):
+        if (
+            context.has_asset_partitions
+            and typing.get_origin(context.dagster_type.typing_type) is dict
+            and not isinstance(value, dict)
+        ):
             return {} if value is None else {context.asset_partition_keys[0]: value}
         return value
 

@@ -38,32 +38,54 @@ def refresh_when_upstream_updates() -> dg.AutomationCondition:
 
 def api_baselines(project: ProjectConfig) -> list[str]:
     """Model entries that are a provider's model as is: an API base and no recipe."""
-    return [name for name, entry in project.models.items() if project.bases[entry.base].source in API_SOURCES and entry.recipe is None]
+    return [
+        name
+        for name, entry in project.models.items()
+        if project.bases[entry.base].source in API_SOURCES and entry.recipe is None
+    ]
 
 
-@dg.op(description="Materialize every stale partition of the default experiment in lineage order, as `ftassets run` does.")
-def refresh_stale_partitions(context: dg.OpExecutionContext, project: ProjectResource, artifacts: ArtifactStoreResource) -> None:
+@dg.op(
+    description="Materialize every stale partition of the default experiment in lineage order, as `ftassets run` does."
+)
+def refresh_stale_partitions(
+    context: dg.OpExecutionContext, project: ProjectResource, artifacts: ArtifactStoreResource
+) -> None:
     from ftassets.definitions import build_definitions
     from ftassets.runner import PipelineRunner, format_report
 
     config = load_project_config(project.config_dir)
     tasks, models = config.default_selection()
-    runner = PipelineRunner(build_definitions(config.config_dir, artifacts.root), config, artifacts.store, context.instance, log=context.log.info)
+    runner = PipelineRunner(
+        build_definitions(config.config_dir, artifacts.root),
+        config,
+        artifacts.store,
+        context.instance,
+        log=context.log.info,
+    )
     report = runner.run(tasks, models)
     context.log.info(format_report(report, config))
     if report.failed:
-        raise dg.Failure(f"{len(report.failed)} step(s) failed or blocked", metadata={"failed": [f"{'+'.join(o.assets)} [{o.partition}]: {o.error}" for o in report.failed]})
-
+        raise dg.Failure(
+            f"{len(report.failed)} step(s) failed or blocked",
+            metadata={"failed": [f"{'+'.join(o.assets)} [{o.partition}]: {o.error}" for o in report.failed]},
+        )
 
 
 def build_schedules(partitions: ProjectPartitions) -> tuple[list[dg.ScheduleDefinition], list[dg.JobDefinition]]:
     api_evaluation = dg.define_asset_job(
-        "api_baselines_evaluation", selection=["evaluation"], partitions_def=partitions.task_model,
+        "api_baselines_evaluation",
+        selection=["evaluation"],
+        partitions_def=partitions.task_model,
         description="Re-evaluate one (task, API model) cell; comparison and leaderboard follow by automation.",
     )
 
-    @dg.schedule(cron_schedule=WEEKLY_API_CRON, job=api_evaluation, execution_timezone="UTC",
-                 default_status=dg.DefaultScheduleStatus.STOPPED)
+    @dg.schedule(
+        cron_schedule=WEEKLY_API_CRON,
+        job=api_evaluation,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+    )
     def weekly_api_baselines(context: dg.ScheduleEvaluationContext, project: ProjectResource):
         """Every API baseline's evaluation on every task compared so far, once a week."""
         from ftassets.azure.settings import without_missing_credentials
@@ -71,24 +93,39 @@ def build_schedules(partitions: ProjectPartitions) -> tuple[list[dg.ScheduleDefi
         config = load_project_config(project.config_dir)
         baselines = api_baselines(config)
         if not baselines:
-            return dg.SkipReason("no API-model baseline (an entry with an azure_openai or openai_compatible base and no recipe) in models.yaml")
+            return dg.SkipReason(
+                "no API-model baseline (an entry with an azure_openai or openai_compatible base and no recipe) in models.yaml"
+            )
         baselines = without_missing_credentials(config, baselines, context.log.warning)
         if not baselines:
-            return dg.SkipReason("every API-model baseline lacks its credentials (see the log); export them and the next week re-evaluates")
+            return dg.SkipReason(
+                "every API-model baseline lacks its credentials (see the log); export them and the next week re-evaluates"
+            )
         sync_model_partitions(context.instance, config.models)
         tasks = compared_tasks(context.instance, config)
         stamp = context.scheduled_execution_time.strftime("%Y-%m-%d")
         return [
-            dg.RunRequest(run_key=f"{stamp}:{cell_key(task, model)}", partition_key=cell_key(task, model), tags={"ftassets/trigger": "weekly-api-baselines"})
-            for task in tasks for model in baselines
+            dg.RunRequest(
+                run_key=f"{stamp}:{cell_key(task, model)}",
+                partition_key=cell_key(task, model),
+                tags={"ftassets/trigger": "weekly-api-baselines"},
+            )
+            for task in tasks
+            for model in baselines
         ]
 
-    @dg.job(name="refresh_stale", description="Rebuild what the configuration made stale (the default experiment), in lineage order.")
+    @dg.job(
+        name="refresh_stale",
+        description="Rebuild what the configuration made stale (the default experiment), in lineage order.",
+    )
     def refresh_stale_job():
         refresh_stale_partitions()
 
     nightly_stale_refresh = dg.ScheduleDefinition(
-        name="nightly_stale_refresh", cron_schedule=NIGHTLY_CRON, job=refresh_stale_job, execution_timezone="UTC",
+        name="nightly_stale_refresh",
+        cron_schedule=NIGHTLY_CRON,
+        job=refresh_stale_job,
+        execution_timezone="UTC",
         default_status=dg.DefaultScheduleStatus.STOPPED,
         description="Every night: rebuild the partitions whose fingerprint no longer matches the configuration.",
     )
@@ -97,6 +134,8 @@ def build_schedules(partitions: ProjectPartitions) -> tuple[list[dg.ScheduleDefi
 
 def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:
     return dg.AutomationConditionSensorDefinition(
-        "automation_condition_sensor", target=dg.AssetSelection.all(), default_status=dg.DefaultSensorStatus.RUNNING,
+        "automation_condition_sensor",
+        target=dg.AssetSelection.all(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
         description="Evaluates the assets' automation conditions (comparison and leaderboard refresh after new evaluations).",
     )

@@ -61,8 +61,11 @@ def compared_tasks(instance: dg.DagsterInstance, project: ProjectConfig) -> list
 
 
 def build_sensors(partitions: ProjectPartitions) -> list[dg.SensorDefinition]:
-    @dg.sensor(minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING,
-               asset_selection=dg.AssetSelection.assets("dataset").downstream())
+    @dg.sensor(
+        minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        asset_selection=dg.AssetSelection.assets("dataset").downstream(),
+    )
     def incoming_data_sensor(context: dg.SensorEvaluationContext, project: ProjectResource):
         """JSONL files dropped into ``incoming/<task>/``: valid files join the task's dataset (train split) and start a
         backfill of that task's lineage for the model entries evaluated on it so far; a bad file is moved to ``rejected/`` with a reason
@@ -70,11 +73,15 @@ def build_sensors(partitions: ProjectPartitions) -> list[dg.SensorDefinition]:
         config = load_project_config(project.config_dir)
         for outcome in ingest(config):
             if outcome.accepted:
-                context.log.info(f"{outcome.task}: accepted {outcome.source} ({outcome.rows} rows) as {outcome.path.name}")
+                context.log.info(
+                    f"{outcome.task}: accepted {outcome.source} ({outcome.rows} rows) as {outcome.path.name}"
+                )
             else:
                 context.log.warning(f"{outcome.reason}; moved to {outcome.path}")
         requested = set(json.loads(context.cursor)["requested"]) if context.cursor else set()
-        new = {task: [f for f in accepted_version(config, task) if f["sha256"] not in requested] for task in config.tasks}
+        new = {
+            task: [f for f in accepted_version(config, task) if f["sha256"] not in requested] for task in config.tasks
+        }
         new = {task: files for task, files in new.items() if files}
         if not new:
             return dg.SkipReason("no new accepted file in the incoming folders")
@@ -83,15 +90,26 @@ def build_sensors(partitions: ProjectPartitions) -> list[dg.SensorDefinition]:
         asset_graph = context.repository_def.asset_graph
         subset = AssetGraphSubset.create_empty_subset()
         for task in tasks:
-            subset |= lineage_subset(asset_graph, partitions, "dataset", [task], evaluated_models(context.instance, config, task, context.log.info))
-        context.log.info(f"new data for {tasks}: {sorted(f['file'] for fs in new.values() for f in fs)}; requesting their lineage")
+            subset |= lineage_subset(
+                asset_graph,
+                partitions,
+                "dataset",
+                [task],
+                evaluated_models(context.instance, config, task, context.log.info),
+            )
+        context.log.info(
+            f"new data for {tasks}: {sorted(f['file'] for fs in new.values() for f in fs)}; requesting their lineage"
+        )
         return dg.SensorResult(
             run_requests=[dg.RunRequest.for_asset_graph_subset(subset, tags={"ftassets/trigger": "incoming-data"})],
             cursor=json.dumps({"requested": sorted(requested | {f["sha256"] for fs in new.values() for f in fs})}),
         )
 
-    @dg.sensor(minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING,
-               asset_selection=dg.AssetSelection.assets("base_model").downstream())
+    @dg.sensor(
+        minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        asset_selection=dg.AssetSelection.assets("base_model").downstream(),
+    )
     def models_config_sensor(context: dg.SensorEvaluationContext, project: ProjectResource):
         """Keeps the ``models`` partitions equal to models.yaml (read every tick) and backfills the lineage of each
         entry added since the previous tick: its base_model, its cells and the comparison of every task compared so
@@ -102,7 +120,9 @@ def build_sensors(partitions: ProjectPartitions) -> list[dg.SensorDefinition]:
             context.log.info(f"models partitions: added {added}, removed {removed}")
         models = list(config.models)
         if context.cursor is None:
-            return dg.SensorResult(cursor=json.dumps(models), skip_reason=f"baseline: {len(models)} model entries registered")
+            return dg.SensorResult(
+                cursor=json.dumps(models), skip_reason=f"baseline: {len(models)} model entries registered"
+            )
         new = [model for model in models if model not in set(json.loads(context.cursor))]
         if not new:
             return dg.SensorResult(cursor=json.dumps(models), skip_reason="no new entry in models.yaml")

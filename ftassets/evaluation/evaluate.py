@@ -19,9 +19,23 @@ from ftassets.training.tokenize import chat_messages
 
 IDENTITY_COLUMNS = ["model", "variant", "status"]
 TIMING_COLUMNS = [
-    "n", "latency_mean_s", "latency_p50_s", "latency_p95_s", "latency_p99_s", "ttft_p50_s", "ttft_p95_s",
-    "generated_tokens_per_s", "seconds", "prompt_tokens", "cached_tokens", "completion_tokens", "reasoning_tokens",
-    "peak_memory_mb", "device", "cost_usd", "cost_per_1k_usd",
+    "n",
+    "latency_mean_s",
+    "latency_p50_s",
+    "latency_p95_s",
+    "latency_p99_s",
+    "ttft_p50_s",
+    "ttft_p95_s",
+    "generated_tokens_per_s",
+    "seconds",
+    "prompt_tokens",
+    "cached_tokens",
+    "completion_tokens",
+    "reasoning_tokens",
+    "peak_memory_mb",
+    "device",
+    "cost_usd",
+    "cost_per_1k_usd",
 ]
 SIGNIFICANCE_COLUMNS = ["delta_ci_low", "delta_ci_high", "significant", "mcnemar_p"]
 JUDGE_COLUMNS = ["judge_score", "judge_parse_failures"]
@@ -34,7 +48,11 @@ class VariantEvaluation:
 
 
 def evaluate_variant(
-    backend: ModelBackend, task: ResolvedTask, test_rows: list[dict[str, Any]], model: str, variant: str,
+    backend: ModelBackend,
+    task: ResolvedTask,
+    test_rows: list[dict[str, Any]],
+    model: str,
+    variant: str,
     settings: EvaluationSettings = EvaluationSettings(),
 ) -> VariantEvaluation:
     """Generate an answer for every test row, parse and score it with bootstrap intervals, time it and cost it.
@@ -50,20 +68,26 @@ def evaluate_variant(
     scored = task_type.score(test_rows, texts)
     metrics = {name: float(scored.metrics.get(name, math.nan)) for name in task_type.metric_names}
     intervals = metric_intervals(
-        scored.per_example, {k: v for k, v in metrics.items() if k != "parse_failures"},
+        scored.per_example,
+        {k: v for k, v in metrics.items() if k != "parse_failures"},
         lambda sample: task_type.score([test_rows[i] for i in sample], [texts[i] for i in sample]).metrics,
-        confidence=settings.confidence, resamples=settings.bootstrap_resamples,
+        confidence=settings.confidence,
+        resamples=settings.bootstrap_resamples,
     )
     latency = latency_summary([g.latency_s for g in generations] or [0.0])
     first_tokens = [g.first_token_s for g in generations if g.first_token_s is not None]
     first_token = latency_summary(first_tokens) if first_tokens else {"p50": math.nan, "p95": math.nan}
     completion_tokens = sum(g.completion_tokens for g in generations)
-    perplexity = backend.perplexity([r["prompt"] for r in test_rows], [r["answer"] for r in test_rows], task.config.system_prompt)
+    perplexity = backend.perplexity(
+        [r["prompt"] for r in test_rows], [r["answer"] for r in test_rows], task.config.system_prompt
+    )
     judged = {}
     if settings.judge.enabled and task.name in settings.judge.tasks:
         from ftassets.evaluation.judge import LLMJudge
 
-        judged = LLMJudge.from_settings(settings.judge).score([r["prompt"] for r in test_rows], [r["answer"] for r in test_rows], texts)
+        judged = LLMJudge.from_settings(settings.judge).score(
+            [r["prompt"] for r in test_rows], [r["answer"] for r in test_rows], texts
+        )
     device = getattr(backend, "device", "api").split(":")[0]
     cost = _cost_usd(generations, seconds, settings.price_per_device_hour_usd.get(device, math.nan))
     row = {
@@ -71,7 +95,11 @@ def evaluate_variant(
         "variant": variant,
         "status": "ok",
         **metrics,
-        **{f"{name}_ci_{end}": bound for name, (low, high) in intervals.items() for end, bound in (("low", low), ("high", high))},
+        **{
+            f"{name}_ci_{end}": bound
+            for name, (low, high) in intervals.items()
+            for end, bound in (("low", low), ("high", high))
+        },
         "perplexity": math.nan if perplexity is None else perplexity,
         **judged,
         "n": len(test_rows),
@@ -125,22 +153,41 @@ def comparison_table(task: ResolvedTask, model_names: list[str], evaluations: di
     ``delta_<primary metric>`` is each fine-tuned row's gain over its own base row.
     """
     metric_names = list(get_task_type(task.type).metric_names)
-    metric_columns = [c for m in metric_names for c in ((m,) if m == "parse_failures" else (m, f"{m}_ci_low", f"{m}_ci_high"))]
+    metric_columns = [
+        c for m in metric_names for c in ((m,) if m == "parse_failures" else (m, f"{m}_ci_low", f"{m}_ci_high"))
+    ]
     frames = []
     for model in model_names:
         frame = evaluations.get(model)
         if frame is None or frame.empty:
-            frame = pd.DataFrame([{"model": model, "variant": variant, "status": "missing"} for variant in ("base", "finetuned")])
+            frame = pd.DataFrame(
+                [{"model": model, "variant": variant, "status": "missing"} for variant in ("base", "finetuned")]
+            )
         frames.append(frame)
-    export_columns = ["quant_type", "file_size_mb", "merged_size_mb", f"delta_vs_merged_{task.primary_metric}", "seconds_vs_merged"]
+    export_columns = [
+        "quant_type",
+        "file_size_mb",
+        "merged_size_mb",
+        f"delta_vs_merged_{task.primary_metric}",
+        "seconds_vs_merged",
+    ]
     present = lambda columns: [c for c in columns if any(c in f for f in frames)]  # noqa: E731
     table = pd.concat(frames, ignore_index=True).reindex(
-        columns=IDENTITY_COLUMNS + metric_columns + ["perplexity"] + present(JUDGE_COLUMNS)
-        + TIMING_COLUMNS + SIGNIFICANCE_COLUMNS + present(export_columns))
+        columns=IDENTITY_COLUMNS
+        + metric_columns
+        + ["perplexity"]
+        + present(JUDGE_COLUMNS)
+        + TIMING_COLUMNS
+        + SIGNIFICANCE_COLUMNS
+        + present(export_columns)
+    )
     primary = task.primary_metric
     base_scores = table[table.variant == "base"].set_index("model")[primary]
-    table.insert(len(IDENTITY_COLUMNS) + len(metric_columns), f"delta_{primary}",
-                 (table[primary] - table["model"].map(base_scores)).where(table.variant != "base"))
+    table.insert(
+        len(IDENTITY_COLUMNS) + len(metric_columns),
+        f"delta_{primary}",
+        (table[primary] - table["model"].map(base_scores)).where(table.variant != "base"),
+    )
     return table
 
 
@@ -158,8 +205,20 @@ def summary_columns(task: ResolvedTask, table: pd.DataFrame) -> list[str]:
     whether it is significant, latency percentiles and cost; the full table keeps everything."""
     primary = task.primary_metric
     metrics = list(get_task_type(task.type).metric_names)
-    wanted = IDENTITY_COLUMNS + [primary, f"{primary}_ci_low", f"{primary}_ci_high"] + [m for m in metrics if m != primary] + [
-        f"delta_{primary}", "significant", "mcnemar_p", "perplexity", "latency_p50_s", "latency_p95_s", "cost_per_1k_usd"]
+    wanted = (
+        IDENTITY_COLUMNS
+        + [primary, f"{primary}_ci_low", f"{primary}_ci_high"]
+        + [m for m in metrics if m != primary]
+        + [
+            f"delta_{primary}",
+            "significant",
+            "mcnemar_p",
+            "perplexity",
+            "latency_p50_s",
+            "latency_p95_s",
+            "cost_per_1k_usd",
+        ]
+    )
     return [column for column in wanted if column in table.columns]
 
 
@@ -167,7 +226,9 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return frame.to_markdown(index=False, floatfmt=".3f")
 
 
-def leaderboard(comparisons: dict[str, pd.DataFrame], primary_metrics: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def leaderboard(
+    comparisons: dict[str, pd.DataFrame], primary_metrics: dict[str, str]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(best row per task, model entries by average rank) across the tasks' comparison tables.
 
     Each model entry is ranked within a task by its fine-tuned row's primary metric (its base row when it
@@ -182,9 +243,13 @@ def leaderboard(comparisons: dict[str, pd.DataFrame], primary_metrics: dict[str,
             continue
         top = evaluated.loc[evaluated[metric].idxmax()]
         best.append({"task": task, "metric": metric, "model": top.model, "variant": top.variant, "score": top[metric]})
-        entries = evaluated.sort_values("variant", key=lambda v: v != "finetuned", kind="stable").drop_duplicates("model")
+        entries = evaluated.sort_values("variant", key=lambda v: v != "finetuned", kind="stable").drop_duplicates(
+            "model"
+        )
         ranks = entries[metric].rank(ascending=False, method="min")
-        ranked += [{"model": m, "task": task, "rank": r, "score": v} for m, r, v in zip(entries.model, ranks, entries[metric])]
+        ranked += [
+            {"model": m, "task": task, "rank": r, "score": v} for m, r, v in zip(entries.model, ranks, entries[metric])
+        ]
     best_table = pd.DataFrame(best, columns=["task", "metric", "model", "variant", "score"])
     if not ranked:
         return best_table, pd.DataFrame(columns=["model", "average_rank", "tasks"])

@@ -27,12 +27,24 @@ class Verdict:
 
 
 class LLMJudge:
-    def __init__(self, base_url: str, api_key: str, model: str, rubric: str, max_completion_tokens: int = 300,
-                 max_workers: int = 4) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        model: str,
+        rubric: str,
+        max_completion_tokens: int = 300,
+        max_workers: int = 4,
+    ) -> None:
         from openai import OpenAI
 
         self.client = OpenAI(base_url=base_url, api_key=api_key, max_retries=2)
-        self.model, self.rubric, self.max_completion_tokens, self.max_workers = model, rubric, max_completion_tokens, max_workers
+        self.model, self.rubric, self.max_completion_tokens, self.max_workers = (
+            model,
+            rubric,
+            max_completion_tokens,
+            max_workers,
+        )
 
     @classmethod
     def from_settings(cls, settings: JudgeSettings) -> LLMJudge:
@@ -43,15 +55,23 @@ class LLMJudge:
                 f"{'is' if len(missing) == 1 else 'are'} not set; export the judge endpoint's base URL and key, "
                 "or set evaluation.judge.enabled: false"
             )
-        return cls(os.environ[settings.base_url_env], os.environ[settings.api_key_env], settings.model, settings.rubric,
-                   settings.max_completion_tokens)
+        return cls(
+            os.environ[settings.base_url_env],
+            os.environ[settings.api_key_env],
+            settings.model,
+            settings.rubric,
+            settings.max_completion_tokens,
+        )
 
     def verdict(self, prompt: str, reference: str, candidate: str) -> Verdict:
         response = self.client.chat.completions.create(
             model=self.model,
             messages=[
                 {"role": "system", "content": self.rubric},
-                {"role": "user", "content": f"Prompt:\n{prompt}\n\nReference answer:\n{reference}\n\nCandidate answer:\n{candidate}"},
+                {
+                    "role": "user",
+                    "content": f"Prompt:\n{prompt}\n\nReference answer:\n{reference}\n\nCandidate answer:\n{candidate}",
+                },
             ],
             max_completion_tokens=self.max_completion_tokens,
         )

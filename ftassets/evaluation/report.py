@@ -42,10 +42,13 @@ def quality_vs_cost(table: pd.DataFrame, metric: str) -> plt.Figure:
     points = table.assign(label=[f"{m}/{v}" for m, v in zip(table.model, table.variant)])
     base = points.variant == "base"
     shared = points[base].groupby([metric, "cost_per_1k_usd"], sort=False, dropna=False).model.agg(list).reset_index()
-    shared["label"] = [f"base of {models[0]}" + (f" (+{len(models) - 1} entries)" if len(models) > 1 else "") for models in shared.model]
+    shared["label"] = [
+        f"base of {models[0]}" + (f" (+{len(models) - 1} entries)" if len(models) > 1 else "")
+        for models in shared.model
+    ]
     shared["variant"] = "base"
     for row in pd.concat([shared, points[~base]], ignore_index=True).itertuples():
-        x, y = getattr(row, "cost_per_1k_usd"), getattr(row, metric)
+        x, y = row.cost_per_1k_usd, getattr(row, metric)
         axes.scatter(x, y, color="#9aa5b1" if row.variant == "base" else "#2f6fdf")
         axes.annotate(row.label, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     axes.set(xlabel="cost per 1k examples (USD)", ylabel=metric, title="quality against cost")
@@ -107,9 +110,11 @@ def render(task: ResolvedTask, table: pd.DataFrame, predictions: pd.DataFrame) -
     primary = task.primary_metric
     figures = {}
     if not evaluated.empty:
-        figures = {f"{primary}.png": (f"{primary} by row", metric_bars(evaluated, primary)),
-                   "quality_vs_cost.png": ("quality against cost", quality_vs_cost(evaluated, primary)),
-                   "latency.png": ("latency", latency_bars(evaluated))}
+        figures = {
+            f"{primary}.png": (f"{primary} by row", metric_bars(evaluated, primary)),
+            "quality_vs_cost.png": ("quality against cost", quality_vs_cost(evaluated, primary)),
+            "latency.png": ("latency", latency_bars(evaluated)),
+        }
     pngs = {name: png_bytes(figure) for name, (_, figure) in figures.items()}
     images = [(title, data_uri(pngs[name])) for name, (title, _) in figures.items()]
     summary = evaluated[summary_columns(task, table)]
@@ -138,10 +143,23 @@ def render(task: ResolvedTask, table: pd.DataFrame, predictions: pd.DataFrame) -
         *[f"<h2>{html.escape(alt)}</h2><img alt='{html.escape(alt)}' src='{uri}'>" for alt, uri in images],
     ]
     for model, matrix in matrices.items():
-        page += [f"<h2>Confusion matrix: {html.escape(model)} (rows: reference, columns: answer)</h2>", matrix.to_html()]
+        page += [
+            f"<h2>Confusion matrix: {html.escape(model)} (rows: reference, columns: answer)</h2>",
+            matrix.to_html(),
+        ]
     if not worst.empty:
-        texts = {column: lambda v: html.escape(str(v)).replace("\n", "<br>") for column in worst.columns if worst[column].dtype == object}
-        page += ["<h2>Worst examples of each fine-tuned model</h2>",
-                 worst.to_html(index=False, escape=False, formatters=texts, float_format=lambda v: f"{v:.3f}")]
-    page += ["<h2>Every column</h2>", table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""), "</body></html>"]
+        texts = {
+            column: lambda v: html.escape(str(v)).replace("\n", "<br>")
+            for column in worst.columns
+            if worst[column].dtype == object
+        }
+        page += [
+            "<h2>Worst examples of each fine-tuned model</h2>",
+            worst.to_html(index=False, escape=False, formatters=texts, float_format=lambda v: f"{v:.3f}"),
+        ]
+    page += [
+        "<h2>Every column</h2>",
+        table.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""),
+        "</body></html>",
+    ]
     return Report("\n".join(markdown), "\n".join(page), pngs)

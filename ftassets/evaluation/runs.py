@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
@@ -41,23 +41,41 @@ def evaluate_cell(
     upstream = lineage.evaluation_upstream(dataset_version, base_version, adapter_version, gguf_version)
     version = lineage.fingerprint("evaluation", params, upstream)
 
-    test_rows = read_splits(store.path("dataset", task_name))["test"][: project.experiments.evaluation.max_test_examples]
+    test_rows = read_splits(store.path("dataset", task_name))["test"][
+        : project.experiments.evaluation.max_test_examples
+    ]
     settings = project.experiments.evaluation
-    base_key = lineage.fingerprint("evaluation", params, lineage.evaluation_upstream(dataset_version, base_version, None))
+    base_key = lineage.fingerprint(
+        "evaluation", params, lineage.evaluation_upstream(dataset_version, base_version, None)
+    )
     variants = [_base_variant(project, store, base_key, base_dir, task, test_rows, model, device, settings, log)]
     if adapter_version is not None:
-        variants.append(_finetuned_variant(project, store, adapter_dir, base_dir, model, task_name, task, test_rows, device, settings, log))
+        variants.append(
+            _finetuned_variant(
+                project, store, adapter_dir, base_dir, model, task_name, task, test_rows, device, settings, log
+            )
+        )
         variants += gguf_variants(project, store, model, task_name, task, test_rows, variants[-1].row, settings, log)
 
     predictions = pd.concat([v.predictions for v in variants], ignore_index=True)
     table = pd.DataFrame([v.row for v in variants])
     if len(variants) > 1:
-        table = table.merge(significance(predictions, settings.confidence, settings.bootstrap_resamples), on=["model", "variant"], how="left")
+        table = table.merge(
+            significance(predictions, settings.confidence, settings.bootstrap_resamples),
+            on=["model", "variant"],
+            how="left",
+        )
     table = table.assign(fingerprint=version)
     directory = store.path("evaluation", model, task_name)
     with store.writing(directory) as staging:
         predictions.to_parquet(staging / "predictions.parquet", index=False)
-        write_manifest(staging, asset="evaluation", partition=[task_name, model], fingerprint=version, rows=table.to_dict("records"))
+        write_manifest(
+            staging,
+            asset="evaluation",
+            partition=[task_name, model],
+            fingerprint=version,
+            rows=table.to_dict("records"),
+        )
     return CellEvaluation(table, directory / "predictions.parquet", version)
 
 
@@ -80,7 +98,9 @@ def _base_variant(project, store, key, base_dir, task, test_rows, model, device,
     return VariantEvaluation(row, pd.read_parquet(cache / "predictions.parquet").assign(model=model))
 
 
-def _finetuned_variant(project, store, adapter_dir, base_dir, model, task_name, task, test_rows, device, settings, log) -> VariantEvaluation:
+def _finetuned_variant(
+    project, store, adapter_dir, base_dir, model, task_name, task, test_rows, device, settings, log
+) -> VariantEvaluation:
     log(f"evaluating {model!r} fine-tuned on {task_name!r}, on {task.name!r} ({len(test_rows)} examples)")
     with _finetuned_backend(project, store, adapter_dir, base_dir, model, task_name, device, settings) as backend:
         return evaluate_variant(backend, task, test_rows, model, "finetuned", settings)
@@ -103,12 +123,25 @@ def _finetuned_backend(project, store, adapter_dir, base_dir, model, task_name, 
         merged_dir = store.path("merged_model", model, task_name)
         merged = read_manifest(merged_dir)
         if merged is None or merged["upstream"]["adapter"] != read_manifest(adapter_dir)["fingerprint"]:
-            raise FileNotFoundError(f"merged_model for {model}/{task_name} is missing or older than its adapter; materialize merged_model first")
-        return LocalHFBackend(model_dir=merged_dir, device=device, batch_size=settings.batch_size,
-                              max_batch_tokens=settings.max_batch_tokens, name=model)
+            raise FileNotFoundError(
+                f"merged_model for {model}/{task_name} is missing or older than its adapter; materialize merged_model first"
+            )
+        return LocalHFBackend(
+            model_dir=merged_dir,
+            device=device,
+            batch_size=settings.batch_size,
+            max_batch_tokens=settings.max_batch_tokens,
+            name=model,
+        )
     weights = strategy_for(recipe).load_finetuned(adapter_dir, base_dir, device)
-    return LocalHFBackend(weights, AutoTokenizer.from_pretrained(base_dir), device=device, batch_size=settings.batch_size,
-                          max_batch_tokens=settings.max_batch_tokens, name=model)
+    return LocalHFBackend(
+        weights,
+        AutoTokenizer.from_pretrained(base_dir),
+        device=device,
+        batch_size=settings.batch_size,
+        max_batch_tokens=settings.max_batch_tokens,
+        name=model,
+    )
 
 
 def forgetting_upstream(project: ProjectConfig, store: ArtifactStore, model: str) -> dict[str, str | None]:
@@ -122,7 +155,9 @@ def forgetting_upstream(project: ProjectConfig, store: ArtifactStore, model: str
 
 
 def forgetting_version(project: ProjectConfig, store: ArtifactStore, model: str) -> str:
-    return lineage.fingerprint("forgetting", lineage.evaluation_params_all(project), forgetting_upstream(project, store, model))
+    return lineage.fingerprint(
+        "forgetting", lineage.evaluation_params_all(project), forgetting_upstream(project, store, model)
+    )
 
 
 def evaluate_forgetting(
@@ -137,7 +172,11 @@ def evaluate_forgetting(
     settings = project.experiments.evaluation
     base_dir = store.path("base_model", project.base_of(model))
     base_version = store.fingerprint("base_model", project.base_of(model))
-    trained_on = [t for t in project.tasks if project.recipe_of(model) is not None and store.fingerprint_if_built("adapter", model, t)]
+    trained_on = [
+        t
+        for t in project.tasks
+        if project.recipe_of(model) is not None and store.fingerprint_if_built("adapter", model, t)
+    ]
     evaluated = {}
     for evaluated_on in project.tasks:
         dataset_version = store.fingerprint_if_built("dataset", evaluated_on)
@@ -146,17 +185,36 @@ def evaluate_forgetting(
         task = project.tasks[evaluated_on]
         test_rows = read_splits(store.path("dataset", evaluated_on))["test"][: settings.forgetting_examples]
         params = {**lineage.evaluation_params(project, evaluated_on), "examples": len(test_rows)}
-        base_key = lineage.fingerprint("evaluation", params, lineage.evaluation_upstream(dataset_version, base_version, None))
-        evaluated[evaluated_on] = (task, test_rows, _base_variant(project, store, base_key, base_dir, task, test_rows, model, device, settings, log))
+        base_key = lineage.fingerprint(
+            "evaluation", params, lineage.evaluation_upstream(dataset_version, base_version, None)
+        )
+        evaluated[evaluated_on] = (
+            task,
+            test_rows,
+            _base_variant(project, store, base_key, base_dir, task, test_rows, model, device, settings, log),
+        )
     rows = []
     for source in trained_on:
         # One load of each fine-tune scores every task's examples.
-        with _finetuned_backend(project, store, store.path("adapter", model, source), base_dir, model, source, device, settings) as backend:
+        with _finetuned_backend(
+            project, store, store.path("adapter", model, source), base_dir, model, source, device, settings
+        ) as backend:
             for evaluated_on, (task, test_rows, base) in evaluated.items():
                 log(f"evaluating {model!r} fine-tuned on {source!r}, on {evaluated_on!r} ({len(test_rows)} examples)")
                 tuned = evaluate_variant(backend, task, test_rows, model, "finetuned", settings)
                 metric = task.primary_metric
-                rows.append({"model": model, "trained_on": source, "evaluated_on": evaluated_on, "metric": metric,
-                             "n": len(test_rows), "base": base.row[metric], "finetuned": tuned.row[metric],
-                             "delta": tuned.row[metric] - base.row[metric]})
-    return pd.DataFrame(rows, columns=["model", "trained_on", "evaluated_on", "metric", "n", "base", "finetuned", "delta"])
+                rows.append(
+                    {
+                        "model": model,
+                        "trained_on": source,
+                        "evaluated_on": evaluated_on,
+                        "metric": metric,
+                        "n": len(test_rows),
+                        "base": base.row[metric],
+                        "finetuned": tuned.row[metric],
+                        "delta": tuned.row[metric] - base.row[metric],
+                    }
+                )
+    return pd.DataFrame(
+        rows, columns=["model", "trained_on", "evaluated_on", "metric", "n", "base", "finetuned", "delta"]
+    )

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ftassets.data.datasets import CheckOutcome
 from ftassets.export import parity
@@ -54,8 +55,12 @@ def gguf_file_name(label: str, quant_type: str) -> str:
 
 
 def export_gguf(
-    merged_dir: Path, out_dir: Path, label: str, conversations: list[list[dict[str, str]]],
-    settings: ExportSettings = ExportSettings(), log: Callable[[str], None] = print,
+    merged_dir: Path,
+    out_dir: Path,
+    label: str,
+    conversations: list[list[dict[str, str]]],
+    settings: ExportSettings = ExportSettings(),
+    log: Callable[[str], None] = print,
 ) -> ExportResult:
     """GGUF files of ``merged_dir`` in ``out_dir`` (one per quant type), a Modelfile, and the parity gate."""
     from transformers import AutoConfig
@@ -63,15 +68,20 @@ def export_gguf(
     from ftassets.training.strategies import load_tokenizer
 
     if "f16" not in settings.quant_types or settings.gated_quant_type not in settings.quant_types:
-        raise ValueError(f"export settings: quant_types {settings.quant_types} must include f16 and {settings.gated_quant_type!r}")
+        raise ValueError(
+            f"export settings: quant_types {settings.quant_types} must include f16 and {settings.gated_quant_type!r}"
+        )
     merged_dir, out_dir = Path(merged_dir), Path(out_dir)
     writer_summary, files = _write_files(merged_dir, out_dir, label, settings, log)
     tokenizer = load_tokenizer(merged_dir)
-    report, stop_ids = _compare(merged_dir, out_dir, label, tokenizer, conversations[: settings.parity_prompts], settings)
+    report, stop_ids = _compare(
+        merged_dir, out_dir, label, tokenizer, conversations[: settings.parity_prompts], settings
+    )
     checks = _gate(report, settings)
     context_length = AutoConfig.from_pretrained(merged_dir).max_position_embeddings
-    modelfile_text, modelfile_problem = _modelfile(tokenizer, stop_ids, gguf_file_name(label, settings.modelfile_quant_type),
-                                                   context_length)
+    modelfile_text, modelfile_problem = _modelfile(
+        tokenizer, stop_ids, gguf_file_name(label, settings.modelfile_quant_type), context_length
+    )
     if modelfile_text is not None:
         (out_dir / "Modelfile").write_text(modelfile_text)
     summary = {
@@ -91,8 +101,9 @@ def export_gguf(
     return ExportResult(summary, checks)
 
 
-def _write_files(merged_dir: Path, out_dir: Path, label: str, settings: ExportSettings,
-                 log: Callable[[str], None]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+def _write_files(
+    merged_dir: Path, out_dir: Path, label: str, settings: ExportSettings, log: Callable[[str], None]
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """The f16 file by our writer, each other quant type by llama.cpp from it; per file: time, size, tensor types."""
     started = time.perf_counter()
     source = out_dir / gguf_file_name(label, "f16")
@@ -107,15 +118,28 @@ def _write_files(merged_dir: Path, out_dir: Path, label: str, settings: ExportSe
     for quant_type, facts in files.items():
         path = out_dir / gguf_file_name(label, quant_type)
         types = tensor_types(path, quant_type)
-        facts |= {"file": path.name, "bytes": path.stat().st_size, "size_mb": round(path.stat().st_size / 1e6, 3),
-                  "tensor_types": types.counts, "fallback_tensors": types.fallbacks}
-        log(f"{path.name}: {facts['size_mb']} MB in {facts['seconds']:.2f} s, tensor types {types.counts}"
-            + (f", llama.cpp fell back on {types.fallbacks}" if types.fallbacks else ""))
+        facts |= {
+            "file": path.name,
+            "bytes": path.stat().st_size,
+            "size_mb": round(path.stat().st_size / 1e6, 3),
+            "tensor_types": types.counts,
+            "fallback_tensors": types.fallbacks,
+        }
+        log(
+            f"{path.name}: {facts['size_mb']} MB in {facts['seconds']:.2f} s, tensor types {types.counts}"
+            + (f", llama.cpp fell back on {types.fallbacks}" if types.fallbacks else "")
+        )
     return writer_summary, files
 
 
-def _compare(merged_dir: Path, out_dir: Path, label: str, tokenizer, conversations: list[list[dict[str, str]]],
-             settings: ExportSettings) -> tuple[parity.ParityReport, list[int]]:
+def _compare(
+    merged_dir: Path,
+    out_dir: Path,
+    label: str,
+    tokenizer,
+    conversations: list[list[dict[str, str]]],
+    settings: ExportSettings,
+) -> tuple[parity.ParityReport, list[int]]:
     """Every file against the merged model in transformers: token ids, metadata, greedy decodes, logits."""
     from ftassets.training.strategies import load_causal_lm
     from ftassets.training.tokenize import encode_chats, stop_token_ids
@@ -131,7 +155,9 @@ def _compare(merged_dir: Path, out_dir: Path, label: str, tokenizer, conversatio
     for quant_type in settings.quant_types:
         llm = load_llama(out_dir / gguf_file_name(label, quant_type), n_ctx, settings.threads)
         try:
-            report.tokenizer_mismatches += [m | {"quant_type": quant_type} for m in parity.tokenizer_mismatches(tokenizer, llm, texts)]
+            report.tokenizer_mismatches += [
+                m | {"quant_type": quant_type} for m in parity.tokenizer_mismatches(tokenizer, llm, texts)
+            ]
             report.metadata[quant_type] = parity.metadata_comparison(tokenizer, llm)
             actual = parity.llama_greedy(llm, prompt_ids, stop_ids, settings.parity_new_tokens)
             report.logits[quant_type], llama_top1 = parity.logit_statistics(model, llm, sequences)
@@ -144,22 +170,31 @@ def _compare(merged_dir: Path, out_dir: Path, label: str, tokenizer, conversatio
 def _gate(report: parity.ParityReport, settings: ExportSettings) -> list[CheckOutcome]:
     mismatches = report.tokenizer_mismatches
     tokenizer = CheckOutcome(
-        "gguf_tokenizer_parity", not mismatches,
+        "gguf_tokenizer_parity",
+        not mismatches,
         f"{len(mismatches)} of {report.tokenizer_texts} texts x {len(settings.quant_types)} files tokenize differently in llama.cpp",
         {"mismatches": mismatches[:10], "texts": report.tokenizer_texts},
     )
     unequal = {q: [name for name, f in fields.items() if not f["equal"]] for q, fields in report.metadata.items()}
     unequal = {q: names for q, names in unequal.items() if names}
     metadata = CheckOutcome(
-        "gguf_template_and_special_ids", not unequal,
-        "chat template and BOS/EOS/pad ids equal the merged model's in every file" if not unequal
+        "gguf_template_and_special_ids",
+        not unequal,
+        "chat template and BOS/EOS/pad ids equal the merged model's in every file"
+        if not unequal
         else f"differs from the merged model: {unequal}",
-        {q: {name: {k: v for k, v in f.items() if name != "chat_template" or k == "equal"} for name, f in fields.items()}
-         for q, fields in report.metadata.items()},
+        {
+            q: {
+                name: {k: v for k, v in f.items() if name != "chat_template" or k == "equal"}
+                for name, f in fields.items()
+            }
+            for q, fields in report.metadata.items()
+        },
     )
     gated = report.greedy[settings.gated_quant_type]
     greedy = CheckOutcome(
-        "gguf_greedy_parity", gated["agreement"] >= settings.min_greedy_agreement,
+        "gguf_greedy_parity",
+        gated["agreement"] >= settings.min_greedy_agreement,
         f"{settings.gated_quant_type} picks transformers' greedy token at {gated['agreement']:.1%} of the {gated['tokens']} "
         f"generated positions (first {settings.parity_new_tokens} per prompt, {gated['sequences']} test prompts, same prefix; "
         f"gate: {settings.min_greedy_agreement:.0%}); free-running decodes agree on {gated['free_running_agreement']:.1%}, "

@@ -66,13 +66,17 @@ def pre_tokenizer_name(tokenizer_json: dict[str, Any], source: Path) -> str:
     """llama.cpp's name for the tokenizer's pre-tokenization regex, read from ``tokenizer.json``."""
     model_type = tokenizer_json.get("model", {}).get("type")
     if model_type != "BPE":
-        raise UnsupportedModelError(f"{source}: tokenizer model {model_type!r} is not byte-level BPE; the GGUF exporter writes BPE vocabularies only")
+        raise UnsupportedModelError(
+            f"{source}: tokenizer model {model_type!r} is not byte-level BPE; the GGUF exporter writes BPE vocabularies only"
+        )
     pre = tokenizer_json.get("pre_tokenizer") or {}
     steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
     byte_level = [s for s in steps if s.get("type") == "ByteLevel"]
     splits = [s for s in steps if s.get("type") == "Split"]
     if not byte_level:
-        raise UnsupportedModelError(f"{source}: pre-tokenizer {pre.get('type')!r} has no ByteLevel step; only byte-level BPE is supported")
+        raise UnsupportedModelError(
+            f"{source}: pre-tokenizer {pre.get('type')!r} has no ByteLevel step; only byte-level BPE is supported"
+        )
     if not splits and byte_level[0].get("use_regex", True) and not byte_level[0].get("add_prefix_space", False):
         return GPT2_SPLIT
     if len(splits) == 1 and not byte_level[0].get("use_regex", True):
@@ -80,8 +84,10 @@ def pre_tokenizer_name(tokenizer_json: dict[str, Any], source: Path) -> str:
         for name, known in PRE_TOKENIZER_PATTERNS.items():
             if pattern == known:
                 return name
-        raise UnsupportedModelError(f"{source}: pre-tokenizer regex {pattern!r} is not one llama.cpp names here "
-                                    f"(known: {GPT2_SPLIT}, {', '.join(PRE_TOKENIZER_PATTERNS)})")
+        raise UnsupportedModelError(
+            f"{source}: pre-tokenizer regex {pattern!r} is not one llama.cpp names here "
+            f"(known: {GPT2_SPLIT}, {', '.join(PRE_TOKENIZER_PATTERNS)})"
+        )
     raise UnsupportedModelError(f"{source}: pre-tokenizer {json.dumps(pre)[:200]} is not a known byte-level BPE layout")
 
 
@@ -112,9 +118,14 @@ def write_gguf(model_dir: Path, out_path: Path, name: str) -> dict[str, Any]:
     layout = layout_for(model_dir)
     config = AutoConfig.from_pretrained(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    rope = getattr(config, "rope_parameters", None) or {"rope_type": "default", "rope_theta": getattr(config, "rope_theta", 10000.0)}
+    rope = getattr(config, "rope_parameters", None) or {
+        "rope_type": "default",
+        "rope_theta": getattr(config, "rope_theta", 10000.0),
+    }
     if rope.get("rope_type", "default") != "default":
-        raise UnsupportedModelError(f"{model_dir / 'config.json'}: rope_type {rope['rope_type']!r} is not supported by the GGUF exporter (default rope only)")
+        raise UnsupportedModelError(
+            f"{model_dir / 'config.json'}: rope_type {rope['rope_type']!r} is not supported by the GGUF exporter (default rope only)"
+        )
     n_head, n_kv_head = config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head
 
@@ -169,11 +180,15 @@ def write_gguf(model_dir: Path, out_path: Path, name: str) -> dict[str, Any]:
 def _add_vocabulary(writer: gguf.GGUFWriter, model_dir: Path, tokenizer, n_vocab: int) -> dict[str, Any]:
     tokenizer_file = model_dir / "tokenizer.json"
     if not tokenizer_file.exists():
-        raise UnsupportedModelError(f"{model_dir}: no tokenizer.json; the GGUF exporter needs a fast (tokenizers) BPE tokenizer")
+        raise UnsupportedModelError(
+            f"{model_dir}: no tokenizer.json; the GGUF exporter needs a fast (tokenizers) BPE tokenizer"
+        )
     pre = pre_tokenizer_name(json.loads(tokenizer_file.read_text()), tokenizer_file)
     by_id = {token_id: token for token, token_id in tokenizer.get_vocab().items()}
     if max(by_id) >= n_vocab:
-        raise UnsupportedModelError(f"{model_dir}: tokenizer has id {max(by_id)} but the embedding has only {n_vocab} rows")
+        raise UnsupportedModelError(
+            f"{model_dir}: tokenizer has id {max(by_id)} but the embedding has only {n_vocab} rows"
+        )
     added = tokenizer.added_tokens_decoder
     tokens, types = [], []
     for token_id in range(n_vocab):
@@ -194,7 +209,12 @@ def _add_vocabulary(writer: gguf.GGUFWriter, model_dir: Path, tokenizer, n_vocab
     special = gguf.SpecialVocab(model_dir, load_merges=True, n_vocab=n_vocab)
     if not special.merges:
         raise UnsupportedModelError(f"{tokenizer_file}: no BPE merges found")
-    ids = {"bos": tokenizer.bos_token_id, "eos": tokenizer.eos_token_id, "pad": tokenizer.pad_token_id, "unk": tokenizer.unk_token_id}
+    ids = {
+        "bos": tokenizer.bos_token_id,
+        "eos": tokenizer.eos_token_id,
+        "pad": tokenizer.pad_token_id,
+        "unk": tokenizer.unk_token_id,
+    }
     special.special_token_ids = {kind: token_id for kind, token_id in ids.items() if token_id is not None}
     probe = tokenizer("a")["input_ids"]
     bare = tokenizer("a", add_special_tokens=False)["input_ids"]
@@ -204,7 +224,13 @@ def _add_vocabulary(writer: gguf.GGUFWriter, model_dir: Path, tokenizer, n_vocab
     }
     special.chat_template = tokenizer.chat_template
     if not special.chat_template:
-        raise UnsupportedModelError(f"{model_dir}: tokenizer has no chat template; without one llama.cpp falls back to another format")
+        raise UnsupportedModelError(
+            f"{model_dir}: tokenizer has no chat template; without one llama.cpp falls back to another format"
+        )
     special.add_to_gguf(writer, quiet=True)
-    return {"tokenizer_pre": pre, "merges": len(special.merges), "special_token_ids": special.special_token_ids,
-            "add_special_tokens": special.add_special_token}
+    return {
+        "tokenizer_pre": pre,
+        "merges": len(special.merges),
+        "special_token_ids": special.special_token_ids,
+        "add_special_tokens": special.add_special_token,
+    }

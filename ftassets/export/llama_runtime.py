@@ -13,8 +13,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 _patch_lock = threading.Lock()
 
@@ -51,4 +51,6 @@ def load_llama(path: Path, n_ctx: int, threads: int, logits_all: bool = True):
     from llama_cpp import Llama
 
     with without_weight_repacking():
-        return Llama(model_path=str(path), n_ctx=n_ctx, n_batch=n_ctx, n_threads=threads, logits_all=logits_all, verbose=False)
+        return Llama(
+            model_path=str(path), n_ctx=n_ctx, n_batch=n_ctx, n_threads=threads, logits_all=logits_all, verbose=False
+        )

@@ -35,15 +35,25 @@ def role_frames(render) -> tuple[str, dict[str, RoleFrame], str]:
     for role in ROLES:
         text = render([{"role": role, "content": SENTINEL}], False)
         if text.count(SENTINEL) != 1:
-            raise TemplateDerivationError(f"the chat template does not render a lone {role!r} message's content exactly once")
+            raise TemplateDerivationError(
+                f"the chat template does not render a lone {role!r} message's content exactly once"
+            )
         singles[role] = text.split(SENTINEL)
-    conversation = [{"role": "system", "content": "S1"}, {"role": "user", "content": "U1"},
-                    {"role": "assistant", "content": "A1"}, {"role": "user", "content": "U2"}]
+    conversation = [
+        {"role": "system", "content": "S1"},
+        {"role": "user", "content": "U1"},
+        {"role": "assistant", "content": "A1"},
+        {"role": "user", "content": "U2"},
+    ]
     expected = render(conversation, True)
     generation = render(conversation[1:2], True).removeprefix(render(conversation[1:2], False))
     for head in dict.fromkeys(("", _empty_rendering(render))):
         frames = {role: RoleFrame(before.removeprefix(head), after) for role, (before, after) in singles.items()}
-        rebuilt = head + "".join(frames[m["role"]].before + m["content"] + frames[m["role"]].after for m in conversation) + generation
+        rebuilt = (
+            head
+            + "".join(frames[m["role"]].before + m["content"] + frames[m["role"]].after for m in conversation)
+            + generation
+        )
         if rebuilt == expected:
             return head, frames, generation
     raise TemplateDerivationError(

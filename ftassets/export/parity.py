@@ -54,9 +54,17 @@ def tokenizer_mismatches(tokenizer, llm, texts: list[str]) -> list[dict[str, Any
         expected = tokenizer.encode(text, add_special_tokens=False)
         actual = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         if expected != actual:
-            first = next((i for i, (a, b) in enumerate(zip(expected, actual)) if a != b), min(len(expected), len(actual)))
-            mismatches.append({"text": text[:120], "first_difference": first, "transformers": expected[first:first + 8],
-                               "llama_cpp": actual[first:first + 8]})
+            first = next(
+                (i for i, (a, b) in enumerate(zip(expected, actual)) if a != b), min(len(expected), len(actual))
+            )
+            mismatches.append(
+                {
+                    "text": text[:120],
+                    "first_difference": first,
+                    "transformers": expected[first : first + 8],
+                    "llama_cpp": actual[first : first + 8],
+                }
+            )
     return mismatches
 
 
@@ -79,7 +87,10 @@ def metadata_comparison(tokenizer, llm) -> dict[str, dict[str, Any]]:
         fields["bos_token_id_at_run_time"] = (tokenizer.bos_token_id, llm.token_bos())
     if tokenizer.eos_token_id is not None:
         fields["eos_token_id_at_run_time"] = (tokenizer.eos_token_id, llm.token_eos())
-    return {name: {"merged_model": hf, "gguf": gguf_value, "equal": hf == gguf_value} for name, (hf, gguf_value) in fields.items()}
+    return {
+        name: {"merged_model": hf, "gguf": gguf_value, "equal": hf == gguf_value}
+        for name, (hf, gguf_value) in fields.items()
+    }
 
 
 def transformers_greedy(model, prompt_ids: list[list[int]], stop_ids: list[int], new_tokens: int) -> list[list[int]]:
@@ -88,10 +99,16 @@ def transformers_greedy(model, prompt_ids: list[list[int]], stop_ids: list[int],
     continuations = []
     with torch.inference_mode():
         for ids in prompt_ids:
-            output = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                    max_new_tokens=new_tokens, do_sample=False, num_beams=1, eos_token_id=stop_ids,
-                                    pad_token_id=stop_ids[0])
-            continuations.append(_cut_after_stop(output[0, len(ids):].tolist(), stop_ids))
+            output = model.generate(
+                torch.tensor([ids]),
+                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                max_new_tokens=new_tokens,
+                do_sample=False,
+                num_beams=1,
+                eos_token_id=stop_ids,
+                pad_token_id=stop_ids[0],
+            )
+            continuations.append(_cut_after_stop(output[0, len(ids) :].tolist(), stop_ids))
     return continuations
 
 
@@ -111,8 +128,9 @@ def llama_greedy(llm, prompt_ids: list[list[int]], stop_ids: list[int], new_toke
     return continuations
 
 
-def greedy_agreement(prompt_ids: list[list[int]], expected: list[list[int]], actual: list[list[int]],
-                     llama_top1: list[np.ndarray]) -> dict[str, Any]:
+def greedy_agreement(
+    prompt_ids: list[list[int]], expected: list[list[int]], actual: list[list[int]], llama_top1: list[np.ndarray]
+) -> dict[str, Any]:
     """How far llama.cpp's greedy decoding follows transformers' on the generated tokens.
 
     ``agreement`` (the gated figure) is the share of transformers' generated tokens that llama.cpp also
@@ -121,13 +139,20 @@ def greedy_agreement(prompt_ids: list[list[int]], expected: list[list[int]], act
     two free-running decodes position by position (a missing position counts as a disagreement), and
     ``identical_sequences`` counts prompts whose whole answers are equal."""
     generated = sum(len(c) for c in expected)
-    matches = sum(int((top1[len(p) - 1: len(p) - 1 + len(c)] == np.asarray(c)).sum())
-                  for p, c, top1 in zip(prompt_ids, expected, llama_top1))
+    matches = sum(
+        int((top1[len(p) - 1 : len(p) - 1 + len(c)] == np.asarray(c)).sum())
+        for p, c, top1 in zip(prompt_ids, expected, llama_top1)
+    )
     positions = sum(max(len(a), len(b)) for a, b in zip(expected, actual))
     free_matches = sum(x == y for a, b in zip(expected, actual) for x, y in zip(a, b))
-    return {"agreement": matches / generated if generated else 1.0, "tokens": generated, "matching_tokens": matches,
-            "free_running_agreement": free_matches / positions if positions else 1.0,
-            "identical_sequences": sum(a == b for a, b in zip(expected, actual)), "sequences": len(expected)}
+    return {
+        "agreement": matches / generated if generated else 1.0,
+        "tokens": generated,
+        "matching_tokens": matches,
+        "free_running_agreement": free_matches / positions if positions else 1.0,
+        "identical_sequences": sum(a == b for a, b in zip(expected, actual)),
+        "sequences": len(expected),
+    }
 
 
 def logit_statistics(model, llm, sequences: list[list[int]]) -> tuple[dict[str, float], list[np.ndarray]]:
@@ -151,8 +176,12 @@ def logit_statistics(model, llm, sequences: list[list[int]]) -> tuple[dict[str, 
             max_delta = max(max_delta, float(delta.max()))
             delta_sum += float(delta.sum())
             count += delta.size
-    statistics = {"top1_agreement": agree / total if total else 1.0, "positions": total,
-                  "max_abs_logit_delta": max_delta, "mean_abs_logit_delta": delta_sum / count if count else 0.0}
+    statistics = {
+        "top1_agreement": agree / total if total else 1.0,
+        "positions": total,
+        "max_abs_logit_delta": max_delta,
+        "mean_abs_logit_delta": delta_sum / count if count else 0.0,
+    }
     return statistics, llama_top1
 
 

@@ -15,8 +15,13 @@ from pathlib import Path
 
 import gguf
 
-FTYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M", "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
-          "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K", "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0"}
+FTYPES = {
+    "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
+    "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
+    "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
+    "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K",
+    "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0",
+}
 INTENDED_TYPES = {
     "f16": {"F16"},
     "q8_0": {"Q8_0"},
@@ -46,7 +51,9 @@ def quantize(source: Path, target: Path, quant_type: str, threads: int = 2) -> s
     result = subprocess.run(command, capture_output=True, text=True)
     log = result.stdout + result.stderr
     if result.returncode != 0 or not Path(target).exists():
-        raise QuantizationError(f"llama.cpp could not quantize {source} to {quant_type} (exit {result.returncode}): {log[-2000:]}")
+        raise QuantizationError(
+            f"llama.cpp could not quantize {source} to {quant_type} (exit {result.returncode}): {log[-2000:]}"
+        )
     return log
 
 
@@ -54,7 +61,9 @@ def tensor_types(path: Path, quant_type: str) -> TensorTypes:
     reader = gguf.GGUFReader(path)
     counts = Counter(t.tensor_type.name for t in reader.tensors)
     intended = INTENDED_TYPES[quant_type]
-    fallbacks = {t.name: t.tensor_type.name for t in reader.tensors if len(t.shape) > 1 and t.tensor_type.name not in intended}
+    fallbacks = {
+        t.name: t.tensor_type.name for t in reader.tensors if len(t.shape) > 1 and t.tensor_type.name not in intended
+    }
     return TensorTypes(dict(sorted(counts.items())), fallbacks)
 
 

@@ -10,8 +10,9 @@ of the merged model's (per-request latencies are not comparable: the local backe
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ftassets.artifacts import ArtifactStore, directory_bytes, read_manifest
 from ftassets.config import ProjectConfig
@@ -37,11 +38,15 @@ def not_exportable_reason(project: ProjectConfig, model: str) -> str | None:
     if is_cloud(recipe):
         return f"model {model!r} is fine-tuned in the cloud: there are no local weights to export"
     if not recipe.mergeable:
-        return f"method {recipe.method!r} keeps its trained virtual tokens outside the weights, which a GGUF cannot hold"
+        return (
+            f"method {recipe.method!r} keeps its trained virtual tokens outside the weights, which a GGUF cannot hold"
+        )
     return None
 
 
-def exported_manifest(project: ProjectConfig, store: ArtifactStore, model: str, task_name: str) -> dict[str, Any] | None:
+def exported_manifest(
+    project: ProjectConfig, store: ArtifactStore, model: str, task_name: str
+) -> dict[str, Any] | None:
     """The cell's gguf_export manifest, checked to be built from the current merged model and to have passed
     its parity gate; None when the cell has nothing to export."""
     if not_exportable_reason(project, model) is not None:
@@ -50,18 +55,30 @@ def exported_manifest(project: ProjectConfig, store: ArtifactStore, model: str, 
     manifest = read_manifest(directory)
     merged = store.fingerprint_if_built("merged_model", model, task_name)
     if manifest is None or manifest["upstream"]["merged_model"] != merged:
-        raise FileNotFoundError(f"gguf_export for {model}/{task_name} is missing or older than its merged_model at {directory}; "
-                                "materialize gguf_export first")
+        raise FileNotFoundError(
+            f"gguf_export for {model}/{task_name} is missing or older than its merged_model at {directory}; "
+            "materialize gguf_export first"
+        )
     failed = [name for name, passed in manifest["summary"]["checks"].items() if not passed]
     if failed:
-        raise ValueError(f"gguf_export for {model}/{task_name} failed its parity check(s) {failed}; see the asset's check "
-                         f"results or {directory / 'manifest.json'}, fix the export and materialize gguf_export again")
+        raise ValueError(
+            f"gguf_export for {model}/{task_name} failed its parity check(s) {failed}; see the asset's check "
+            f"results or {directory / 'manifest.json'}, fix the export and materialize gguf_export again"
+        )
     return manifest
 
 
 def gguf_variants(
-    project: ProjectConfig, store: ArtifactStore, model: str, task_name: str, task, test_rows: list[dict[str, Any]],
-    merged_row: dict[str, Any], settings, log: Callable[[str], None], threads: int | None = None,
+    project: ProjectConfig,
+    store: ArtifactStore,
+    model: str,
+    task_name: str,
+    task,
+    test_rows: list[dict[str, Any]],
+    merged_row: dict[str, Any],
+    settings,
+    log: Callable[[str], None],
+    threads: int | None = None,
 ) -> list:
     """One evaluated row per exported quantization in ``EVALUATED_QUANT_TYPES`` (none when not exportable)."""
     from ftassets.backends.llama_cpp_server import LlamaCppServer, LlamaCppServerBackend
@@ -80,8 +97,12 @@ def gguf_variants(
         facts = quantizations[quant_type]
         path = Path(directory) / facts["file"]
         log(f"evaluating {path.name} through llama_cpp.server on {task.name!r} ({len(test_rows)} examples)")
-        server = LlamaCppServer(path, alias=f"{model}-{task_name}-{quant_type}", threads=threads or default_threads(),
-                                n_ctx=min(manifest["summary"]["context_length"], SERVED_CONTEXT))
+        server = LlamaCppServer(
+            path,
+            alias=f"{model}-{task_name}-{quant_type}",
+            threads=threads or default_threads(),
+            n_ctx=min(manifest["summary"]["context_length"], SERVED_CONTEXT),
+        )
         with LlamaCppServerBackend(server.start(), name=model) as backend:
             result = evaluate_variant(backend, task, test_rows, model, variant_name(quant_type), settings)
         row = result.row | {

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ftassets.config.schemas import BaseConfig, EmbeddedBase, HuggingFaceBase
 
@@ -37,7 +38,9 @@ def _copy_pretrained(name: str, base: HuggingFaceBase, out_dir: Path, log: Calla
 
     log(f"loading base {name!r} from {base.id} (revision {base.revision or 'default'})")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(base.id, revision=base.revision, trust_remote_code=base.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(
+            base.id, revision=base.revision, trust_remote_code=base.trust_remote_code
+        )
         model = AutoModelForCausalLM.from_pretrained(
             base.id, revision=base.revision, trust_remote_code=base.trust_remote_code, dtype="auto"
         )

@@ -168,8 +168,9 @@ class _LossLog(TrainerCallback):
             self.log(f"pretrain step {state.global_step}/{state.max_steps}: loss {logs['loss']:.3f}")
 
 
-def pretrain(model: LlamaForCausalLM, blocks: list[dict[str, Tensor]], spec: EmbeddedSpec,
-             log: Callable[[str], None]) -> list[tuple[int, float]]:
+def pretrain(
+    model: LlamaForCausalLM, blocks: list[dict[str, Tensor]], spec: EmbeddedSpec, log: Callable[[str], None]
+) -> list[tuple[int, float]]:
     """Train ``model`` in place as a causal LM on ``blocks``; return the logged (step, loss) pairs."""
     loss_log = _LossLog(log)
     with tempfile.TemporaryDirectory() as scratch:
@@ -193,8 +194,9 @@ def pretrain(model: LlamaForCausalLM, blocks: list[dict[str, Tensor]], spec: Emb
             data_seed=spec.seed,
             dataloader_num_workers=0,
         )
-        trainer = Trainer(model=model, args=args, train_dataset=blocks, data_collator=default_data_collator,
-                          callbacks=[loss_log])
+        trainer = Trainer(
+            model=model, args=args, train_dataset=blocks, data_collator=default_data_collator, callbacks=[loss_log]
+        )
         trainer.remove_callback(PrinterCallback)
         trainer.train()
     return loss_log.losses

@@ -33,8 +33,10 @@ class StoredArtifact:
 
 def check_key(key: str) -> str:
     if not KEY_PATTERN.match(key):
-        raise StoreError(f"model store key {key!r}: use path segments of letters, digits, '.', '_' and '-' "
-                         "separated by '/', e.g. adapter/tiny-lora/classification")
+        raise StoreError(
+            f"model store key {key!r}: use path segments of letters, digits, '.', '_' and '-' "
+            "separated by '/', e.g. adapter/tiny-lora/classification"
+        )
     return key
 
 
@@ -61,8 +63,11 @@ class ModelStore(ABC):
 
 def inventory(directory: Path) -> dict[str, dict[str, Any]]:
     """Every file under ``directory`` (its manifest included, the store's index not) with size and sha256."""
-    return {str(path.relative_to(directory)): {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
-            for path in sorted(Path(directory).rglob("*")) if path.is_file() and path.name != INDEX}
+    return {
+        str(path.relative_to(directory)): {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+        for path in sorted(Path(directory).rglob("*"))
+        if path.is_file() and path.name != INDEX
+    }
 
 
 def verified_move(staging: Path, local_dir: Path, artifact: StoredArtifact) -> StoredArtifact:
@@ -71,8 +76,10 @@ def verified_move(staging: Path, local_dir: Path, artifact: StoredArtifact) -> S
         actual = inventory(staging)
         differing = sorted(name for name in {*actual, *artifact.files} if actual.get(name) != artifact.files.get(name))
         if differing:
-            raise StoreError(f"{artifact.location}: downloaded files do not match the index ({', '.join(differing[:5])}); "
-                             "the stored artifact is damaged or was replaced meanwhile: upload it again")
+            raise StoreError(
+                f"{artifact.location}: downloaded files do not match the index ({', '.join(differing[:5])}); "
+                "the stored artifact is damaged or was replaced meanwhile: upload it again"
+            )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -87,4 +94,3 @@ def staging_for(local_dir: Path) -> Path:
     staging = local_dir.parent / f".{local_dir.name}.download-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     return staging
-

@@ -10,7 +10,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ftassets.storage.base import INDEX, ModelStore, StoredArtifact, StoreError, check_key, inventory, staging_for, verified_move
+from ftassets.storage.base import (
+    INDEX,
+    ModelStore,
+    StoredArtifact,
+    StoreError,
+    check_key,
+    inventory,
+    staging_for,
+    verified_move,
+)
 
 
 class BlobModelStore(ModelStore):
@@ -36,7 +45,9 @@ class BlobModelStore(ModelStore):
         for name in files:
             with open(Path(local_dir) / name, "rb") as handle:
                 self.container.upload_blob(self._name(key, name), handle, overwrite=True)
-        self.container.upload_blob(self._name(key, INDEX), json.dumps({"key": key, "files": files}, sort_keys=True), overwrite=True)
+        self.container.upload_blob(
+            self._name(key, INDEX), json.dumps({"key": key, "files": files}, sort_keys=True), overwrite=True
+        )
         return StoredArtifact(key, self._location(key), files)
 
     def index(self, key: str) -> StoredArtifact | None:
@@ -51,7 +62,9 @@ class BlobModelStore(ModelStore):
     def download(self, key: str, local_dir: Path) -> StoredArtifact:
         artifact = self.index(key)
         if artifact is None:
-            raise StoreError(f"{self._location(key)}: no stored artifact {key!r} in container {self.container.container_name!r}")
+            raise StoreError(
+                f"{self._location(key)}: no stored artifact {key!r} in container {self.container.container_name!r}"
+            )
         staging = staging_for(Path(local_dir))
         for name in artifact.files:
             target = staging / name

@@ -7,7 +7,16 @@ import shutil
 import uuid
 from pathlib import Path
 
-from ftassets.storage.base import INDEX, ModelStore, StoredArtifact, StoreError, check_key, inventory, staging_for, verified_move
+from ftassets.storage.base import (
+    INDEX,
+    ModelStore,
+    StoredArtifact,
+    StoreError,
+    check_key,
+    inventory,
+    staging_for,
+    verified_move,
+)
 
 
 class LocalModelStore(ModelStore):

@@ -45,11 +45,17 @@ def corpus_chrf(predictions: list[str], references: list[str]) -> float:
     return min(1.0, sacrebleu.corpus_chrf(predictions, [references]).score / 100)
 
 
-def score_generations(parsed: list[str | None], references: list[str]) -> tuple[dict[str, float], list[dict[str, float]]]:
+def score_generations(
+    parsed: list[str | None], references: list[str]
+) -> tuple[dict[str, float], list[dict[str, float]]]:
     """ROUGE-1/2/L (mean F-measure), corpus BLEU and chrF, and parse failures for free-text answers, plus
     per-example ROUGE."""
     outputs = [answer or "" for answer in parsed]
     per_example = [rouge_f_measures(output, reference) for output, reference in zip(outputs, references)]
-    metrics = {**mean_rouge(per_example), "bleu": corpus_bleu(outputs, references), "chrf": corpus_chrf(outputs, references),
-               "parse_failures": float(parsed.count(None))}
+    metrics = {
+        **mean_rouge(per_example),
+        "bleu": corpus_bleu(outputs, references),
+        "chrf": corpus_chrf(outputs, references),
+        "parse_failures": float(parsed.count(None)),
+    }
     return metrics, per_example

@@ -18,12 +18,42 @@ DEFAULT_DIFFICULTY_MIX = {"easy": 0.4, "medium": 0.4, "hard": 0.2}
 UNPARSED = "unparsed"
 
 SUBJECTS = {
-    "product": ("the blender", "the headphones", "the laptop", "the kettle", "the backpack", "the phone case",
-                "the lamp", "the vacuum cleaner", "the printer", "the toaster"),
-    "restaurant": ("the pasta", "the soup", "the burger", "the pizza", "the salad", "the curry", "the coffee",
-                   "the dessert", "the steak", "the noodles"),
-    "service": ("the delivery", "the repair", "the hotel room", "the haircut", "the taxi ride",
-                "the cleaning service", "the support call", "the car rental", "the plumber visit", "the gym class"),
+    "product": (
+        "the blender",
+        "the headphones",
+        "the laptop",
+        "the kettle",
+        "the backpack",
+        "the phone case",
+        "the lamp",
+        "the vacuum cleaner",
+        "the printer",
+        "the toaster",
+    ),
+    "restaurant": (
+        "the pasta",
+        "the soup",
+        "the burger",
+        "the pizza",
+        "the salad",
+        "the curry",
+        "the coffee",
+        "the dessert",
+        "the steak",
+        "the noodles",
+    ),
+    "service": (
+        "the delivery",
+        "the repair",
+        "the hotel room",
+        "the haircut",
+        "the taxi ride",
+        "the cleaning service",
+        "the support call",
+        "the car rental",
+        "the plumber visit",
+        "the gym class",
+    ),
 }
 OPENERS = {
     "product": ("I bought {subject} last month.", "I have used {subject} for a week.", "My sister gave me {subject}."),
@@ -42,37 +72,106 @@ INTENSIFIERS = {
 }
 FACTS = {
     "product": {
-        "positive": ("the battery lasts all day", "it was easy to set up", "it feels solid", "it works perfectly",
-                     "the price was fair", "it arrived a day early"),
-        "negative": ("it broke after a week", "the battery dies quickly", "it feels cheap",
-                     "the buttons stopped working", "it was missing parts", "it arrived damaged"),
-        "neutral": ("it comes in a grey box", "it has two buttons", "it weighs about a kilo",
-                    "the manual is ten pages long", "it arrived on Tuesday", "it uses a normal plug"),
+        "positive": (
+            "the battery lasts all day",
+            "it was easy to set up",
+            "it feels solid",
+            "it works perfectly",
+            "the price was fair",
+            "it arrived a day early",
+        ),
+        "negative": (
+            "it broke after a week",
+            "the battery dies quickly",
+            "it feels cheap",
+            "the buttons stopped working",
+            "it was missing parts",
+            "it arrived damaged",
+        ),
+        "neutral": (
+            "it comes in a grey box",
+            "it has two buttons",
+            "it weighs about a kilo",
+            "the manual is ten pages long",
+            "it arrived on Tuesday",
+            "it uses a normal plug",
+        ),
     },
     "restaurant": {
-        "positive": ("the food arrived quickly", "the staff were friendly", "the portions were generous",
-                     "the prices were fair", "the room was clean and bright", "the waiter was very helpful"),
-        "negative": ("the food arrived cold", "the staff were rude", "we waited an hour for a table",
-                     "the bill was far too high", "the tables were dirty", "the waiter ignored us"),
-        "neutral": ("the menu was short", "we sat near the window", "we paid at the counter",
-                    "the place was half full", "the music was quiet", "we ordered two dishes"),
+        "positive": (
+            "the food arrived quickly",
+            "the staff were friendly",
+            "the portions were generous",
+            "the prices were fair",
+            "the room was clean and bright",
+            "the waiter was very helpful",
+        ),
+        "negative": (
+            "the food arrived cold",
+            "the staff were rude",
+            "we waited an hour for a table",
+            "the bill was far too high",
+            "the tables were dirty",
+            "the waiter ignored us",
+        ),
+        "neutral": (
+            "the menu was short",
+            "we sat near the window",
+            "we paid at the counter",
+            "the place was half full",
+            "the music was quiet",
+            "we ordered two dishes",
+        ),
     },
     "service": {
-        "positive": ("the staff were on time", "they fixed the problem quickly", "everyone was polite",
-                     "the price was fair", "they explained everything clearly", "they followed up the next day"),
-        "negative": ("nobody answered the phone", "they charged me twice", "they arrived three hours late",
-                     "the problem came back the next day", "the staff were rude", "they cancelled without warning"),
-        "neutral": ("the appointment took an hour", "they sent an email afterwards", "I booked it online",
-                    "they came on a Monday", "the office was on the second floor", "I paid by card"),
+        "positive": (
+            "the staff were on time",
+            "they fixed the problem quickly",
+            "everyone was polite",
+            "the price was fair",
+            "they explained everything clearly",
+            "they followed up the next day",
+        ),
+        "negative": (
+            "nobody answered the phone",
+            "they charged me twice",
+            "they arrived three hours late",
+            "the problem came back the next day",
+            "the staff were rude",
+            "they cancelled without warning",
+        ),
+        "neutral": (
+            "the appointment took an hour",
+            "they sent an email afterwards",
+            "I booked it online",
+            "they came on a Monday",
+            "the office was on the second floor",
+            "I paid by card",
+        ),
     },
 }
 VERDICTS = {
-    "positive": ("Highly recommended.", "I will definitely come back.", "I am very happy with it.",
-                 "Worth every penny.", "I would recommend it to anyone."),
-    "negative": ("I want my money back.", "Never again.", "I would not recommend it.", "What a waste of money.",
-                 "I am very unhappy with it."),
-    "neutral": ("Nothing special either way.", "It does the job.", "It was what I expected.",
-                "No strong feelings about it.", "Just an average experience."),
+    "positive": (
+        "Highly recommended.",
+        "I will definitely come back.",
+        "I am very happy with it.",
+        "Worth every penny.",
+        "I would recommend it to anyone.",
+    ),
+    "negative": (
+        "I want my money back.",
+        "Never again.",
+        "I would not recommend it.",
+        "What a waste of money.",
+        "I am very unhappy with it.",
+    ),
+    "neutral": (
+        "Nothing special either way.",
+        "It does the job.",
+        "It was what I expected.",
+        "No strong feelings about it.",
+        "Just an average experience.",
+    ),
 }
 OPPOSITE = {"positive": "negative", "negative": "positive"}
 _LABEL_PATTERN = re.compile(r"\b(positive|negative|neutral)\b", re.IGNORECASE)
@@ -107,20 +206,28 @@ def _hard_review(label: str, domain: str, subject: str, rng: random.Random) -> s
     pattern = rng.randrange(3)
     if label == "neutral":
         if pattern == 0:
-            return _sentence(f"{rng.choice(facts['positive'])}, but {rng.choice(facts['negative'])}, "
-                             f"so overall it was {rng.choice(ADJECTIVES['neutral'])}.")
+            return _sentence(
+                f"{rng.choice(facts['positive'])}, but {rng.choice(facts['negative'])}, "
+                f"so overall it was {rng.choice(ADJECTIVES['neutral'])}."
+            )
         if pattern == 1:
             expected = rng.choice(ADJECTIVES[rng.choice(("positive", "negative"))])
             return f"I expected {subject} to be {expected}, but it was just {rng.choice(ADJECTIVES['neutral'])}."
-        return _sentence(f"{subject} was not {rng.choice(ADJECTIVES['positive'])}, "
-                         f"but it was not {rng.choice(ADJECTIVES['negative'])} either.")
+        return _sentence(
+            f"{subject} was not {rng.choice(ADJECTIVES['positive'])}, "
+            f"but it was not {rng.choice(ADJECTIVES['negative'])} either."
+        )
     opposite = OPPOSITE[label]
     if pattern == 0:
-        return _sentence(f"{rng.choice(facts[opposite])}, but {rng.choice(facts[label])} "
-                         f"and {subject} was {rng.choice(ADJECTIVES[label])}.")
+        return _sentence(
+            f"{rng.choice(facts[opposite])}, but {rng.choice(facts[label])} "
+            f"and {subject} was {rng.choice(ADJECTIVES[label])}."
+        )
     if pattern == 1:
-        return (f"I expected {subject} to be {rng.choice(ADJECTIVES[opposite])}, "
-                f"but it was {rng.choice(ADJECTIVES[label])}.")
+        return (
+            f"I expected {subject} to be {rng.choice(ADJECTIVES[opposite])}, "
+            f"but it was {rng.choice(ADJECTIVES[label])}."
+        )
     return _sentence(f"{subject} was not {rng.choice(ADJECTIVES[opposite])}; in fact {rng.choice(facts[label])}.")
 
 
@@ -131,8 +238,17 @@ class ClassificationTask(TaskType):
     name = "classification"
     fields = ("text",)
     metric_names = (
-        "accuracy", "macro_f1", "macro_precision", "macro_recall", "micro_f1", "micro_precision", "micro_recall",
-        "weighted_f1", "weighted_precision", "weighted_recall", "parse_failures",
+        "accuracy",
+        "macro_f1",
+        "macro_precision",
+        "macro_recall",
+        "micro_f1",
+        "micro_precision",
+        "micro_recall",
+        "weighted_f1",
+        "weighted_precision",
+        "weighted_recall",
+        "parse_failures",
     )
     default_primary_metric = "accuracy"
     default_prompt_template = "Review: {text}\nIs this review positive, negative or neutral?"
@@ -185,8 +301,9 @@ class ClassificationTask(TaskType):
 
     def score(self, records: list[dict[str, Any]], predictions: list[str]) -> Scored:
         parsed = [self.parse(text, record) for record, text in zip(records, predictions, strict=True)]
-        per_example = [{"parsed": answer, "correct": answer == record["label"]}
-                       for record, answer in zip(records, parsed)]
+        per_example = [
+            {"parsed": answer, "correct": answer == record["label"]} for record, answer in zip(records, parsed)
+        ]
         if not records:
             return Scored(zero_metrics(self.metric_names), per_example)
         truth = [record["label"] for record in records]
@@ -198,7 +315,11 @@ class ClassificationTask(TaskType):
             precision, recall, f1, _ = precision_recall_fscore_support(
                 truth, predicted, labels=present_labels, average=average, zero_division=0
             )
-            metrics |= {f"{average}_f1": float(f1), f"{average}_precision": float(precision), f"{average}_recall": float(recall)}
+            metrics |= {
+                f"{average}_f1": float(f1),
+                f"{average}_precision": float(precision),
+                f"{average}_recall": float(recall),
+            }
         metrics["parse_failures"] = float(predicted.count(UNPARSED))
         return Scored(metrics, per_example)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from sklearn.metrics import accuracy_score
 
@@ -50,33 +51,60 @@ class Category:
 CATEGORIES = {
     "uppercase": Category(
         ("Rewrite the text in capital letters.", "Convert the text to uppercase.", "Write the text in upper case."),
-        _phrase, str.upper, lambda text, rng: _shout_first_word(text)),
+        _phrase,
+        str.upper,
+        lambda text, rng: _shout_first_word(text),
+    ),
     "reverse_words": Category(
         ("Reverse the order of the words.", "Write the words in reverse order.", "Say the words backwards."),
-        _phrase, lambda text: " ".join(reversed(text.split())), lambda text, rng: text),
+        _phrase,
+        lambda text: " ".join(reversed(text.split())),
+        lambda text, rng: text,
+    ),
     "sort_numbers": Category(
-        ("Sort the numbers from smallest to largest.", "Put the numbers in ascending order.",
-         "List the numbers in increasing order."),
-        _numbers, lambda text: _join_numbers(sorted(_as_numbers(text))),
-        lambda text, rng: _join_numbers(sorted(_as_numbers(text), reverse=True))),
+        (
+            "Sort the numbers from smallest to largest.",
+            "Put the numbers in ascending order.",
+            "List the numbers in increasing order.",
+        ),
+        _numbers,
+        lambda text: _join_numbers(sorted(_as_numbers(text))),
+        lambda text, rng: _join_numbers(sorted(_as_numbers(text), reverse=True)),
+    ),
     "largest_number": Category(
         ("Which number is the largest?", "Give the largest number.", "What is the biggest number in the list?"),
-        _numbers, lambda text: str(max(_as_numbers(text))), lambda text, rng: str(min(_as_numbers(text)))),
+        _numbers,
+        lambda text: str(max(_as_numbers(text))),
+        lambda text, rng: str(min(_as_numbers(text))),
+    ),
     "count_words": Category(
         ("How many words are in the text?", "Count the words in the text.", "Give the number of words."),
-        _phrase, lambda text: str(len(text.split())),
-        lambda text, rng: str(len(text.split()) + rng.choice((-1, 1)))),
+        _phrase,
+        lambda text: str(len(text.split())),
+        lambda text, rng: str(len(text.split()) + rng.choice((-1, 1))),
+    ),
     "title_case": Category(
-        ("Capitalize the first letter of every word.", "Write the text in title case.",
-         "Start every word with a capital letter."),
-        _phrase, _title_case, lambda text, rng: text),
+        (
+            "Capitalize the first letter of every word.",
+            "Write the text in title case.",
+            "Start every word with a capital letter.",
+        ),
+        _phrase,
+        _title_case,
+        lambda text, rng: text,
+    ),
     "antonym": Category(
         ("Give the opposite of the word.", "What is the antonym of the word?", "Write a word that means the opposite."),
-        lambda rng: rng.choice(sorted(vocab.ANTONYMS)), vocab.ANTONYMS.__getitem__,
-        lambda word, rng: rng.choice(sorted(set(vocab.ANTONYMS.values()) - {vocab.ANTONYMS[word]}))),
+        lambda rng: rng.choice(sorted(vocab.ANTONYMS)),
+        vocab.ANTONYMS.__getitem__,
+        lambda word, rng: rng.choice(sorted(set(vocab.ANTONYMS.values()) - {vocab.ANTONYMS[word]})),
+    ),
     "plural": Category(
         ("Write the plural of the word.", "Give the plural form of the word.", "What is the plural of the word?"),
-        lambda rng: rng.choice(sorted(vocab.PLURALS)), vocab.PLURALS.__getitem__, lambda word, rng: word),
+        lambda rng: rng.choice(sorted(vocab.PLURALS)),
+        vocab.PLURALS.__getitem__,
+        lambda word, rng: word,
+    ),
 }
 
 
@@ -107,8 +135,14 @@ class InstructionTask(TaskType):
             category_name = rng.choice(names)
             category = CATEGORIES[category_name]
             task_input = category.make_input(rng)
-            records.append({"instruction": rng.choice(category.instructions), "input": task_input,
-                            "output": category.solve(task_input), "category": category_name})
+            records.append(
+                {
+                    "instruction": rng.choice(category.instructions),
+                    "input": task_input,
+                    "output": category.solve(task_input),
+                    "category": category_name,
+                }
+            )
         return records
 
     def reference(self, record: dict[str, Any]) -> str:
@@ -124,11 +158,17 @@ class InstructionTask(TaskType):
         references = [self.reference(record).strip() for record in records]
         generation, rouge = score_generations(parsed, references)
         outputs = [answer or "" for answer in parsed]
-        per_example = [{"parsed": answer, "correct": scores["rougeL"], "exact_match": output == reference}
-                       for answer, scores, output, reference in zip(parsed, rouge, outputs, references)]
-        metrics = {"rougeL": generation["rougeL"], "bleu": generation["bleu"], "chrf": generation["chrf"],
-                   "exact_match": float(accuracy_score(references, outputs)),
-                   "parse_failures": generation["parse_failures"]}
+        per_example = [
+            {"parsed": answer, "correct": scores["rougeL"], "exact_match": output == reference}
+            for answer, scores, output, reference in zip(parsed, rouge, outputs, references)
+        ]
+        metrics = {
+            "rougeL": generation["rougeL"],
+            "bleu": generation["bleu"],
+            "chrf": generation["chrf"],
+            "exact_match": float(accuracy_score(references, outputs)),
+            "parse_failures": generation["parse_failures"],
+        }
         return Scored(metrics, per_example)
 
     def rejected(self, record: dict[str, Any], rng: random.Random) -> str:

@@ -15,22 +15,44 @@ from ftassets.tasks.base import Scored, TaskType
 FACTS = {
     "town": ("{name} lives in {value}.", ("Where does {name} live?", "In which town does {name} live?"), vocab.TOWNS),
     "job": ("{name} works as a {value}.", ("What is {name}'s job?", "What does {name} work as?"), vocab.JOBS),
-    "pet": ("{name} has a {animal} called {value}.",
-            ("What is the name of {name}'s {animal}?", "What is {name}'s {animal} called?"), vocab.PET_NAMES),
-    "colour": ("{name}'s favourite colour is {value}.",
-               ("What is {name}'s favourite colour?", "Which colour does {name} like best?"), vocab.COLOURS),
-    "age": ("{name} is {value} years old.", ("How old is {name}?", "What is {name}'s age?"),
-            tuple(str(age) for age in range(18, 81))),
-    "food": ("{name} likes to eat {value}.", ("What does {name} like to eat?", "Which food does {name} like?"),
-             vocab.FOODS),
-    "instrument": ("{name} plays the {value}.", ("Which instrument does {name} play?", "What does {name} play?"),
-                   vocab.INSTRUMENTS),
-    "month": ("{name} was born in {value}.", ("In which month was {name} born?", "When was {name} born?"),
-              vocab.MONTHS),
+    "pet": (
+        "{name} has a {animal} called {value}.",
+        ("What is the name of {name}'s {animal}?", "What is {name}'s {animal} called?"),
+        vocab.PET_NAMES,
+    ),
+    "colour": (
+        "{name}'s favourite colour is {value}.",
+        ("What is {name}'s favourite colour?", "Which colour does {name} like best?"),
+        vocab.COLOURS,
+    ),
+    "age": (
+        "{name} is {value} years old.",
+        ("How old is {name}?", "What is {name}'s age?"),
+        tuple(str(age) for age in range(18, 81)),
+    ),
+    "food": (
+        "{name} likes to eat {value}.",
+        ("What does {name} like to eat?", "Which food does {name} like?"),
+        vocab.FOODS,
+    ),
+    "instrument": (
+        "{name} plays the {value}.",
+        ("Which instrument does {name} play?", "What does {name} play?"),
+        vocab.INSTRUMENTS,
+    ),
+    "month": (
+        "{name} was born in {value}.",
+        ("In which month was {name} born?", "When was {name} born?"),
+        vocab.MONTHS,
+    ),
 }
 _FACT_PATTERNS = {
-    fact: re.compile(re.escape(sentence).replace(r"\{name\}", r"[A-Z]\w+").replace(r"\{animal\}", r"\w+")
-                     .replace(r"\{value\}", r"(?P<value>[\w' ]+?)"))
+    fact: re.compile(
+        re.escape(sentence)
+        .replace(r"\{name\}", r"[A-Z]\w+")
+        .replace(r"\{animal\}", r"\w+")
+        .replace(r"\{value\}", r"(?P<value>[\w' ]+?)")
+    )
     for fact, (sentence, _, _) in FACTS.items()
 }
 _ANSWER_PREFIX = re.compile(r"^(the )?answer( is)?\s*:?\s*", re.IGNORECASE)
@@ -38,8 +60,9 @@ _ANSWER_PREFIX = re.compile(r"^(the )?answer( is)?\s*:?\s*", re.IGNORECASE)
 
 def _fact_spans(context: str) -> list[tuple[str, str]]:
     """(fact, value) for every fact sentence of a generated context."""
-    return [(fact, match.group("value")) for fact, pattern in _FACT_PATTERNS.items()
-            for match in pattern.finditer(context)]
+    return [
+        (fact, match.group("value")) for fact, pattern in _FACT_PATTERNS.items() for match in pattern.finditer(context)
+    ]
 
 
 class QATask(TaskType):
@@ -65,8 +88,12 @@ class QATask(TaskType):
             slots = {"name": name, "value": value, "animal": rng.choice(vocab.ANIMALS)}
             sentences.append((sentence.format(**slots), rng.choice(questions).format(**slots), value, fact))
         _, question, answer, fact = rng.choice(sentences)
-        return {"context": " ".join(sentence for sentence, *_ in sentences), "question": question,
-                "answer": answer, "fact": fact}
+        return {
+            "context": " ".join(sentence for sentence, *_ in sentences),
+            "question": question,
+            "answer": answer,
+            "fact": fact,
+        }
 
     def reference(self, record: dict[str, Any]) -> str:
         return record["answer"]
@@ -83,23 +110,38 @@ class QATask(TaskType):
         if not records:
             return Scored(zero_metrics(self.metric_names), [])
         squad_predictions = [{"prediction_text": answer or "", "id": str(index)} for index, answer in enumerate(parsed)]
-        squad_targets = [{"answers": {"answer_start": [record["context"].find(record["answer"])],
-                                      "text": [record["answer"]]}, "id": str(index)}
-                         for index, record in enumerate(records)]
+        squad_targets = [
+            {
+                "answers": {"answer_start": [record["context"].find(record["answer"])], "text": [record["answer"]]},
+                "id": str(index),
+            }
+            for index, record in enumerate(records)
+        ]
         per_example = []
         for answer, prediction, target in zip(parsed, squad_predictions, squad_targets):
             verdict = squad([prediction], [target])
-            per_example.append({"parsed": answer, "correct": float(verdict["exact_match"]) == 100.0,
-                                "token_f1": float(verdict["f1"]) / 100})
+            per_example.append(
+                {
+                    "parsed": answer,
+                    "correct": float(verdict["exact_match"]) == 100.0,
+                    "token_f1": float(verdict["f1"]) / 100,
+                }
+            )
         overall = squad(squad_predictions, squad_targets)
-        metrics = {"exact_match": float(overall["exact_match"]) / 100, "token_f1": float(overall["f1"]) / 100,
-                   "parse_failures": float(parsed.count(None))}
+        metrics = {
+            "exact_match": float(overall["exact_match"]) / 100,
+            "token_f1": float(overall["f1"]) / 100,
+            "parse_failures": float(parsed.count(None)),
+        }
         return Scored(metrics, per_example)
 
     def rejected(self, record: dict[str, Any], rng: random.Random) -> str:
         """Another span of the context, preferring one that answers the same kind of question."""
         answer = self.reference(record)
         spans = [(fact, value) for fact, value in _fact_spans(record["context"]) if value != answer]
-        candidates = ([value for fact, value in spans if fact == record.get("fact")] or [value for _, value in spans]
-                      or [word for word in re.findall(r"\w+", record["context"]) if word != answer])
+        candidates = (
+            [value for fact, value in spans if fact == record.get("fact")]
+            or [value for _, value in spans]
+            or [word for word in re.findall(r"\w+", record["context"]) if word != answer]
+        )
         return rng.choice(candidates)

@@ -19,13 +19,40 @@ SCHEMA_PATH = Path(__file__).with_name("sql_schema.sql")
 MAX_RESULT_ROWS = 10_000
 MAX_QUERY_STEPS = 2_000_000
 """A query is stopped after about this many SQLite virtual machine steps (a runaway cross join)."""
-ALLOWED_FUNCTIONS = frozenset({"count", "avg", "sum", "total", "min", "max", "round", "abs", "lower", "upper",
-                               "length", "coalesce", "ifnull", "substr", "trim", "like", "nullif", "iif"})
+ALLOWED_FUNCTIONS = frozenset(
+    {
+        "count",
+        "avg",
+        "sum",
+        "total",
+        "min",
+        "max",
+        "round",
+        "abs",
+        "lower",
+        "upper",
+        "length",
+        "coalesce",
+        "ifnull",
+        "substr",
+        "trim",
+        "like",
+        "nullif",
+        "iif",
+    }
+)
 
-EMPLOYEE_COLUMNS = (("names", ("name",)), ("names and salaries", ("name", "salary")),
-                    ("names and cities", ("name", "city")), ("names and hire years", ("name", "hire_year")))
-PROJECT_COLUMNS = (("names", ("name",)), ("names and budgets", ("name", "budget")),
-                   ("names and statuses", ("name", "status")))
+EMPLOYEE_COLUMNS = (
+    ("names", ("name",)),
+    ("names and salaries", ("name", "salary")),
+    ("names and cities", ("name", "city")),
+    ("names and hire years", ("name", "hire_year")),
+)
+PROJECT_COLUMNS = (
+    ("names", ("name",)),
+    ("names and budgets", ("name", "budget")),
+    ("names and statuses", ("name", "status")),
+)
 COMPARISONS = (("more than", ">"), ("less than", "<"), ("over", ">"), ("under", "<"))
 YEAR_COMPARISONS = (("in", "="), ("after", ">"), ("before", "<"))
 AGGREGATES = (("average", "AVG"), ("highest", "MAX"), ("lowest", "MIN"), ("total", "SUM"))
@@ -83,9 +110,13 @@ def schema_values() -> SchemaValues:
         rows = connection.execute(f"SELECT DISTINCT {column} FROM {table} ORDER BY {column}")
         return tuple(value for (value,) in rows)
 
-    values = SchemaValues(cities=distinct("city", "employees"), department_cities=distinct("city", "departments"),
-                          departments=distinct("name", "departments"), statuses=distinct("status", "projects"),
-                          hire_years=distinct("hire_year", "employees"))
+    values = SchemaValues(
+        cities=distinct("city", "employees"),
+        department_cities=distinct("city", "departments"),
+        departments=distinct("name", "departments"),
+        statuses=distinct("status", "projects"),
+        hire_years=distinct("hire_year", "employees"),
+    )
     connection.close()
     return values
 
@@ -159,11 +190,16 @@ def _employee_conditions(rng: random.Random, values: SchemaValues) -> list[Condi
     comparison_text, comparison = rng.choice(COMPARISONS)
     salary = rng.randrange(35_000, 95_001, 500)
     return [
-        rng.choice([
-            Condition(f"in the {department} department", f"d.name = '{department}'", joins_departments=True),
-            Condition(f"in a department based in {department_city}", f"d.city = '{department_city}'",
-                      joins_departments=True),
-        ]),
+        rng.choice(
+            [
+                Condition(f"in the {department} department", f"d.name = '{department}'", joins_departments=True),
+                Condition(
+                    f"in a department based in {department_city}",
+                    f"d.city = '{department_city}'",
+                    joins_departments=True,
+                ),
+            ]
+        ),
         Condition(f"hired {year_text} {year}", f"{{alias}}hire_year {year_comparison} {year}"),
         Condition(f"live in {city}", f"{{alias}}city = '{city}'", relative=True),
         Condition(f"earn {comparison_text} {salary}", f"{{alias}}salary {comparison} {salary}", relative=True),
@@ -247,13 +283,19 @@ def _wrong_queries(query: str, rng: random.Random, values: SchemaValues) -> list
     if comparison:
         start, end = comparison.span(2)
         wrong.append(query[:start] + flipped[comparison.group(2)] + query[end:])
-    for word, opposite in (("DESC", "ASC"), ("ASC", "DESC"), ("MAX(", "MIN("), ("MIN(", "MAX("), ("AVG(", "SUM("),
-                           ("SUM(", "AVG(")):
+    for word, opposite in (
+        ("DESC", "ASC"),
+        ("ASC", "DESC"),
+        ("MAX(", "MIN("),
+        ("MIN(", "MAX("),
+        ("AVG(", "SUM("),
+        ("SUM(", "AVG("),
+    ):
         if word in query:
             wrong.append(query.replace(word, opposite, 1))
     limit = re.search(r"LIMIT (\d+)$", query)
     if limit:
-        wrong.append(f"{query[:limit.start(1)]}{int(limit.group(1)) + 1}")
+        wrong.append(f"{query[: limit.start(1)]}{int(limit.group(1)) + 1}")
     if query.startswith("SELECT name FROM employees"):
         wrong.append(query.replace("SELECT name", "SELECT city", 1))
     return wrong
@@ -290,13 +332,17 @@ class SqlTask(TaskType):
         return records
 
     @staticmethod
-    def _answerable_question(query_type: str, rng: random.Random, values: SchemaValues, allow_joins: bool,
-                             connection: sqlite3.Connection) -> tuple[str, str]:
+    def _answerable_question(
+        query_type: str, rng: random.Random, values: SchemaValues, allow_joins: bool, connection: sqlite3.Connection
+    ) -> tuple[str, str]:
         """Draw until the query has a non-empty, non-zero answer, which a query returning nothing cannot match."""
         while True:
             make_conditions, make_question = rng.choices(TABLE_QUESTIONS, weights=TABLE_WEIGHTS)[0]
-            candidates = [condition for condition in make_conditions(rng, values)
-                          if allow_joins or not condition.joins_departments]
+            candidates = [
+                condition
+                for condition in make_conditions(rng, values)
+                if allow_joins or not condition.joins_departments
+            ]
             condition_count = rng.choices((0, 1, 2), weights=CONDITION_COUNT_WEIGHTS[query_type])[0]
             conditions = [candidates[index] for index in sorted(rng.sample(range(len(candidates)), condition_count))]
             question, query = make_question(query_type, conditions, rng)
@@ -314,7 +360,7 @@ class SqlTask(TaskType):
         select = re.search(r"\bselect\b", candidate, re.IGNORECASE)
         if select is None:
             return None
-        statement = candidate[select.start():] if fenced else candidate[select.start():].splitlines()[0]
+        statement = candidate[select.start() :] if fenced else candidate[select.start() :].splitlines()[0]
         query = " ".join(statement.split(";")[0].split())
         return query or None
 
@@ -333,9 +379,12 @@ class SqlTask(TaskType):
         connection.close()
         references = [_normalised(self.reference(record)) for record in records]
         normalised_predictions = [_normalised(query or "") for query in parsed]
-        per_example = [{"parsed": query, "correct": predicted == expected, "exact_match": prediction == reference}
-                       for query, predicted, expected, prediction, reference
-                       in zip(parsed, predicted_results, expected_results, normalised_predictions, references)]
+        per_example = [
+            {"parsed": query, "correct": predicted == expected, "exact_match": prediction == reference}
+            for query, predicted, expected, prediction, reference in zip(
+                parsed, predicted_results, expected_results, normalised_predictions, references
+            )
+        ]
         metrics = {
             "execution_accuracy": float(accuracy_score(expected_results, predicted_results)),
             "exact_match": float(accuracy_score(references, normalised_predictions)),

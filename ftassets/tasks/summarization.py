@@ -31,11 +31,14 @@ def _opening(rng: random.Random) -> dict[str, Any]:
     town, month = rng.choice(vocab.TOWNS), rng.choice(vocab.MONTHS)
     jobs = rng.randrange(20, 500, 5)
     return {
-        "where": town, "number": jobs,
+        "where": town,
+        "number": jobs,
         "key": [f"{org} opened a new {facility} in {town} in {month}.", f"The {facility} will employ {jobs} people."],
-        "fillers": [f"The mayor of {town} attended the opening.",
-                    f"{org} was founded {rng.randrange(3, 90)} years ago.",
-                    f"It is the first {facility} the company has built."],
+        "fillers": [
+            f"The mayor of {town} attended the opening.",
+            f"{org} was founded {rng.randrange(3, 90)} years ago.",
+            f"It is the first {facility} the company has built.",
+        ],
         "summary": f"{org} opened a {facility} in {town} that will employ {jobs} people.",
     }
 
@@ -45,11 +48,17 @@ def _closure(rng: random.Random) -> dict[str, Any]:
     town, month = rng.choice(vocab.TOWNS), rng.choice(vocab.MONTHS)
     jobs = rng.randrange(20, 500, 5)
     return {
-        "where": town, "number": jobs,
-        "key": [f"{org} will close its {facility} in {town} in {month}.",
-                f"About {jobs} workers will lose their jobs."],
-        "fillers": [f"The {facility} has been open since {rng.randrange(1950, 2015)}.",
-                    "The company blamed rising costs.", f"Workers in {town} were told on {rng.choice(vocab.DAYS)}."],
+        "where": town,
+        "number": jobs,
+        "key": [
+            f"{org} will close its {facility} in {town} in {month}.",
+            f"About {jobs} workers will lose their jobs.",
+        ],
+        "fillers": [
+            f"The {facility} has been open since {rng.randrange(1950, 2015)}.",
+            "The company blamed rising costs.",
+            f"Workers in {town} were told on {rng.choice(vocab.DAYS)}.",
+        ],
         "summary": f"{org} will close its {facility} in {town}, cutting {jobs} jobs.",
     }
 
@@ -59,12 +68,17 @@ def _festival(rng: random.Random) -> dict[str, Any]:
     visitors = rng.randrange(200, 9000, 50)
     organiser = vocab.person_name(rng)
     return {
-        "where": town, "number": visitors,
-        "key": [f"The town of {town} held its {theme} festival in {month}.",
-                f"Around {visitors} people came to the festival."],
-        "fillers": [f"The weather was {rng.choice(WEATHER)} all weekend.",
-                    f"{organiser}, who planned the event, called it a {rng.choice(MOODS)} day.",
-                    "Tickets were sold out a week early."],
+        "where": town,
+        "number": visitors,
+        "key": [
+            f"The town of {town} held its {theme} festival in {month}.",
+            f"Around {visitors} people came to the festival.",
+        ],
+        "fillers": [
+            f"The weather was {rng.choice(WEATHER)} all weekend.",
+            f"{organiser}, who planned the event, called it a {rng.choice(MOODS)} day.",
+            "Tickets were sold out a week early.",
+        ],
         "summary": f"The {theme} festival in {town} drew {visitors} visitors in {month}.",
     }
 
@@ -73,11 +87,17 @@ def _award(rng: random.Random) -> dict[str, Any]:
     person, job, town = vocab.person_name(rng), rng.choice(vocab.JOBS), rng.choice(vocab.TOWNS)
     award, years = rng.choice(AWARDS), rng.randrange(5, 40)
     return {
-        "where": town, "number": years,
-        "key": [f"{person}, a {job} from {town}, won the {award} award in {rng.choice(vocab.MONTHS)}.",
-                f"{person.split()[0]} has worked as a {job} for {years} years."],
-        "fillers": [f"The prize was given at a dinner on {rng.choice(vocab.DAYS)}.",
-                    f"Friends say {person.split()[0]} was very surprised.", "The award is given once a year."],
+        "where": town,
+        "number": years,
+        "key": [
+            f"{person}, a {job} from {town}, won the {award} award in {rng.choice(vocab.MONTHS)}.",
+            f"{person.split()[0]} has worked as a {job} for {years} years.",
+        ],
+        "fillers": [
+            f"The prize was given at a dinner on {rng.choice(vocab.DAYS)}.",
+            f"Friends say {person.split()[0]} was very surprised.",
+            "The award is given once a year.",
+        ],
         "summary": f"{person} from {town} won the {award} award after {years} years as a {job}.",
     }
 
@@ -86,11 +106,17 @@ def _charity(rng: random.Random) -> dict[str, Any]:
     town, cause, fundraiser = rng.choice(vocab.TOWNS), rng.choice(CAUSES), rng.choice(FUNDRAISERS)
     amount = rng.randrange(300, 20000, 100)
     return {
-        "where": town, "number": amount,
-        "key": [f"Students in {town} raised {amount} dollars for the {cause} in {rng.choice(vocab.MONTHS)}.",
-                f"The money came from a {fundraiser}."],
-        "fillers": [f"Their teacher, {vocab.person_name(rng)}, helped to plan it.",
-                    "Parents and neighbours joined in.", f"It was {rng.choice(WEATHER)} on the day."],
+        "where": town,
+        "number": amount,
+        "key": [
+            f"Students in {town} raised {amount} dollars for the {cause} in {rng.choice(vocab.MONTHS)}.",
+            f"The money came from a {fundraiser}.",
+        ],
+        "fillers": [
+            f"Their teacher, {vocab.person_name(rng)}, helped to plan it.",
+            "Parents and neighbours joined in.",
+            f"It was {rng.choice(WEATHER)} on the day.",
+        ],
         "summary": f"Students in {town} raised {amount} dollars for the {cause} with a {fundraiser}.",
     }
 
@@ -99,12 +125,17 @@ def _match(rng: random.Random) -> dict[str, Any]:
     team, town, sport = rng.choice(TEAM_NAMES), rng.choice(vocab.TOWNS), rng.choice(SPORTS)
     points = rng.randrange(2, 120)
     return {
-        "where": town, "number": points,
-        "key": [f"The {team} from {town} won the regional {sport} final in {rng.choice(vocab.MONTHS)}.",
-                f"They scored {points} points in the match."],
-        "fillers": [f"Their coach, {vocab.person_name(rng)}, praised the players.",
-                    f"The match was played on a {rng.choice(WEATHER)} {rng.choice(vocab.DAYS)}.",
-                    "Fans celebrated in the streets."],
+        "where": town,
+        "number": points,
+        "key": [
+            f"The {team} from {town} won the regional {sport} final in {rng.choice(vocab.MONTHS)}.",
+            f"They scored {points} points in the match.",
+        ],
+        "fillers": [
+            f"Their coach, {vocab.person_name(rng)}, praised the players.",
+            f"The match was played on a {rng.choice(WEATHER)} {rng.choice(vocab.DAYS)}.",
+            "Fans celebrated in the streets.",
+        ],
         "summary": f"The {team} from {town} won the {sport} final, scoring {points} points.",
     }
 
@@ -113,18 +144,30 @@ def _building(rng: random.Random) -> dict[str, Any]:
     town, building, month = rng.choice(vocab.TOWNS), rng.choice(BUILDINGS), rng.choice(vocab.MONTHS)
     millions = rng.randrange(2, 95)
     return {
-        "where": town, "number": millions,
-        "key": [f"The council of {town} approved a new {building} in {month}.",
-                f"The {building} will cost {millions} million dollars."],
-        "fillers": [f"Work will start in {rng.choice(vocab.MONTHS)} next year.",
-                    f"The old {building} is more than {rng.randrange(40, 150)} years old.",
-                    "Some residents asked for a vote first."],
+        "where": town,
+        "number": millions,
+        "key": [
+            f"The council of {town} approved a new {building} in {month}.",
+            f"The {building} will cost {millions} million dollars.",
+        ],
+        "fillers": [
+            f"Work will start in {rng.choice(vocab.MONTHS)} next year.",
+            f"The old {building} is more than {rng.randrange(40, 150)} years old.",
+            "Some residents asked for a vote first.",
+        ],
         "summary": f"{town} approved a new {building} that will cost {millions} million dollars.",
     }
 
 
-EVENT_WRITERS = {"opening": _opening, "closure": _closure, "festival": _festival, "award": _award,
-                 "charity": _charity, "match": _match, "building": _building}
+EVENT_WRITERS = {
+    "opening": _opening,
+    "closure": _closure,
+    "festival": _festival,
+    "award": _award,
+    "charity": _charity,
+    "match": _match,
+    "building": _building,
+}
 
 
 class SummarizationTask(TaskType):
@@ -144,11 +187,15 @@ class SummarizationTask(TaskType):
             fillers = rng.sample(facts["fillers"], rng.randint(1, 3))
             body = [facts["key"][1], *fillers]
             rng.shuffle(body)
-            records.append({
-                "document": " ".join([facts["key"][0], *body]),
-                "summary": facts["summary"],
-                "event": event, "where": facts["where"], "number": facts["number"],
-            })
+            records.append(
+                {
+                    "document": " ".join([facts["key"][0], *body]),
+                    "summary": facts["summary"],
+                    "event": event,
+                    "where": facts["where"],
+                    "number": facts["number"],
+                }
+            )
         return records
 
     def reference(self, record: dict[str, Any]) -> str:
@@ -162,7 +209,9 @@ class SummarizationTask(TaskType):
         if not records:
             return Scored(zero_metrics(self.metric_names), [])
         metrics, rouge = score_generations(parsed, [self.reference(record) for record in records])
-        per_example = [{"parsed": answer, "correct": scores["rougeL"], **scores} for answer, scores in zip(parsed, rouge)]
+        per_example = [
+            {"parsed": answer, "correct": scores["rougeL"], **scores} for answer, scores in zip(parsed, rouge)
+        ]
         return Scored(metrics, per_example)
 
     def rejected(self, record: dict[str, Any], rng: random.Random) -> str:

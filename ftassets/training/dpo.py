@@ -43,8 +43,9 @@ PREFERENCE_PREFIX = "preference_"
 SFT_SUBDIR = "sft"
 
 
-def preference_splits(tokenizer, rows_by_split: dict[str, list[dict[str, Any]]], max_length: int,
-                      system_prompt: str | None = None) -> tuple[dict[str, Dataset], dict[str, dict]]:
+def preference_splits(
+    tokenizer, rows_by_split: dict[str, list[dict[str, Any]]], max_length: int, system_prompt: str | None = None
+) -> tuple[dict[str, Dataset], dict[str, dict]]:
     """``preference_<split>`` datasets of ``prompt_ids``, ``chosen_ids``, ``rejected_ids`` (what TRL's
     ``DataCollatorForPreference`` reads) and ``length`` (for length-grouped batches), with their stats.
 
@@ -54,12 +55,17 @@ def preference_splits(tokenizer, rows_by_split: dict[str, list[dict[str, Any]]],
     for split, rows in rows_by_split.items():
         missing = [row.get("id", index) for index, row in enumerate(rows) if not str(row.get("rejected") or "").strip()]
         if missing:
-            raise ValueError(f"{len(missing)} {split} row(s) have no 'rejected' answer, e.g. {missing[:3]}; the dataset "
-                             "was built before preference pairs existed: materialize the dataset asset again")
+            raise ValueError(
+                f"{len(missing)} {split} row(s) have no 'rejected' answer, e.g. {missing[:3]}; the dataset "
+                "was built before preference pairs existed: materialize the dataset asset again"
+            )
         prompts = [row["prompt"] for row in rows]
-        chosen, chosen_stats = tokenize_examples(tokenizer, prompts, [row["answer"] for row in rows], max_length, system_prompt)
-        rejected, rejected_stats = tokenize_examples(tokenizer, prompts, [row["rejected"] for row in rows], max_length,
-                                                     system_prompt)
+        chosen, chosen_stats = tokenize_examples(
+            tokenizer, prompts, [row["answer"] for row in rows], max_length, system_prompt
+        )
+        rejected, rejected_stats = tokenize_examples(
+            tokenizer, prompts, [row["rejected"] for row in rows], max_length, system_prompt
+        )
         columns: dict[str, list] = {"prompt_ids": [], "chosen_ids": [], "rejected_ids": [], "length": []}
         for chosen_row, rejected_row in zip(chosen, rejected):
             prompt_ids, chosen_ids = _prompt_and_completion(chosen_row)
@@ -111,8 +117,15 @@ class DpoStrategy(LoraStrategy):
         self.recipe, self.sft_adapter_dir = recipe, None
         return super().prepare_model(base_dir, recipe, device)
 
-    def build_trainer(self, model, args: TrainingArguments, splits: dict[str, Dataset], tokenizer,
-                      callbacks: list[TrainerCallback], packing: bool = False) -> Trainer:
+    def build_trainer(
+        self,
+        model,
+        args: TrainingArguments,
+        splits: dict[str, Dataset],
+        tokenizer,
+        callbacks: list[TrainerCallback],
+        packing: bool = False,
+    ) -> Trainer:
         """Runs the SFT stage first when the recipe starts from SFT; the trainer it returns does the DPO.
 
         ``packing`` applies to the SFT stage only: TRL pads preference batches (its ``padding_free`` is disabled).
@@ -122,14 +135,22 @@ class DpoStrategy(LoraStrategy):
         recipe = self.recipe
         train_split = PREFERENCE_PREFIX + "train"
         if train_split not in splits:
-            raise RecipeError(f"method: 'dpo' needs the {train_split!r} split, which tokenized_splits writes only for "
-                              f"models whose recipe is dpo; splits given: {sorted(splits)}")
+            raise RecipeError(
+                f"method: 'dpo' needs the {train_split!r} split, which tokenized_splits writes only for "
+                f"models whose recipe is dpo; splits given: {sorted(splits)}"
+            )
         # The policy is a fresh LoRA on this model, so the reference (the adapter disabled) is the model itself.
-        reference = self._sft_stage(model, args, splits, tokenizer, callbacks, packing) if recipe.dpo.start_from == "sft" \
+        reference = (
+            self._sft_stage(model, args, splits, tokenizer, callbacks, packing)
+            if recipe.dpo.start_from == "sft"
             else model.unload()
-        inherited = {field.name: getattr(args, field.name) for field in dataclasses.fields(TrainingArguments) if field.init}
-        config = DPOConfig(**inherited, beta=recipe.dpo.beta, loss_type=[recipe.dpo.loss_type],
-                           max_length=recipe.max_seq_length)
+        )
+        inherited = {
+            field.name: getattr(args, field.name) for field in dataclasses.fields(TrainingArguments) if field.init
+        }
+        config = DPOConfig(
+            **inherited, beta=recipe.dpo.beta, loss_type=[recipe.dpo.loss_type], max_length=recipe.max_seq_length
+        )
         return PretokenizedDPOTrainer(
             model=reference,
             args=config,
@@ -140,14 +161,26 @@ class DpoStrategy(LoraStrategy):
             peft_config=self.peft_config(recipe, reference),
         )
 
-    def _sft_stage(self, model: PeftModel, args: TrainingArguments, splits: dict[str, Dataset], tokenizer,
-                   callbacks: list[TrainerCallback], packing: bool) -> torch.nn.Module:
+    def _sft_stage(
+        self,
+        model: PeftModel,
+        args: TrainingArguments,
+        splits: dict[str, Dataset],
+        tokenizer,
+        callbacks: list[TrainerCallback],
+        packing: bool,
+    ) -> torch.nn.Module:
         """Train ``model``'s LoRA on the SFT splits, keep the adapter, and return the base with it merged in."""
         params = self.recipe.dpo
         stage_dir = Path(args.output_dir) / "sft_stage"
         stage_args = dataclasses.replace(
-            args, output_dir=str(stage_dir), num_train_epochs=params.sft_epochs, max_steps=params.sft_max_steps or -1,
-            learning_rate=params.sft_learning_rate, save_strategy="no", load_best_model_at_end=False,
+            args,
+            output_dir=str(stage_dir),
+            num_train_epochs=params.sft_epochs,
+            max_steps=params.sft_max_steps or -1,
+            learning_rate=params.sft_learning_rate,
+            save_strategy="no",
+            load_best_model_at_end=False,
         )
         trainer = super().build_trainer(model, stage_args, splits, tokenizer, callbacks, packing)
         trainer.remove_callback(PrinterCallback)
@@ -168,11 +201,14 @@ class DpoStrategy(LoraStrategy):
         return PeftModel.from_pretrained(base, artifact_dir).eval()
 
     def merge(self, artifact_dir: Path, base_dir: Path, out_dir: Path) -> dict[str, Any]:
-        base, sft_layers = _fold_sft_stage(load_causal_lm(base_dir, "cpu", checkpoint_dtype(base_dir)), Path(artifact_dir))
+        base, sft_layers = _fold_sft_stage(
+            load_causal_lm(base_dir, "cpu", checkpoint_dtype(base_dir)), Path(artifact_dir)
+        )
         adapted = PeftModel.from_pretrained(base, artifact_dir)
         dpo_layers = _tuner_layers(adapted)
-        summary = _save_pretrained_with_tokenizer(adapted.merge_and_unload(), artifact_tokenizer(artifact_dir, base_dir),
-                                                  out_dir)
+        summary = _save_pretrained_with_tokenizer(
+            adapted.merge_and_unload(), artifact_tokenizer(artifact_dir, base_dir), out_dir
+        )
         return {"method": self.method, "merged_adapter_layers": sft_layers + dpo_layers, **summary}
 
 

@@ -42,8 +42,16 @@ def run(request: TrainingRequest, log=print):
     from ftassets.training.trainer import train
 
     mlflow_run = MlflowRunRef(request.mlflow_tracking_uri, request.mlflow_run_id) if request.mlflow_run_id else None
-    return train(Path(request.base_dir), load_tokenized(Path(request.splits_dir)), parse_recipe(request.recipe),
-                 Path(request.out_dir), Path(request.checkpoint_dir), device=request.device, log=log, mlflow_run=mlflow_run)
+    return train(
+        Path(request.base_dir),
+        load_tokenized(Path(request.splits_dir)),
+        parse_recipe(request.recipe),
+        Path(request.out_dir),
+        Path(request.checkpoint_dir),
+        device=request.device,
+        log=log,
+        mlflow_run=mlflow_run,
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -53,7 +61,7 @@ def main(argv: list[str]) -> int:
     request = TrainingRequest(**json.loads(request_path.read_text()))
     rank = int(os.environ.get("RANK", "0"))
     started_by_pipes = DAGSTER_PIPES_CONTEXT_ENV_VAR in os.environ
-    with (open_dagster_pipes() if rank == 0 and started_by_pipes else nullcontext()) as pipes:
+    with open_dagster_pipes() if rank == 0 and started_by_pipes else nullcontext() as pipes:
         log = pipes.log.info if pipes else (lambda line: print(f"[rank {rank}] {line}", flush=True))
         result = run(request, log)
         if rank == 0:

@@ -7,7 +7,7 @@ A new method is one recipe class here (added to ``Recipe``) and one strategy cla
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal, Union
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, TypeAdapter, model_validator
 
@@ -20,14 +20,14 @@ class LoraParams(_Strict):
     r: PositiveInt = 16
     alpha: PositiveFloat = 32
     dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: Union[Literal["all-linear"], list[str]] = "all-linear"
+    target_modules: Literal["all-linear"] | list[str] = "all-linear"
 
 
 class IA3Params(_Strict):
-    target_modules: Union[Literal["auto"], list[str]] = "auto"
+    target_modules: Literal["auto"] | list[str] = "auto"
     """Layers whose activations IA3 rescales; "auto" takes peft's defaults for the model type (Llama:
     k_proj, v_proj, down_proj)."""
-    feedforward_modules: Union[Literal["auto"], list[str]] = "auto"
+    feedforward_modules: Literal["auto"] | list[str] = "auto"
     """The subset of ``target_modules`` whose input (rather than output) is rescaled."""
 
 
@@ -52,9 +52,12 @@ class DpoParams(_Strict):
     sft_learning_rate: PositiveFloat = 2e-3
 
     @model_validator(mode="after")
-    def _sft_settings_need_an_sft_stage(self) -> "DpoParams":
-        stray = [name for name, field in type(self).model_fields.items()
-                 if name.startswith("sft_") and getattr(self, name) != field.default]
+    def _sft_settings_need_an_sft_stage(self) -> DpoParams:
+        stray = [
+            name
+            for name, field in type(self).model_fields.items()
+            if name.startswith("sft_") and getattr(self, name) != field.default
+        ]
         if self.start_from == "base" and stray:
             raise ValueError(f"dpo.{', dpo.'.join(stray)} set but dpo.start_from is 'base', which has no SFT stage")
         return self
@@ -77,7 +80,7 @@ class _RecipeBase(_Strict):
     save_steps: PositiveInt = 100
     logging_steps: PositiveInt = 5
     gradient_checkpointing: bool = False
-    packing: Union[bool, Literal["auto"]] = "auto"
+    packing: bool | Literal["auto"] = "auto"
     """Padding-free packing (one flattened row per batch, attention kept within each example). "auto" packs
     where the attention kernel handles packed rows natively (flash-attention on CUDA); elsewhere the dense
     block mask costs more than the padding it saves, so batches are grouped by length instead."""
@@ -88,8 +91,10 @@ class _RecipeBase(_Strict):
     @model_validator(mode="after")
     def _best_checkpoint_is_evaluated(self):
         if self.keep_best_checkpoint and self.save_steps % self.eval_steps:
-            raise ValueError(f"keep_best_checkpoint needs save_steps ({self.save_steps}) to be a multiple of "
-                             f"eval_steps ({self.eval_steps}), so that every checkpoint has a validation loss")
+            raise ValueError(
+                f"keep_best_checkpoint needs save_steps ({self.save_steps}) to be a multiple of "
+                f"eval_steps ({self.eval_steps}), so that every checkpoint has a validation loss"
+            )
         return self
 
     mergeable: ClassVar[bool] = True
@@ -119,13 +124,15 @@ class IA3Recipe(_RecipeBase):
     ia3: IA3Params = IA3Params()
 
     @model_validator(mode="after")
-    def _feedforward_within_targets(self) -> "IA3Recipe":
+    def _feedforward_within_targets(self) -> IA3Recipe:
         targets, feedforward = self.ia3.target_modules, self.ia3.feedforward_modules
         if (targets == "auto") != (feedforward == "auto"):
             raise ValueError("ia3.feedforward_modules and ia3.target_modules must both be 'auto' or both be lists")
         if targets != "auto" and not set(feedforward) <= set(targets):
-            raise ValueError(f"ia3.feedforward_modules {sorted(set(feedforward) - set(targets))} are not in "
-                             f"ia3.target_modules {targets}; feedforward modules must be a subset of the targets")
+            raise ValueError(
+                f"ia3.feedforward_modules {sorted(set(feedforward) - set(targets))} are not in "
+                f"ia3.target_modules {targets}; feedforward modules must be a subset of the targets"
+            )
         return self
 
 
@@ -148,7 +155,7 @@ class FullRecipe(_RecipeBase):
     learning_rate: PositiveFloat = 5e-4
 
     @model_validator(mode="after")
-    def _full_lr_is_sane(self) -> "FullRecipe":
+    def _full_lr_is_sane(self) -> FullRecipe:
         if self.learning_rate > 1e-2:
             raise ValueError(f"learning_rate {self.learning_rate} is too high for full fine-tuning; use <= 0.01")
         return self
@@ -206,8 +213,7 @@ class FoundrySftRecipe(_Strict):
 
 
 Recipe = Annotated[
-    Union[LoraRecipe, QLoraRecipe, DoraRecipe, IA3Recipe, PrefixRecipe, PTuningRecipe, FullRecipe, DpoRecipe,
-          AzureSftRecipe, FoundrySftRecipe],
+    LoraRecipe | QLoraRecipe | DoraRecipe | IA3Recipe | PrefixRecipe | PTuningRecipe | FullRecipe | DpoRecipe | AzureSftRecipe | FoundrySftRecipe,
     Field(discriminator="method"),
 ]
 METHODS = ("lora", "qlora", "dora", "ia3", "prefix", "ptuning", "full", "dpo")

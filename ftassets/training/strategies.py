@@ -89,7 +89,9 @@ def linear_module_names(model: torch.nn.Module) -> list[str]:
 def missing_linear_modules(model: torch.nn.Module, field: str, targets: list[str]) -> None:
     """Raise ``RecipeError`` naming ``field`` when a target matches no linear layer of ``model``."""
     linear = linear_module_names(model)
-    missing = [target for target in targets if not any(name == target or name.endswith("." + target) for name in linear)]
+    missing = [
+        target for target in targets if not any(name == target or name.endswith("." + target) for name in linear)
+    ]
     if missing:
         available = sorted({name.rsplit(".", 1)[-1] for name in linear})
         raise RecipeError(f"{field}: {type(model).__name__} has no linear module(s) {missing}; available: {available}")
@@ -198,13 +200,22 @@ class TrainingStrategy(ABC):
     def merge(self, artifact_dir: Path, base_dir: Path, out_dir: Path) -> dict[str, Any]:
         """Plain merged weights plus tokenizer in ``out_dir``; returns a summary."""
 
-    def build_trainer(self, model, args: TrainingArguments, splits: dict[str, Dataset], tokenizer,
-                      callbacks: list[TrainerCallback], packing: bool = False) -> Trainer:
+    def build_trainer(
+        self,
+        model,
+        args: TrainingArguments,
+        splits: dict[str, Dataset],
+        tokenizer,
+        callbacks: list[TrainerCallback],
+        packing: bool = False,
+    ) -> Trainer:
         if packing:
             collator = DataCollatorWithFlattening()
         else:
             # Padding never reaches the loss (labels -100, attention 0), so eos is a safe pad when a tokenizer has none.
-            collator = PaddingCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
+            collator = PaddingCollator(
+                tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+            )
         trainer_class = CompletionLossTrainer if self.sequence_aligned else Trainer
         return trainer_class(
             model=model,
@@ -241,7 +252,9 @@ class PeftStrategy(TrainingStrategy):
 
     def merge(self, artifact_dir: Path, base_dir: Path, out_dir: Path) -> dict[str, Any]:
         if not self.mergeable:
-            raise RecipeError(f"method: {self.method!r} adapters cannot be merged into weights; evaluate them with load_finetuned")
+            raise RecipeError(
+                f"method: {self.method!r} adapters cannot be merged into weights; evaluate them with load_finetuned"
+            )
         base = load_causal_lm(base_dir, "cpu", checkpoint_dtype(base_dir))
         adapted = PeftModel.from_pretrained(base, artifact_dir)
         adapter_layers = sum(1 for module in adapted.modules() if isinstance(module, BaseTunerLayer))
@@ -312,8 +325,9 @@ class QLoraStrategy(LoraStrategy):
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute_dtype,
         )
-        base = AutoModelForCausalLM.from_pretrained(base_dir, quantization_config=quantization, dtype=compute_dtype,
-                                                    device_map=device)
+        base = AutoModelForCausalLM.from_pretrained(
+            base_dir, quantization_config=quantization, dtype=compute_dtype, device_map=device
+        )
         self.validate(recipe, base)
         base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=recipe.gradient_checkpointing)
         return get_peft_model(base, self.peft_config(recipe, base))
@@ -341,10 +355,14 @@ class IA3Strategy(PeftStrategy):
         model_type = model.config.model_type
         if model_type not in TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING:
             available = sorted({name.rsplit(".", 1)[-1] for name in linear_module_names(model)})
-            raise RecipeError(f"ia3.target_modules: no default for model_type {model_type!r}; set ia3.target_modules "
-                              f"and ia3.feedforward_modules to lists from {available}")
-        return (list(TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING[model_type]),
-                list(TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING[model_type]))
+            raise RecipeError(
+                f"ia3.target_modules: no default for model_type {model_type!r}; set ia3.target_modules "
+                f"and ia3.feedforward_modules to lists from {available}"
+            )
+        return (
+            list(TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING[model_type]),
+            list(TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING[model_type]),
+        )
 
     def validate(self, recipe: IA3Recipe, model: torch.nn.Module) -> None:
         super().validate(recipe, model)
@@ -369,12 +387,16 @@ class PromptLearningStrategy(PeftStrategy):
     def validate(self, recipe: Recipe, model: torch.nn.Module) -> None:
         super().validate(recipe, model)
         if recipe.packing is True:
-            raise RecipeError(f"packing: {self.method} prepends virtual tokens to every row, so examples cannot be "
-                              "packed into one row; use packing: false or 'auto'")
+            raise RecipeError(
+                f"packing: {self.method} prepends virtual tokens to every row, so examples cannot be "
+                "packed into one row; use packing: false or 'auto'"
+            )
         virtual, limit = self.params(recipe).num_virtual_tokens, getattr(model.config, "max_position_embeddings", None)
         if limit is not None and virtual >= limit:
-            raise RecipeError(f"{self.method}.num_virtual_tokens: {virtual} leaves no room for input in "
-                              f"{type(model).__name__}'s {limit} positions; use fewer than {limit}")
+            raise RecipeError(
+                f"{self.method}.num_virtual_tokens: {virtual} leaves no room for input in "
+                f"{type(model).__name__}'s {limit} positions; use fewer than {limit}"
+            )
 
 
 class PrefixStrategy(PromptLearningStrategy):
@@ -422,7 +444,15 @@ class FullStrategy(TrainingStrategy):
 
 STRATEGIES: dict[str, type[TrainingStrategy]] = {
     strategy.method: strategy
-    for strategy in (LoraStrategy, QLoraStrategy, DoraStrategy, IA3Strategy, PrefixStrategy, PTuningStrategy, FullStrategy)
+    for strategy in (
+        LoraStrategy,
+        QLoraStrategy,
+        DoraStrategy,
+        IA3Strategy,
+        PrefixStrategy,
+        PTuningStrategy,
+        FullStrategy,
+    )
 }
 
 
@@ -430,7 +460,9 @@ def strategy_for(recipe: Recipe) -> TrainingStrategy:
     try:
         return STRATEGIES[recipe.method]()
     except KeyError:
-        raise RecipeError(f"method: unknown training method {recipe.method!r}; available: {sorted(STRATEGIES)}") from None
+        raise RecipeError(
+            f"method: unknown training method {recipe.method!r}; available: {sorted(STRATEGIES)}"
+        ) from None
 
 
 # DpoStrategy builds on LoraStrategy, so its module imports this one and adds itself to STRATEGIES.

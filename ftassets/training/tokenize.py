@@ -32,7 +32,9 @@ def chat_messages(prompt: str, answer: str | None = None, system_prompt: str | N
 def encode_chats(tokenizer, conversations: list[list[dict[str, str]]], add_generation_prompt: bool) -> list[list[int]]:
     """Token ids of each conversation rendered with the tokenizer's chat template."""
     if not tokenizer.chat_template:
-        raise ValueError(f"tokenizer {tokenizer.name_or_path!r} has no chat template; fine-tuning and evaluation need one")
+        raise ValueError(
+            f"tokenizer {tokenizer.name_or_path!r} has no chat template; fine-tuning and evaluation need one"
+        )
     if not conversations:
         return []
     encoded = tokenizer.apply_chat_template(
@@ -46,17 +48,19 @@ def special_token_ids(tokenizer) -> set[int]:
     return added_special | set(tokenizer.all_special_ids)
 
 
-def _split_completion(prompt_ids: list[int], ids: list[int], specials: set[int], tokenizer) -> tuple[list[int], int | None]:
+def _split_completion(
+    prompt_ids: list[int], ids: list[int], specials: set[int], tokenizer
+) -> tuple[list[int], int | None]:
     """The ids after the prompt prefix, and how many of them run through the first special token (None: none)."""
     if ids[: len(prompt_ids)] != prompt_ids:
         common = next((k for k, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b), min(len(prompt_ids), len(ids)))
         raise ValueError(
             "the chat template's prompt with add_generation_prompt=True is not a prefix of the full conversation, "
             f"so the answer cannot be located; they diverge at token {common}: "
-            f"prompt continues {tokenizer.decode(prompt_ids[common:common + 8])!r}, "
-            f"conversation continues {tokenizer.decode(ids[common:common + 8])!r}"
+            f"prompt continues {tokenizer.decode(prompt_ids[common : common + 8])!r}, "
+            f"conversation continues {tokenizer.decode(ids[common : common + 8])!r}"
         )
-    completion = ids[len(prompt_ids):]
+    completion = ids[len(prompt_ids) :]
     end = next((k + 1 for k, token in enumerate(completion) if token in specials), None)
     return completion, end
 
@@ -67,7 +71,9 @@ def end_of_turn_id(tokenizer) -> int:
     full = encode_chats(tokenizer, [chat_messages("Hi", "Hello")], add_generation_prompt=False)[0]
     completion, end = _split_completion(prompt, full, special_token_ids(tokenizer), tokenizer)
     if end is None:
-        raise ValueError(f"the chat template emits no special end-of-turn token after the answer: {tokenizer.decode(completion)!r}")
+        raise ValueError(
+            f"the chat template emits no special end-of-turn token after the answer: {tokenizer.decode(completion)!r}"
+        )
     return completion[end - 1]
 
 
@@ -107,7 +113,9 @@ def tokenize_examples(
                 f"so the model could never learn to stop: {tokenizer.decode(completion)!r}"
             )
         if answer.strip() not in tokenizer.decode(completion[:end]):
-            raise ValueError(f"example {index}: the chat template changed the answer {answer!r} into {tokenizer.decode(completion[:end])!r}")
+            raise ValueError(
+                f"example {index}: the chat template changed the answer {answer!r} into {tokenizer.decode(completion[:end])!r}"
+            )
         input_ids = (prompt + completion[:end])[:max_length]
         labels = ([IGNORE_INDEX] * len(prompt) + completion[:end])[:max_length]
         labelled = sum(label != IGNORE_INDEX for label in labels)

@@ -77,7 +77,9 @@ class _LogAndGuard(TrainerCallback):
                     f"{key} is {logs[key]} at step {state.global_step}; lower learning_rate "
                     f"(now {args.learning_rate:g}) or check the data"
                 )
-        values = ", ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}" for key, value in logs.items())
+        values = ", ".join(
+            f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}" for key, value in logs.items()
+        )
         self.log(f"step {state.global_step}/{state.max_steps}: {values}")
 
 
@@ -87,7 +89,11 @@ def _run_fingerprint(base_dir: Path, splits: dict[str, Dataset], recipe: Recipe)
     for name in sorted(splits):
         for column in splits[name].column_names:
             digest.update(repr(splits[name].data.table.column(column).to_pylist()).encode())
-    return {"recipe": recipe.model_dump(mode="json"), "base_dir": str(Path(base_dir).resolve()), "data": digest.hexdigest()}
+    return {
+        "recipe": recipe.model_dump(mode="json"),
+        "base_dir": str(Path(base_dir).resolve()),
+        "data": digest.hexdigest(),
+    }
 
 
 def _complete_checkpoints(checkpoint_dir: Path) -> list[Path]:
@@ -113,7 +119,10 @@ def _resume_checkpoint(checkpoint_dir: Path, fingerprint: dict, log: Callable[[s
         return str(complete[-1]) if complete else None  # in a multi-process launch only rank 0 tidies up
     for stale in checkpoint_dir.glob("checkpoint-*"):
         if stale not in complete:
-            log(f"removing {stale}: " + ("it was not completely written" if same_run else "it belongs to a different run"))
+            log(
+                f"removing {stale}: "
+                + ("it was not completely written" if same_run else "it belongs to a different run")
+            )
             shutil.rmtree(stale)
     if complete:
         log(f"resuming from {complete[-1]}")
@@ -150,7 +159,9 @@ def train(
     base_dir, out_dir, checkpoint_dir = Path(base_dir), Path(out_dir), Path(checkpoint_dir)
     device = resolve_device(device)
     if device.startswith("cuda:") and device != "cuda:0":
-        raise ValueError(f"device {device!r}: the Trainer uses the first visible GPU; select it with CUDA_VISIBLE_DEVICES")
+        raise ValueError(
+            f"device {device!r}: the Trainer uses the first visible GPU; select it with CUDA_VISIBLE_DEVICES"
+        )
     fully_masked = sum(all(label == IGNORE_INDEX for label in labels) for labels in splits["train"]["labels"])
     if fully_masked:
         raise ValueError(f"{fully_masked} training examples have every label masked; raise max_seq_length")
@@ -162,15 +173,23 @@ def train(
     trainable_params, total_params = count_parameters(model)
     precision = mixed_precision(device)
     threads = f", {torch.get_num_threads()} CPU threads" if device == "cpu" else ""
-    log(f"{recipe.method} on {device} ({precision or 'fp32'}{threads}): {trainable_params:,} of {total_params:,} parameters trainable")
+    log(
+        f"{recipe.method} on {device} ({precision or 'fp32'}{threads}): {trainable_params:,} of {total_params:,} parameters trainable"
+    )
     log(f"recipe: {recipe.model_dump_json()}")
 
     validation = splits.get("validation")
     if recipe.keep_best_checkpoint and validation is None:
         raise ValueError("keep_best_checkpoint needs a validation split to pick the best checkpoint by")
     packing = resolve_packing(recipe, strategy, model)
-    log("batches: " + ("packed into one row each, attention kept within every example" if packing
-                       else "grouped by length and padded to the longest"))
+    log(
+        "batches: "
+        + (
+            "packed into one row each, attention kept within every example"
+            if packing
+            else "grouped by length and padded to the longest"
+        )
+    )
     args = TrainingArguments(
         output_dir=str(checkpoint_dir),
         num_train_epochs=recipe.epochs,
@@ -248,6 +267,8 @@ def train(
         final_train_loss=train_loss[-1][1],
         final_val_loss=val_loss[-1][1] if val_loss else None,
     )
-    log(f"trained {result.steps} steps in {result.wall_seconds:.1f} s, {result.tokens_per_second:,.0f} tokens/s, "
-        f"final train loss {result.final_train_loss:.4f}, validation loss {result.final_val_loss}")
+    log(
+        f"trained {result.steps} steps in {result.wall_seconds:.1f} s, {result.tokens_per_second:,.0f} tokens/s, "
+        f"final train loss {result.final_train_loss:.4f}, validation loss {result.final_val_loss}"
+    )
     return result
