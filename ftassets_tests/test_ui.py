@@ -24,7 +24,8 @@ import yaml
 from ftassets.defs.partitions import cell_key, sync_model_partitions
 
 REPO = Path(__file__).resolve().parents[1]
-DOCS = REPO / "docs" / "images"
+DOCS_IMAGES = REPO / "docs" / "images"
+REFRESH_DOCS_IMAGES = "FTASSETS_REFRESH_DOCS_IMAGES"  # =1: a passing browser test copies its screenshots there
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("ui")]  # one worker owns the dagster dev and its backfill
 TASK = "classification"
 MODELS = ("tiny-full", "tiny-base")
@@ -292,7 +293,8 @@ def test_the_browser_shows_the_asset_graph_and_the_comparisons_latest_materializ
 
     driver = chromium
     base = f"http://127.0.0.1:{dagster_dev['port']}"
-    DOCS.mkdir(parents=True, exist_ok=True)
+    screenshots = tmp_path / "screenshots"
+    screenshots.mkdir()
 
     def body_text() -> str:
         return driver.find_element(By.TAG_NAME, "body").text
@@ -312,7 +314,7 @@ def test_the_browser_shows_the_asset_graph_and_the_comparisons_latest_materializ
     finally:
         (tmp_path / "asset_graph.txt").write_text(body_text())
     time.sleep(3)
-    driver.save_screenshot(str(DOCS / "asset_graph.png"))
+    driver.save_screenshot(str(screenshots / "asset_graph.png"))
 
     driver.get(f"{base}/assets/comparison?partition={TASK}")
     skip_welcome_dialog()
@@ -322,8 +324,11 @@ def test_the_browser_shows_the_asset_graph_and_the_comparisons_latest_materializ
         (tmp_path / "comparison.txt").write_text(body_text())
     time.sleep(3)
     text = body_text()
-    driver.save_screenshot(str(DOCS / "comparison_asset.png"))
+    driver.save_screenshot(str(screenshots / "comparison_asset.png"))
     assert "comparison" in text and "Latest materialization" in text, text[:2000]
+    if os.environ.get(REFRESH_DOCS_IMAGES) == "1":
+        for screenshot in screenshots.glob("*.png"):
+            shutil.copy(screenshot, DOCS_IMAGES / screenshot.name)
 
 
 CANCEL = """
