@@ -8,15 +8,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ftassets.config import ConfigError, ProjectConfig
-from ftassets.config.schemas import API_SOURCES, AzureFile, ModelsFile, TokenPricing
+from ftassets.config.api_entries import model_family
+from ftassets.config.schemas import API_SOURCES, AzureFile, TokenPricing
 
-FINE_TUNABLE_MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano")
-"""Models Azure OpenAI fine-tunes with supervised fine-tuning (SFT), as of 2026-09."""
-SUGGESTED_FINE_TUNABLE = ("gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o-mini")
 REASONING_MODEL_PREFIXES = ("gpt-5", "o1", "o3", "o4")
 ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
 MANAGEMENT_SCOPE = "https://management.azure.com/.default"
@@ -71,29 +68,6 @@ def is_api_base(project: ProjectConfig, base: str) -> bool:
 
 def is_reasoning_model(model: str) -> bool:
     return model.lower().startswith(REASONING_MODEL_PREFIXES)
-
-
-def model_family(model: str) -> str:
-    """``gpt-4.1-mini-2025-04-14.ft-abc`` -> ``gpt-4.1-mini``: the name its price and fine-tunability go by."""
-    name = model.lower().split(".ft-")[0].split(":ft-")[0]
-    candidates = sorted(
-        {*FINE_TUNABLE_MODELS, "gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-5-chat"}, key=len, reverse=True
-    )
-    return next((c for c in candidates if name == c or name.startswith(c + "-")), name)
-
-
-def check_fine_tunable(model: str, where: str) -> None:
-    family = model_family(model)
-    if family not in FINE_TUNABLE_MODELS:
-        why = (
-            "the GPT-5 family has no supervised fine-tuning on Azure OpenAI"
-            if family.startswith("gpt-5")
-            else (f"{model!r} is not a model Azure OpenAI fine-tunes")
-        )
-        raise ConfigError(
-            f"{where}: {why}; base the entry on a deployment of a fine-tunable model such as "
-            f"{', '.join(SUGGESTED_FINE_TUNABLE)} (all SFT models: {', '.join(FINE_TUNABLE_MODELS)})"
-        )
 
 
 def required_variables(project: ProjectConfig, base: str) -> list[str]:
@@ -183,51 +157,3 @@ def resolve_base(project: ProjectConfig, base: str, deployment: str | None = Non
         ad_token_env=endpoint.ad_token_env,
         secret=values.get(endpoint.api_key_env) if endpoint.auth == "api_key" else None,
     )
-
-
-def check_api_entries(config_dir: Path, models: ModelsFile, recipes: dict[str, Any], azure: AzureFile) -> None:
-    """Cross-file rules of API bases and cloud recipes, called by the config loader."""
-    from ftassets.training.recipes import CLOUD_METHODS
-
-    def where(file: str, field_name: str) -> str:
-        return f"{config_dir / file}: {field_name}"
-
-    for name, base in models.bases.items():
-        if base.source == "azure_openai":
-            if base.deployment not in azure.deployments:
-                raise ConfigError(
-                    f"{where('models.yaml', f'bases.{name}.deployment')}: unknown deployment {base.deployment!r}; "
-                    f"defined in azure.yaml deployments: {', '.join(sorted(azure.deployments)) or 'none'}"
-                )
-    for name, deployment in azure.deployments.items():
-        if model_family(deployment.model) not in azure.pricing:
-            raise ConfigError(
-                f"{where('azure.yaml', f'deployments.{name}.model')}: no price for {deployment.model!r}; add "
-                f"pricing.{model_family(deployment.model)} (input_per_1m, cached_input_per_1m, output_per_1m, as_of)"
-            )
-    for name, entry in models.models.items():
-        recipe = recipes.get(entry.recipe) if entry.recipe else None
-        base = models.bases[entry.base]
-        api = base.source in API_SOURCES
-        field_name = where("models.yaml", f"models.{name}.recipe")
-        if recipe is None:
-            continue
-        if api and recipe.method not in CLOUD_METHODS:
-            raise ConfigError(
-                f"{field_name}: recipe {entry.recipe!r} trains locally ({recipe.method}) but base {entry.base!r} is "
-                f"an API model without weights; use a cloud recipe ({', '.join(CLOUD_METHODS)}) or a local base"
-            )
-        if not api and recipe.method in CLOUD_METHODS:
-            raise ConfigError(
-                f"{field_name}: recipe {entry.recipe!r} ({recipe.method}) fine-tunes in the cloud but base "
-                f"{entry.base!r} is local ({base.source}); base the entry on an API base"
-            )
-        if recipe.method == "foundry_sft" and base.source != "openai_compatible":
-            raise ConfigError(
-                f"{field_name}: foundry_sft needs an openai_compatible base (the catalog model's own serverless "
-                f"endpoint, evaluated as the base row), not {base.source!r}"
-            )
-        if recipe.method == "azure_sft":
-            if base.source != "azure_openai":
-                raise ConfigError(f"{field_name}: azure_sft needs an azure_openai base, not {base.source!r}")
-            check_fine_tunable(azure.deployments[base.deployment].model, where("models.yaml", f"models.{name}.base"))

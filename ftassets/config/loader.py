@@ -12,6 +12,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ftassets.config.api_entries import check_api_entries
+from ftassets.config.errors import ConfigError
 from ftassets.config.schemas import (
     SCHEMAS,
     AzureFile,
@@ -23,10 +25,6 @@ from ftassets.config.schemas import (
     TasksFile,
 )
 from ftassets.training.recipes import Recipe
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message says which file and field, and what to do."""
 
 
 @dataclass(frozen=True)
@@ -218,6 +216,4 @@ def _check_references(
             require("experiments.yaml", f"experiments.{name}.models[{index}]", model, models.models, "model")
     for name, deployment in azure.deployments.items():
         require("azure.yaml", f"deployments.{name}.endpoint", deployment.endpoint, azure.endpoints, "endpoint")
-    from ftassets.azure.settings import check_api_entries
-
     check_api_entries(config_dir, models, experiments.recipes, azure)

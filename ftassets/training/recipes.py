@@ -2,11 +2,13 @@
 
 Kept free of torch so that configuration loads fast and errors show before anything heavy starts.
 A new method is one recipe class here (added to ``Recipe``) and one strategy class in
-``strategies.py``.
+``strategies.py``. What a method can do is declared once, as class variables of its recipe
+(``_Capabilities``); the rest of the code asks those, never the method's name.
 """
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, TypeAdapter, model_validator
@@ -63,8 +65,23 @@ class DpoParams(_Strict):
         return self
 
 
-class _RecipeBase(_Strict):
-    """Hyper-parameters every method shares. Defaults suit the embedded model on CPU."""
+class _Capabilities(_Strict):
+    """What a training method can do, declared once on its recipe class; every recipe derives from this."""
+
+    mergeable: ClassVar[bool] = True
+    """Whether the trained weights can be folded into the base (prefix tuning, for one, cannot)."""
+    cloud: ClassVar[bool] = False
+    """Trained by a cloud service from the dataset itself: no local tokenized splits, weights, merge or export."""
+    needs_reference_model: ClassVar[bool] = False
+    """Trains against a reference policy on preference pairs, so its tokenized splits include those pairs."""
+    base_sources: ClassVar[tuple[str, ...]] = ("embedded", "huggingface")
+    """The base ``source`` kinds (models.yaml ``bases``) the method can train."""
+    base_source_note: ClassVar[str] = ""
+    """Why only those sources, for the error that names a base of another source."""
+
+
+class _RecipeBase(_Capabilities):
+    """Hyper-parameters every local method shares. Defaults suit the embedded model on CPU."""
 
     epochs: PositiveFloat = 3
     max_steps: PositiveInt | None = None
@@ -96,9 +113,6 @@ class _RecipeBase(_Strict):
                 f"eval_steps ({self.eval_steps}), so that every checkpoint has a validation loss"
             )
         return self
-
-    mergeable: ClassVar[bool] = True
-    """Whether the trained weights can be folded into the base (prefix tuning, for one, cannot)."""
 
 
 class LoraRecipe(_RecipeBase):
@@ -170,8 +184,10 @@ class DpoRecipe(_RecipeBase):
     lora: LoraParams = LoraParams()
     dpo: DpoParams = DpoParams()
 
+    needs_reference_model: ClassVar[bool] = True
 
-class AzureSftRecipe(_Strict):
+
+class AzureSftRecipe(_Capabilities):
     """Supervised fine-tuning of an Azure OpenAI model as a cloud job, then a deployment of the result to
     evaluate it (``ftassets/azure/finetuning.py``). The model is the one the entry's base deployment serves."""
 
@@ -190,9 +206,10 @@ class AzureSftRecipe(_Strict):
 
     mergeable: ClassVar[bool] = False
     cloud: ClassVar[bool] = True
+    base_sources: ClassVar[tuple[str, ...]] = ("azure_openai",)
 
 
-class FoundrySftRecipe(_Strict):
+class FoundrySftRecipe(_Capabilities):
     """Fine-tuning of an open model from the Azure AI Foundry catalog (``azure-ai-ml`` ``create_finetuning_job``),
     for example Phi-4-mini-instruct from the ``azureml`` registry (``ftassets/azure/foundry.py``)."""
 
@@ -210,14 +227,33 @@ class FoundrySftRecipe(_Strict):
 
     mergeable: ClassVar[bool] = False
     cloud: ClassVar[bool] = True
+    base_sources: ClassVar[tuple[str, ...]] = ("openai_compatible",)
+    base_source_note: ClassVar[str] = "the catalog model's own serverless endpoint, evaluated as the base row"
 
 
 Recipe = Annotated[
-    LoraRecipe | QLoraRecipe | DoraRecipe | IA3Recipe | PrefixRecipe | PTuningRecipe | FullRecipe | DpoRecipe | AzureSftRecipe | FoundrySftRecipe,
+    LoraRecipe
+    | QLoraRecipe
+    | DoraRecipe
+    | IA3Recipe
+    | PrefixRecipe
+    | PTuningRecipe
+    | FullRecipe
+    | DpoRecipe
+    | AzureSftRecipe
+    | FoundrySftRecipe,
     Field(discriminator="method"),
 ]
-METHODS = ("lora", "qlora", "dora", "ia3", "prefix", "ptuning", "full", "dpo")
-CLOUD_METHODS = ("azure_sft", "foundry_sft")
+RECIPE_CLASSES: tuple[type[_Capabilities], ...] = typing.get_args(typing.get_args(Recipe)[0])
+
+
+def method_of(recipe_class: type[_Capabilities]) -> str:
+    """The ``method`` tag that selects ``recipe_class`` in a recipe."""
+    return typing.get_args(recipe_class.model_fields["method"].annotation)[0]
+
+
+METHODS = tuple(method_of(cls) for cls in RECIPE_CLASSES if not cls.cloud)
+CLOUD_METHODS = tuple(method_of(cls) for cls in RECIPE_CLASSES if cls.cloud)
 """Trained by a cloud service from the dataset itself: no local tokenization, weights or merge."""
 
 _RECIPE_ADAPTER = TypeAdapter(Recipe)
@@ -234,4 +270,4 @@ def is_mergeable(recipe: Recipe | None) -> bool:
 
 def is_cloud(recipe: Recipe | None) -> bool:
     """Trained by a cloud service (``CLOUD_METHODS``): no local tokenized splits, weights, merge or export."""
-    return bool(getattr(recipe, "cloud", False))
+    return recipe is not None and recipe.cloud
