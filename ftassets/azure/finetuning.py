@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ftassets.azure.deployments import DeploymentRecord
 from ftassets.training.tokenize import chat_messages
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
@@ -65,6 +66,25 @@ class FineTuneOutcome:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class CloudFineTune:
+    """What any cloud fine-tune of a cell leaves: the job, where the result is served, and what training cost."""
+
+    outcome: FineTuneOutcome
+    deployment: DeploymentRecord
+    training_cost_usd: float | None
+    pricing_as_of: str | None
+
+    def manifest_facts(self) -> dict[str, Any]:
+        job = self.outcome.to_dict()
+        return {
+            "job": {k: v for k, v in job.items() if k not in ("results", "events")},
+            "deployment": self.deployment.to_dict(),
+            "training_cost_usd": self.training_cost_usd,
+            "pricing_as_of": self.pricing_as_of,
+        }
 
 
 def chat_records(rows: list[dict[str, Any]], system_prompt: str | None) -> list[dict[str, Any]]:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ftassets.azure.deployments import MANAGED_TAG, MANAGED_VALUE, DeploymentRecord
+from ftassets.azure.finetuning import CloudFineTune, FineTuneOutcome, export_chat_jsonl
 from ftassets.azure.settings import ApiTarget, require_variables
 from ftassets.config import ProjectConfig
 from ftassets.config.schemas import AzureFile
@@ -151,11 +152,13 @@ def fine_tune_and_serve(
     fingerprint: str,
     log: Callable[[str], None],
     sleep: Callable[[float], None] = time.sleep,
-):
+    work_dir: Path | None = None,
+) -> CloudFineTune:
     """Train ``recipe`` (``foundry_sft``) for one cell and serve the result on a serverless endpoint; files land in
-    ``out_dir``: ``train.jsonl``, ``validation.jsonl``, ``job.json``, ``deployment.json``."""
-    from ftassets.azure.finetuning import FineTuneOutcome, export_chat_jsonl
-    from ftassets.azure.lifecycle import CloudFineTune
+    ``out_dir``: ``train.jsonl``, ``validation.jsonl``, ``job.json``, ``deployment.json``.
+
+    ``work_dir`` is there for the common signature of cloud fine-tunes (``lifecycle.CLOUD_FINE_TUNES``): a
+    Foundry job is not followed across runs."""
 
     azure = project.azure
     ml = workspace_client(azure)

@@ -9,32 +9,23 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ftassets.azure.clients import account_ref, management_client, openai_client
-from ftassets.azure.deployments import DeploymentRecord, deploy, deployment_name
-from ftassets.azure.finetuning import FineTuneOutcome, export_chat_jsonl, run_fine_tuning, training_cost_usd
-from ftassets.azure.settings import check_fine_tunable, model_family, resolve_base
+from ftassets.azure.deployments import deploy, deployment_name
+from ftassets.azure.finetuning import (
+    CloudFineTune,
+    FineTuneOutcome,
+    export_chat_jsonl,
+    run_fine_tuning,
+    training_cost_usd,
+)
+from ftassets.azure.foundry import fine_tune_and_serve, teardown_serverless
+from ftassets.azure.settings import resolve_base
 from ftassets.config import ProjectConfig
-
-
-@dataclass(frozen=True)
-class CloudFineTune:
-    outcome: FineTuneOutcome
-    deployment: DeploymentRecord
-    training_cost_usd: float | None
-    pricing_as_of: str | None
-
-    def manifest_facts(self) -> dict[str, Any]:
-        job = self.outcome.to_dict()
-        return {
-            "job": {k: v for k, v in job.items() if k not in ("results", "events")},
-            "deployment": self.deployment.to_dict(),
-            "training_cost_usd": self.training_cost_usd,
-            "pricing_as_of": self.pricing_as_of,
-        }
+from ftassets.config.api_entries import check_fine_tunable, model_family
+from ftassets.training.recipes import AzureSftRecipe, FoundrySftRecipe
 
 
 def fine_tune_and_deploy(
@@ -49,17 +40,30 @@ def fine_tune_and_deploy(
     sleep: Callable[[float], None] = time.sleep,
     work_dir: Path | None = None,
 ) -> CloudFineTune:
+    """Train the cloud ``recipe`` for one cell and serve the result, through the lifecycle of the recipe's class
+    (``CLOUD_FINE_TUNES``): Azure OpenAI fine-tuning and a deployment (``azure_sft``), or Azure AI Foundry
+    fine-tuning and a serverless endpoint (``foundry_sft``, ``foundry.py``)."""
+    fine_tune = CLOUD_FINE_TUNES[type(recipe)]
+    return fine_tune(project, model, task_name, recipe, splits, out_dir, fingerprint, log, sleep, work_dir)
+
+
+def fine_tune_azure_openai(
+    project: ProjectConfig,
+    model: str,
+    task_name: str,
+    recipe: AzureSftRecipe,
+    splits: dict[str, list[dict[str, Any]]],
+    out_dir: Path,
+    fingerprint: str,
+    log: Callable[[str], None],
+    sleep: Callable[[float], None] = time.sleep,
+    work_dir: Path | None = None,
+) -> CloudFineTune:
     """Train ``recipe`` on Azure OpenAI for one cell and deploy the result; files land in ``out_dir``:
     ``train.jsonl``, ``validation.jsonl``, ``results.csv``, ``events.json``, ``job.json``, ``deployment.json``.
 
     ``work_dir`` remembers the job until the deployment is done, so a run that stopped in between (killed,
-    deployment refused) follows the same job next time instead of training again.
-
-    A ``foundry_sft`` recipe trains on Azure AI Foundry and serves on a serverless endpoint instead (``foundry.py``)."""
-    if recipe.method == "foundry_sft":
-        from ftassets.azure.foundry import fine_tune_and_serve
-
-        return fine_tune_and_serve(project, model, task_name, recipe, splits, out_dir, fingerprint, log, sleep)
+    deployment refused) follows the same job next time instead of training again."""
     base = project.base_of(model)
     spec = project.azure.deployments[project.bases[base].deployment]
     check_fine_tunable(spec.model, f"{project.config_dir / 'models.yaml'}: models.{model}.base")
@@ -115,6 +119,13 @@ def fine_tune_and_deploy(
     return CloudFineTune(outcome, record, cost, pricing.as_of if pricing else None)
 
 
+CLOUD_FINE_TUNES: dict[type, Callable[..., CloudFineTune]] = {
+    AzureSftRecipe: fine_tune_azure_openai,
+    FoundrySftRecipe: fine_tune_and_serve,
+}
+"""The lifecycle of each cloud recipe class; a new cloud method adds its own here."""
+
+
 def _write_results(out_dir: Path, outcome: FineTuneOutcome) -> None:
     import pandas as pd
 
@@ -144,7 +155,6 @@ def teardown_deployments(
     import os
 
     from ftassets.azure.deployments import teardown
-    from ftassets.azure.foundry import teardown_serverless
     from ftassets.azure.settings import MissingCredentials, management_variables
 
     azure = project.azure
