@@ -2,9 +2,9 @@
 
 Both generate greedily, on the same model and the same test prompts of a task, with the same stop
 tokens and ``max_new_tokens``. Ours is ``LocalHFBackend`` (length-sorted, left-padded batches, KV cache,
-the prompts' shared prefix processed once, stop at end of turn); the baseline calls ``model.generate`` once per prompt, as most evaluation scripts
-do. The model is the fully fine-tuned embedded model (trained here for a few steps so it answers and
-stops like a fine-tuned model would), on CPU.
+the prompts' shared prefix processed once, stop at end of turn); the baseline calls ``model.generate`` once
+per prompt, as most evaluation scripts do. The model is the fully fine-tuned embedded model (trained here
+for a few steps so it answers and stops like a fine-tuned model would), on CPU.
 
     python benchmarks/eval_throughput.py [--task classification] [--rounds 3] [--threads N]
                                          [--batch-size N] [--max-batch-tokens N]

@@ -15,7 +15,8 @@ time from the first step's start to the last step's end, taken by the same ``Tra
 (accelerator preparation, a full ``gc.collect()``): the same seconds in both, a large share of a run this
 short, so that ratio (``ratio_including_setup``) is lower.
 
-    python benchmarks/train_throughput.py [--steps 60] [--rounds 3] [--task classification] [--threads N] [--base-dir DIR]
+    python benchmarks/train_throughput.py [--steps 60] [--rounds 3] [--task classification] [--threads N] \
+        [--base-dir DIR]
 
 The last line printed is one JSON object with both figures and ``ratio`` (ours / baseline).
 """
@@ -225,7 +226,8 @@ def main() -> None:
                 runs[role].append(run_child(role, base_dir, options))
             baseline, ours = runs["baseline"][-1], runs["ours"][-1]
             print(
-                f"round {round_index}: baseline {baseline['steady']:,.0f} tokens/s ({baseline['whole']:,.0f} with setup), "
+                f"round {round_index}: baseline {baseline['steady']:,.0f} tokens/s "
+                f"({baseline['whole']:,.0f} with setup), "
                 f"ftassets {ours['steady']:,.0f} tokens/s ({ours['whole']:,.0f} with setup)",
                 flush=True,
             )

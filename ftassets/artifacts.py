@@ -41,7 +41,8 @@ class ArtifactStore:
         manifest = read_manifest(self.path(asset, *parts))
         if manifest is None:
             raise FileNotFoundError(
-                f"{asset} for {'/'.join(parts)} is missing at {self.path(asset, *parts)}; materialize {asset} for it first"
+                f"{asset} for {'/'.join(parts)} is missing at {self.path(asset, *parts)}; "
+                f"materialize {asset} for it first"
             )
         return manifest["fingerprint"]
 

@@ -161,7 +161,8 @@ def ml_client(azure: AzureFile, workspace: str, **kwargs: Any):
 
 
 def blob_service(url: str, credential: Any = None):
-    """A ``BlobServiceClient`` of an account URL; one carrying a SAS token (``...?sv=...&sig=...``) needs no other credential."""
+    """A ``BlobServiceClient`` of an account URL; one carrying a SAS token (``...?sv=...&sig=...``) needs no
+    other credential."""
     from azure.storage.blob import BlobServiceClient
 
     if urlparse(url).query:

@@ -171,7 +171,8 @@ def run_fine_tuning(
         job = client.fine_tuning.jobs.create(**job_request(model, recipe, training_file, validation_file))
         on_created(job.id)
         log(
-            f"fine-tuning job {job.id} created for {model} (trainingType {recipe.training_type}, seed {recipe.seed}); status {job.status}"
+            f"fine-tuning job {job.id} created for {model} (trainingType {recipe.training_type}, "
+            f"seed {recipe.seed}); status {job.status}"
         )
     seen_events: set[str] = set()
     events: list[dict[str, Any]] = []
@@ -205,7 +206,8 @@ def run_fine_tuning(
         for c in client.fine_tuning.jobs.checkpoints.list(job.id)
     ]
     log(
-        f"job {job.id} succeeded: {job.fine_tuned_model} ({job.trained_tokens} trained tokens, {len(results)} result rows)"
+        f"job {job.id} succeeded: {job.fine_tuned_model} ({job.trained_tokens} trained tokens, "
+        f"{len(results)} result rows)"
     )
     return FineTuneOutcome(
         job_id=job.id,

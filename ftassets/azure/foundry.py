@@ -84,7 +84,8 @@ def submit_and_wait(
     job is still going cancels it, so nothing trains (and bills) unobserved."""
     created = ml_client.jobs.create_or_update(job)
     log(
-        f"Foundry fine-tuning job {created.name} submitted ({job.model.path if hasattr(job.model, 'path') else job.model})"
+        f"Foundry fine-tuning job {created.name} submitted "
+        f"({job.model.path if hasattr(job.model, 'path') else job.model})"
     )
     status, started = _plain_status(created.status), time.monotonic()
     seen = statuses if statuses is not None else []
@@ -115,7 +116,8 @@ def submit_and_wait(
 
 
 def _plain_status(status: Any) -> str:
-    """azure-ai-ml returns a ``JobStatus`` enum (``str(...)`` is ``JobStatus.COMPLETED``); its value is ``Completed``."""
+    """azure-ai-ml returns a ``JobStatus`` enum (``str(...)`` is ``JobStatus.COMPLETED``); its value is
+    ``Completed``."""
     return str(getattr(status, "value", status))
 
 
@@ -132,7 +134,8 @@ def endpoint_name(model_entry: str, task: str, fingerprint: str) -> str:
 
 
 def workspace_client(azure: AzureFile):
-    """The ``MLClient`` of the ``azure_ml`` workspace (subscription, resource group and workspace from the environment)."""
+    """The ``MLClient`` of the ``azure_ml`` workspace (subscription, resource group and workspace from the
+    environment)."""
     from ftassets.azure.clients import ml_client
 
     values = require_variables(
@@ -230,7 +233,10 @@ def registered_model_id(ml: Any, output: Any) -> str:
 
 
 BASE_TAG, CREATED_TAG = "ftassets-base-model", "ftassets-created"
-SERVERLESS_NOTE = "serverless endpoint of a fine-tuned model: bills hosting per hour until deleted; run the azure_teardown job when done"
+SERVERLESS_NOTE = (
+    "serverless endpoint of a fine-tuned model: bills hosting per hour until deleted; run the azure_teardown job "
+    "when done"
+)
 
 
 def serve(
@@ -268,7 +274,8 @@ def serve(
 
 def serverless_target(project: ProjectConfig, base: str, adapter_manifest: dict[str, Any]) -> ApiTarget:
     """The serverless endpoint a ``foundry_sft`` fine-tune serves on, as an OpenAI-compatible API target: its URL
-    from the adapter's manifest, its key from ``listKeys`` now, the price of ``fine_tuning.pricing.<model>.inference``."""
+    from the adapter's manifest, its key from ``listKeys`` now, the price of
+    ``fine_tuning.pricing.<model>.inference``."""
     from ftassets.azure.settings import resolve_base
 
     record = adapter_manifest["deployment"]
@@ -319,6 +326,7 @@ def teardown_serverless(
         )
     for name in sorted((wanted or set()) - {d["name"] for d in deleted}):
         log(
-            f"serverless endpoint {name!r} not found among the ftassets endpoints of {ml.workspace_name}: nothing to delete"
+            f"serverless endpoint {name!r} not found among the ftassets endpoints of {ml.workspace_name}: "
+            "nothing to delete"
         )
     return deleted

@@ -37,7 +37,7 @@ class ModelBackend(ABC):
         probabilities of a given text (local models); None where it cannot (chat APIs)."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a hook: a backend that holds nothing leaves it as it is)
         """Release the model, connection or server process."""
 
     def __enter__(self) -> ModelBackend:

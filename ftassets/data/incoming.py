@@ -64,7 +64,8 @@ def ingest(project: ProjectConfig) -> list[IngestOutcome]:
         digest = sha256_file(path)
         if folder not in project.tasks:
             problems = [
-                f"folder {folder!r} is not a task; defined in {project.config_dir / 'tasks.yaml'}: {', '.join(project.tasks)}"
+                f"folder {folder!r} is not a task; defined in {project.config_dir / 'tasks.yaml'}: "
+                f"{', '.join(project.tasks)}"
             ]
             rows = []
         else:
@@ -115,7 +116,8 @@ def _row_problems(task: ResolvedTask, row: dict[str, Any]) -> list[str]:
         reference = task_type.reference(row)
     except (KeyError, TypeError, AttributeError) as error:
         return [
-            f"field {error} is missing or has the wrong type; task type {task.type!r} rows need the fields of its generated records"
+            f"field {error} is missing or has the wrong type; task type {task.type!r} rows need the fields of its "
+            "generated records"
         ]
     if task_type.parse(reference, row) is None:
         return [f"answer {reference!r} is not one the {task.type} task can score"]

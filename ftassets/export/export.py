@@ -172,7 +172,8 @@ def _gate(report: parity.ParityReport, settings: ExportSettings) -> list[CheckOu
     tokenizer = CheckOutcome(
         "gguf_tokenizer_parity",
         not mismatches,
-        f"{len(mismatches)} of {report.tokenizer_texts} texts x {len(settings.quant_types)} files tokenize differently in llama.cpp",
+        f"{len(mismatches)} of {report.tokenizer_texts} texts x {len(settings.quant_types)} files tokenize "
+        "differently in llama.cpp",
         {"mismatches": mismatches[:10], "texts": report.tokenizer_texts},
     )
     unequal = {q: [name for name, f in fields.items() if not f["equal"]] for q, fields in report.metadata.items()}
@@ -195,9 +196,10 @@ def _gate(report: parity.ParityReport, settings: ExportSettings) -> list[CheckOu
     greedy = CheckOutcome(
         "gguf_greedy_parity",
         gated["agreement"] >= settings.min_greedy_agreement,
-        f"{settings.gated_quant_type} picks transformers' greedy token at {gated['agreement']:.1%} of the {gated['tokens']} "
-        f"generated positions (first {settings.parity_new_tokens} per prompt, {gated['sequences']} test prompts, same prefix; "
-        f"gate: {settings.min_greedy_agreement:.0%}); free-running decodes agree on {gated['free_running_agreement']:.1%}, "
+        f"{settings.gated_quant_type} picks transformers' greedy token at {gated['agreement']:.1%} of the "
+        f"{gated['tokens']} generated positions (first {settings.parity_new_tokens} per prompt, "
+        f"{gated['sequences']} test prompts, same prefix; gate: {settings.min_greedy_agreement:.0%}); "
+        f"free-running decodes agree on {gated['free_running_agreement']:.1%}, "
         f"{gated['identical_sequences']} of {gated['sequences']} answers identical",
         {"greedy": report.greedy, "logits": report.logits},
     )

@@ -33,8 +33,14 @@ SUPPORTED_ARCHITECTURES: dict[str, ArchitectureLayout] = {
 
 GPT2_SPLIT = "gpt-2"
 PRE_TOKENIZER_PATTERNS = {
-    "qwen2": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
-    "llama-bpe": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    "qwen2": (
+        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+        r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+    ),
+    "llama-bpe": (
+        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+        r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+    ),
 }
 
 
@@ -67,7 +73,8 @@ def pre_tokenizer_name(tokenizer_json: dict[str, Any], source: Path) -> str:
     model_type = tokenizer_json.get("model", {}).get("type")
     if model_type != "BPE":
         raise UnsupportedModelError(
-            f"{source}: tokenizer model {model_type!r} is not byte-level BPE; the GGUF exporter writes BPE vocabularies only"
+            f"{source}: tokenizer model {model_type!r} is not byte-level BPE; the GGUF exporter writes BPE "
+            "vocabularies only"
         )
     pre = tokenizer_json.get("pre_tokenizer") or {}
     steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
@@ -124,7 +131,8 @@ def write_gguf(model_dir: Path, out_path: Path, name: str) -> dict[str, Any]:
     }
     if rope.get("rope_type", "default") != "default":
         raise UnsupportedModelError(
-            f"{model_dir / 'config.json'}: rope_type {rope['rope_type']!r} is not supported by the GGUF exporter (default rope only)"
+            f"{model_dir / 'config.json'}: rope_type {rope['rope_type']!r} is not supported by the GGUF exporter "
+            "(default rope only)"
         )
     n_head, n_kv_head = config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head

@@ -57,14 +57,16 @@ def role_frames(render) -> tuple[str, dict[str, RoleFrame], str]:
         if rebuilt == expected:
             return head, frames, generation
     raise TemplateDerivationError(
-        f"the chat template is not a per-message concatenation: it renders {expected!r}, per-message frames give {rebuilt!r}"
+        f"the chat template is not a per-message concatenation: it renders {expected!r}, per-message frames give "
+        f"{rebuilt!r}"
     )
 
 
 def go_template(render) -> str:
     head, frames, generation = role_frames(render)
     branches = "".join(
-        f'{{{{ {"if" if i == 0 else "else if"} eq .Role "{role}" }}}}{_literal(f.before)}{{{{ .Content }}}}{_literal(f.after)}'
+        f'{{{{ {"if" if i == 0 else "else if"} eq .Role "{role}" }}}}'
+        f"{_literal(f.before)}{{{{ .Content }}}}{_literal(f.after)}"
         for i, (role, f) in enumerate(frames.items())
     )
     return f"{_literal(head)}{{{{- range .Messages }}}}{branches}{{{{ end }}}}{{{{ end }}}}{_literal(generation)}"

@@ -342,7 +342,8 @@ def _travel(rng: random.Random) -> str:
     return rng.choice(
         (
             f"{name} traveled from {src} to {dst} by {mode}. The trip took {rng.randint(2, 14)} hours.",
-            f"The {mode} to {dst} leaves at {hour}:{minute:02d} and arrives at {hour + rng.randint(1, 9)}:{minute:02d}. "
+            f"The {mode} to {dst} leaves at {hour}:{minute:02d} "
+            f"and arrives at {hour + rng.randint(1, 9)}:{minute:02d}. "
             f"A ticket costs {_money(rng)}.",
             f"Next {rng.choice(MONTHS)}, {name} will visit {dst}. {name} wants to see {rng.choice(PLACES)} "
             f"and eat {rng.choice(FOODS)}.",
@@ -387,7 +388,8 @@ def _numbers(rng: random.Random) -> str:
         (
             f"{a} plus {b} is {a + b}. {max(a, b)} minus {min(a, b)} is {max(a, b) - min(a, b)}.",
             f"Count from {start} to {start + 5}: " + ", ".join(str(n) for n in range(start, start + 6)) + ".",
-            f"The number {a} is {'even' if a % 2 == 0 else 'odd'}. The number {b} is {'even' if b % 2 == 0 else 'odd'}.",
+            f"The number {a} is {'even' if a % 2 == 0 else 'odd'}. "
+            f"The number {b} is {'even' if b % 2 == 0 else 'odd'}.",
             f"{max(a, b)} is bigger than {min(a, b)}." if a != b else f"{a} is equal to {b}.",
             f"In {rng.randint(1900, 2030)}, the town had {rng.randint(1000, 99999)} people.",
             f"{x} times {y} is {x * y}.",

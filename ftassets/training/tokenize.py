@@ -114,7 +114,8 @@ def tokenize_examples(
             )
         if answer.strip() not in tokenizer.decode(completion[:end]):
             raise ValueError(
-                f"example {index}: the chat template changed the answer {answer!r} into {tokenizer.decode(completion[:end])!r}"
+                f"example {index}: the chat template changed the answer {answer!r} into "
+                f"{tokenizer.decode(completion[:end])!r}"
             )
         input_ids = (prompt + completion[:end])[:max_length]
         labels = ([IGNORE_INDEX] * len(prompt) + completion[:end])[:max_length]
