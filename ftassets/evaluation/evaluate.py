@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,14 +54,19 @@ def evaluate_variant(
     test_rows: list[dict[str, Any]],
     model: str,
     variant: str,
-    settings: EvaluationSettings = EvaluationSettings(),
+    settings: EvaluationSettings | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> VariantEvaluation:
-    """Generate an answer for every test row, parse and score it with bootstrap intervals, time it and cost it.
+    """Generate an answer for every test row, parse and score it with bootstrap intervals, time it and cost it;
+    ``log``, when given, receives a progress line before generating and one after scoring.
 
     An API row's cost is what its calls cost (usage x the deployment's pricing); a local row's is its measured
     seconds times the configured price of its device per hour (``evaluation.price_per_device_hour_usd``)."""
+    settings = settings or EvaluationSettings()
     task_type = get_task_type(task.type)
+    progress = log or (lambda line: None)
     conversations = [chat_messages(row["prompt"], system_prompt=task.config.system_prompt) for row in test_rows]
+    progress(f"{model} {variant}: examples 0/{len(test_rows)}, generating")
     start = time.perf_counter()
     generations = backend.generate(conversations, task.max_new_tokens)
     seconds = time.perf_counter() - start
@@ -136,6 +142,10 @@ def evaluate_variant(
             "first_token_s": [g.first_token_s for g in generations],
             "cost_usd": [g.cost_usd for g in generations],
         }
+    )
+    progress(
+        f"{model} {variant}: examples {len(test_rows)}/{len(test_rows)} in {seconds:.1f} s, "
+        f"{task.primary_metric} {metrics.get(task.primary_metric, math.nan):.3f}"
     )
     return VariantEvaluation(row, predictions)
 

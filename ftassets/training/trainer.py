@@ -23,6 +23,7 @@ from transformers import PrinterCallback, TrainerCallback, TrainingArguments, se
 
 from ftassets.devices import mixed_precision, peak_memory_mb, reset_peak_memory, resolve_device
 from ftassets.tracking import MlflowRunRef, MlflowStepLogger
+from ftassets.training.quiet import known_harmless_warnings
 from ftassets.training.recipes import Recipe
 from ftassets.training.strategies import count_parameters, load_tokenizer, strategy_for
 from ftassets.training.tokenize import IGNORE_INDEX
@@ -56,18 +57,32 @@ class TrainingResult:
 
 
 class _LogAndGuard(TrainerCallback):
-    """Forwards each Trainer log line to ``log``, logs the last step, and stops on a non-finite loss."""
+    """Logs progress to ``log`` and stops on a non-finite loss.
 
-    def __init__(self, log: Callable[[str], None]) -> None:
+    A progress line (step, last training loss, time left) goes out on the first and last step and then at
+    most every ``progress_seconds``, at a logging step or, when logging steps are further apart, at any step;
+    a validation loss goes out whenever it is computed. Every logged value stays in the Trainer's history.
+    """
+
+    def __init__(self, log: Callable[[str], None], progress_seconds: float = 10.0) -> None:
         self.log = log
+        self.progress_seconds = progress_seconds
         self.tokens_before = 0
+        self.first_step = 0
+        self.started = self.last_progress = 0.0
+        self.last_loss: float | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.tokens_before = state.num_input_tokens_seen
+        self.first_step = state.global_step
+        self.started = time.perf_counter()
+        self.last_progress = -math.inf
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:
             control.should_log = True
+        if not control.should_log and time.perf_counter() - self.last_progress >= self.progress_seconds:
+            self._progress(state)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
@@ -77,10 +92,27 @@ class _LogAndGuard(TrainerCallback):
                     f"{key} is {logs[key]} at step {state.global_step}; lower learning_rate "
                     f"(now {args.learning_rate:g}) or check the data"
                 )
-        values = ", ".join(
-            f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}" for key, value in logs.items()
-        )
-        self.log(f"step {state.global_step}/{state.max_steps}: {values}")
+        if "eval_loss" in logs:
+            self.log(f"step {state.global_step}/{state.max_steps}: validation loss {logs['eval_loss']:.4g}")
+        if "loss" in logs:
+            self.last_loss = logs["loss"]
+            due = time.perf_counter() - self.last_progress >= self.progress_seconds
+            if due or state.global_step >= state.max_steps:
+                self._progress(state)
+
+    def _progress(self, state) -> None:
+        self.last_progress = now = time.perf_counter()
+        done, left = state.global_step - self.first_step, max(state.max_steps - state.global_step, 0)
+        eta = f", ETA {_clock((now - self.started) / done * left)}" if done else ""
+        loss = f": loss {self.last_loss:.4g}" if self.last_loss is not None else ""
+        self.log(f"step {state.global_step}/{state.max_steps}{loss}{eta}")
+
+
+def _clock(seconds: float) -> str:
+    """``m:ss``, or ``h:mm:ss`` from an hour."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _run_fingerprint(base_dir: Path, splits: dict[str, Dataset], recipe: Recipe) -> dict:
@@ -168,13 +200,15 @@ def train(
 
     strategy = strategy_for(recipe)
     set_seed(recipe.seed)
-    model = strategy.prepare_model(base_dir, recipe, device)
+    with known_harmless_warnings():
+        model = strategy.prepare_model(base_dir, recipe, device)
     tokenizer = load_tokenizer(base_dir)
     trainable_params, total_params = count_parameters(model)
     precision = mixed_precision(device)
     threads = f", {torch.get_num_threads()} CPU threads" if device == "cpu" else ""
     log(
-        f"{recipe.method} on {device} ({precision or 'fp32'}{threads}): {trainable_params:,} of {total_params:,} parameters trainable"
+        f"{recipe.method} on {device} ({precision or 'fp32'}{threads}): "
+        f"{trainable_params:,} of {total_params:,} parameters trainable"
     )
     log(f"recipe: {recipe.model_dump_json()}")
 
@@ -237,7 +271,8 @@ def train(
     resume_from = _resume_checkpoint(checkpoint_dir, _run_fingerprint(base_dir, splits, recipe), log)
     reset_peak_memory(device)
     started = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_from)
+    with known_harmless_warnings():
+        trainer.train(resume_from_checkpoint=resume_from)
     wall_seconds = time.perf_counter() - started
 
     if trainer.is_world_process_zero():
