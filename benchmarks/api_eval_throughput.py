@@ -1,7 +1,7 @@
 """API evaluation throughput: how bounded concurrency turns per-request latency into examples per second.
 
 Azure cannot be reached from our machines, so the endpoint is the loopback fake Azure of the tests
-(``ftassets_tests/fake_azure.py``) answering every chat completion after a fixed delay (``--latency``,
+(``ftassets_tests/fakes/azure_openai.py``) answering every chat completion after a fixed delay (``--latency``,
 default 0.5 s, in the range of a short GPT-5 mini answer with minimal reasoning). The client side is the
 real one: ``AzureOpenAIBackend`` with the real openai SDK over HTTP, streaming, on the classification
 task's test prompts. What is measured is our side (thread pool, streaming, usage and cost accounting),
@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "ftassets_tests"))
 
-from fake_azure import FakeAzure  # noqa: E402
+from fakes.azure_openai import FakeAzure  # noqa: E402
 
 from ftassets.config import load_project_config  # noqa: E402
 from ftassets.data.datasets import build_splits  # noqa: E402

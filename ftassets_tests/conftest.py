@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import REPO, TINY_SPEC
 
 
 def pytest_configure(config):
@@ -16,21 +16,6 @@ def pytest_configure(config):
         import torch
 
         torch.set_num_threads(1)
-
-
-TINY_SPEC = dict(
-    vocab_size=512,
-    hidden_size=256,
-    intermediate_size=256,
-    num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
-    max_position_embeddings=256,
-    pretrain_steps=40,
-    pretrain_batch_size=8,
-    pretrain_seq_length=64,
-    corpus_documents=800,
-)
 
 
 @pytest.fixture(scope="session")
@@ -77,23 +62,20 @@ def color_splits_dir(tiny_base_dir, tmp_path_factory) -> Path:
     return directory
 
 
-def quick_lora_recipe():
-    """Six LoRA steps on the color splits, with a checkpoint, a validation pass and a log line every two steps."""
-    from ftassets.training.recipes import parse_recipe
+@pytest.fixture(scope="module")
+def tokenizer(tiny_base_dir):
+    """The tiny base's tokenizer."""
+    from ftassets.training.strategies import load_tokenizer
 
-    return parse_recipe(
-        dict(
-            method="lora",
-            max_steps=6,
-            batch_size=8,
-            learning_rate=1e-2,
-            logging_steps=2,
-            eval_steps=6,
-            save_steps=6,
-            lr_scheduler="constant",
-            lora={"r": 4, "alpha": 8, "dropout": 0.0},
-        )
-    )
+    return load_tokenizer(tiny_base_dir)
+
+
+@pytest.fixture
+def config_dir(tmp_path) -> Path:
+    """A copy of the shipped ``configs/`` for a test to edit."""
+    target = tmp_path / "configs"
+    shutil.copytree(REPO / "configs", target)
+    return target
 
 
 @pytest.fixture(scope="session")
@@ -162,8 +144,6 @@ def pytest_unconfigure(config):
 def chromium(tmp_path):
     """A headless Debian Chromium under selenium, with a fresh profile and no background networking
     (this machine's closed network refuses it); quit after the test."""
-    import shutil
-
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -1,35 +1,19 @@
 """Azure configuration, the Azure OpenAI backend and the fine-tuning lifecycle's pieces, against the loopback
-fake Azure (``fake_azure.py``) with the real ``openai`` and ``azure-mgmt-cognitiveservices`` SDKs."""
+fake Azure (``fakes/azure_openai.py``) with the real ``openai`` and ``azure-mgmt-cognitiveservices`` SDKs."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-import yaml
-from fake_azure import FakeAzure
+from fakes.azure_openai import FakeAzure
+from helpers import REPO, edit_yaml
 
 from ftassets.config import ConfigError, load_project_config
 from ftassets.config.schemas import EvaluationSettings
 
-REPO = Path(__file__).resolve().parents[1]
 KEY = "azkey-unit-9d2f-secret"
-
-
-@pytest.fixture
-def config_dir(tmp_path):
-    target = tmp_path / "configs"
-    shutil.copytree(REPO / "configs", target)
-    return target
-
-
-def edit(config_dir: Path, name: str, change) -> None:
-    path = config_dir / name
-    data = yaml.safe_load(path.read_text())
-    change(data)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 @pytest.fixture
@@ -64,19 +48,19 @@ def test_shipped_pricing_has_the_gpt5_family_with_date_and_deployment_type():
 
 
 def test_a_malformed_price_names_file_and_field(config_dir):
-    edit(config_dir, "azure.yaml", lambda d: d["pricing"]["gpt-5-mini"].update(output_per_1m=-1))
+    edit_yaml(config_dir / "azure.yaml", lambda d: d["pricing"]["gpt-5-mini"].update(output_per_1m=-1))
     with pytest.raises(ConfigError, match=r"(?s)azure\.yaml.*pricing\.gpt-5-mini\.output_per_1m"):
         load_project_config(config_dir)
 
 
 def test_a_deployment_without_a_price_is_refused(config_dir):
-    edit(config_dir, "azure.yaml", lambda d: d["pricing"].pop("gpt-5-nano"))
+    edit_yaml(config_dir / "azure.yaml", lambda d: d["pricing"].pop("gpt-5-nano"))
     with pytest.raises(ConfigError, match=r"azure\.yaml: deployments\.gpt-5-nano\.model: no price for 'gpt-5-nano'"):
         load_project_config(config_dir)
 
 
 def test_a_base_naming_an_unknown_deployment_lists_the_known_ones(config_dir):
-    edit(config_dir, "models.yaml", lambda d: d["bases"]["gpt-5"].update(deployment="gpt-6"))
+    edit_yaml(config_dir / "models.yaml", lambda d: d["bases"]["gpt-5"].update(deployment="gpt-6"))
     with pytest.raises(
         ConfigError, match=r"models\.yaml: bases\.gpt-5\.deployment: unknown deployment 'gpt-6'.*gpt-5-mini"
     ):
@@ -84,9 +68,8 @@ def test_a_base_naming_an_unknown_deployment_lists_the_known_ones(config_dir):
 
 
 def test_gpt5_fine_tuning_is_refused_naming_the_fine_tunable_models(config_dir):
-    edit(
-        config_dir,
-        "models.yaml",
+    edit_yaml(
+        config_dir / "models.yaml",
         lambda d: d["models"].update({"gpt-5-mini-sft": {"base": "gpt-5-mini", "recipe": "azure-sft"}}),
     )
     with pytest.raises(ConfigError) as error:
@@ -97,12 +80,13 @@ def test_gpt5_fine_tuning_is_refused_naming_the_fine_tunable_models(config_dir):
 
 
 def test_local_recipes_on_api_bases_and_cloud_recipes_on_local_bases_are_refused(config_dir):
-    edit(config_dir, "models.yaml", lambda d: d["models"].update({"gpt-5-lora": {"base": "gpt-5", "recipe": "lora"}}))
+    edit_yaml(
+        config_dir / "models.yaml", lambda d: d["models"].update({"gpt-5-lora": {"base": "gpt-5", "recipe": "lora"}})
+    )
     with pytest.raises(ConfigError, match=r"models\.gpt-5-lora\.recipe: recipe 'lora' trains locally"):
         load_project_config(config_dir)
-    edit(
-        config_dir,
-        "models.yaml",
+    edit_yaml(
+        config_dir / "models.yaml",
         lambda d: (
             d["models"].pop("gpt-5-lora"),
             d["models"].update({"tiny-cloud": {"base": "tiny", "recipe": "azure-sft"}}),
@@ -115,7 +99,7 @@ def test_local_recipes_on_api_bases_and_cloud_recipes_on_local_bases_are_refused
 
 
 def test_key_auth_without_a_key_variable_is_refused(config_dir):
-    edit(config_dir, "azure.yaml", lambda d: d["endpoints"]["default"].pop("api_key_env"))
+    edit_yaml(config_dir / "azure.yaml", lambda d: d["endpoints"]["default"].pop("api_key_env"))
     with pytest.raises(ConfigError, match=r"(?s)azure\.yaml.*endpoints\.default.*api_key_env is not set"):
         load_project_config(config_dir)
 
@@ -177,7 +161,7 @@ def test_gpt5_requests_follow_the_reasoning_model_rules_and_carry_usage_and_cost
 def test_reasoning_tokens_are_counted_and_billed_as_output(fake, config_dir):
     from ftassets.backends.factory import backend_for_base
 
-    edit(config_dir, "azure.yaml", lambda d: d["deployments"]["gpt-5"].update(reasoning_effort="high"))
+    edit_yaml(config_dir / "azure.yaml", lambda d: d["deployments"]["gpt-5"].update(reasoning_effort="high"))
     project = load_project_config(config_dir)
     with backend_for_base(project, "gpt-5", Path("unused"), "cpu", EvaluationSettings()) as backend:
         [generation] = backend.generate(conversations(1), 8)
@@ -214,7 +198,7 @@ def test_429s_are_retried_honouring_retry_after_and_exhaustion_is_an_error(fake,
     with backend_for_base(project, "gpt-5-nano", Path("unused"), "cpu", EvaluationSettings()) as backend:
         assert [g.text for g in backend.generate(conversations(1), 8)] == ["positive"]
     assert len(fake.chat_requests()) == 4
-    edit(config_dir, "azure.yaml", lambda d: d["endpoints"]["default"].update(max_retries=1))
+    edit_yaml(config_dir / "azure.yaml", lambda d: d["endpoints"]["default"].update(max_retries=1))
     fake.throttle(5, retry_after_ms=10)
     with backend_for_base(
         load_project_config(config_dir), "gpt-5-nano", Path("unused"), "cpu", EvaluationSettings()
@@ -226,9 +210,12 @@ def test_429s_are_retried_honouring_retry_after_and_exhaustion_is_an_error(fake,
 def test_concurrency_is_bounded_and_order_kept(config_dir, monkeypatch):
     from ftassets.backends.factory import backend_for_base
 
-    edit(config_dir, "azure.yaml", lambda d: d["endpoints"]["default"].update(concurrency=3))
+    edit_yaml(config_dir / "azure.yaml", lambda d: d["endpoints"]["default"].update(concurrency=3))
     with FakeAzure(
-        responder=lambda model, messages: messages[-1]["content"].split(":")[0], api_key=KEY, chat_delay_s=0.05
+        responder=lambda model, messages: messages[-1]["content"].split(":")[0],
+        api_key=KEY,
+        chat_delay_s=0.05,
+        first_chat_waits_for=2,
     ) as fake:
         monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", fake.url)
         monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
@@ -244,7 +231,7 @@ def test_a_slow_endpoint_times_out(config_dir, monkeypatch):
     from ftassets.backends.factory import backend_for_base
     from ftassets.backends.openai_compatible import BackendError
 
-    edit(config_dir, "azure.yaml", lambda d: d["endpoints"]["default"].update(timeout_s=0.2, max_retries=0))
+    edit_yaml(config_dir / "azure.yaml", lambda d: d["endpoints"]["default"].update(timeout_s=0.2, max_retries=0))
     with FakeAzure(api_key=KEY, chat_delay_s=1.0) as fake:
         monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", fake.url)
         monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
@@ -258,7 +245,7 @@ def test_a_slow_endpoint_times_out(config_dir, monkeypatch):
 def test_entra_id_sends_a_bearer_token_and_no_key(fake, config_dir, monkeypatch):
     from ftassets.backends.factory import backend_for_base
 
-    edit(config_dir, "azure.yaml", lambda d: d["endpoints"]["default"].update(auth="entra_id", api_key_env=None))
+    edit_yaml(config_dir / "azure.yaml", lambda d: d["endpoints"]["default"].update(auth="entra_id", api_key_env=None))
     monkeypatch.delenv("AZURE_OPENAI_API_KEY")
     monkeypatch.setenv("AZURE_OPENAI_AD_TOKEN", fake.state.bearer_token)
     with backend_for_base(
@@ -272,7 +259,7 @@ def test_entra_id_sends_a_bearer_token_and_no_key(fake, config_dir, monkeypatch)
 def test_the_v1_api_routes_without_api_version(fake, config_dir):
     from ftassets.backends.factory import backend_for_base
 
-    edit(config_dir, "azure.yaml", lambda d: d["endpoints"]["default"].update(api="v1"))
+    edit_yaml(config_dir / "azure.yaml", lambda d: d["endpoints"]["default"].update(api="v1"))
     with backend_for_base(
         load_project_config(config_dir), "gpt-5-mini", Path("unused"), "cpu", EvaluationSettings()
     ) as backend:
@@ -285,9 +272,8 @@ def test_the_v1_api_routes_without_api_version(fake, config_dir):
 def test_an_openai_compatible_base_uses_its_own_url_key_and_price(fake, config_dir, monkeypatch):
     from ftassets.backends.factory import backend_for_base
 
-    edit(
-        config_dir,
-        "models.yaml",
+    edit_yaml(
+        config_dir / "models.yaml",
         lambda d: d["bases"].update(
             {
                 "served": {
@@ -439,7 +425,7 @@ def test_deployments_are_created_tagged_and_torn_down_through_the_control_plane(
     from ftassets.azure.lifecycle import teardown_deployments
     from ftassets.azure.settings import MissingCredentials
 
-    edit(config_dir, "azure.yaml", lambda d: d.update(management_url=fake.url))
+    edit_yaml(config_dir / "azure.yaml", lambda d: d.update(management_url=fake.url))
     project = load_project_config(config_dir)
     with pytest.raises(
         MissingCredentials, match=r"\$AZURE_SUBSCRIPTION_ID, \$AZURE_RESOURCE_GROUP, \$AZURE_OPENAI_ACCOUNT"
@@ -471,10 +457,8 @@ def test_deployments_are_created_tagged_and_torn_down_through_the_control_plane(
         )
         assert [d.name for d in managed_deployments(mgmt, account)] == ["tiny-cls-1234"]
     put = next(r for r in fake.state.requests if r["method"] == "PUT")
-    assert (
-        put["path"]
-        == "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/acct/deployments/tiny-cls-1234"
-    )
+    account_path = "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/acct"
+    assert put["path"] == f"{account_path}/deployments/tiny-cls-1234"
     assert put["headers"]["authorization"] == f"Bearer {fake.state.management_token}" and put["query"]["api-version"]
     body = json.loads(put["body"])
     assert (
@@ -499,9 +483,8 @@ def test_a_run_stopped_after_training_follows_the_same_job_instead_of_training_a
 
     from ftassets.azure.lifecycle import fine_tune_and_deploy
 
-    edit(
-        config_dir,
-        "azure.yaml",
+    edit_yaml(
+        config_dir / "azure.yaml",
         lambda d: (d.update(management_url=fake.url), d["fine_tuning"].update(poll_interval_s=0.001)),
     )
     for name, value in {

@@ -9,15 +9,13 @@ everything those runs wrote for the API key.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from e2e_helpers import edit_yaml, split_oracle
-from fake_azure import FakeAzure
+from fakes.azure_openai import FakeAzure
+from helpers import REPO, copy_project, edit_yaml, split_oracle
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parents[1]
 
 API_KEY = "azkey-7Q2xV9-do-not-log-4c1e8b"
 MANAGEMENT_TOKEN = "armtoken-P3kW8-do-not-log-91f0"
@@ -31,16 +29,7 @@ def _oracle(home: Path):
 @pytest.fixture(scope="module")
 def azure_world(tmp_path_factory, tiny_base_dir):
     root = tmp_path_factory.mktemp("azure_e2e")
-    config_dir, home, dagster_home = root / "configs", root / "home", root / "dagster_home"
-    shutil.copytree(REPO / "configs", config_dir)
-    dagster_home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
-    edit_yaml(
-        config_dir / "tasks.yaml",
-        lambda d: d["tasks"]["classification"].update(
-            sizes={"train": 40, "validation": 10, "test": 20}, checks={"max_label_share_deviation": 0.5}
-        ),
-    )
+    config_dir, home, dagster_home = copy_project(root)
     edit_yaml(
         config_dir / "models.yaml",
         lambda d: d["bases"].update(tiny={"source": "huggingface", "id": str(tiny_base_dir)}),

@@ -1,4 +1,4 @@
-"""The trainer's ``azureml`` launcher end to end against the loopback Azure ML workspace (``fake_azureml.py``) and
+"""The trainer's ``azureml`` launcher end to end against the loopback Azure ML workspace (``fakes/azureml.py``) and
 Azurite: azure-ai-ml's real ``MLClient`` uploads the code and the inputs, submits the command job, and
 dagster-azure's ``PipesAzureMLClient`` follows it while the fake runs the job's command (two PyTorch processes
 on the tiny base); the job's log lines reach the Dagster run through the Pipes blob container, and the adapter
@@ -10,8 +10,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from conftest import quick_lora_recipe
-from fake_azureml import (
+from fakes.azureml import (
     AZURITE,
     DEV_ACCOUNT,
     DEV_KEY,
@@ -20,6 +19,7 @@ from fake_azureml import (
     azurite,
     route_datastores_to_azurite,
 )
+from helpers import quick_lora_recipe
 
 from ftassets.defs.resources import TrainerResource
 

@@ -1,27 +1,11 @@
-import shutil
-from pathlib import Path
-
 import pytest
 import yaml
+from helpers import REPO, edit_yaml
 
 from ftassets.config import ConfigError, load_project_config
 from ftassets.lineage import expected_fingerprints
 
-REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-@pytest.fixture
-def config_dir(tmp_path: Path) -> Path:
-    target = tmp_path / "configs"
-    shutil.copytree(REPO_CONFIGS, target)
-    return target
-
-
-def edit(config_dir: Path, name: str, change) -> None:
-    path = config_dir / name
-    data = yaml.safe_load(path.read_text())
-    change(data)
-    path.write_text(yaml.safe_dump(data))
+REPO_CONFIGS = REPO / "configs"
 
 
 def test_shipped_configs_load_with_type_defaults():
@@ -36,7 +20,7 @@ def test_shipped_configs_load_with_type_defaults():
 
 
 def test_unknown_field_names_file_field_and_allowed(config_dir):
-    edit(config_dir, "experiments.yaml", lambda d: d["recipes"]["lora"].update(learning_rat=0.1))
+    edit_yaml(config_dir / "experiments.yaml", lambda d: d["recipes"]["lora"].update(learning_rat=0.1))
     with pytest.raises(ConfigError) as error:
         load_project_config(config_dir)
     message = str(error.value)
@@ -46,7 +30,7 @@ def test_unknown_field_names_file_field_and_allowed(config_dir):
 
 
 def test_unknown_field_in_tasks_lists_allowed_fields(config_dir):
-    edit(config_dir, "tasks.yaml", lambda d: d["tasks"]["qa"].update(sizez=1))
+    edit_yaml(config_dir / "tasks.yaml", lambda d: d["tasks"]["qa"].update(sizez=1))
     with pytest.raises(
         ConfigError, match=r"(?s)tasks\.yaml.*tasks\.qa\.sizez: unknown field 'sizez'; allowed fields: .*sizes"
     ):
@@ -54,19 +38,19 @@ def test_unknown_field_in_tasks_lists_allowed_fields(config_dir):
 
 
 def test_wrong_type_names_field_and_value(config_dir):
-    edit(config_dir, "tasks.yaml", lambda d: d["tasks"]["classification"]["sizes"].update(train="many"))
+    edit_yaml(config_dir / "tasks.yaml", lambda d: d["tasks"]["classification"]["sizes"].update(train="many"))
     with pytest.raises(ConfigError, match=r"(?s)tasks\.yaml.*tasks\.classification\.sizes\.train.*'many'"):
         load_project_config(config_dir)
 
 
 def test_non_positive_learning_rate_is_rejected(config_dir):
-    edit(config_dir, "experiments.yaml", lambda d: d["recipes"]["lora"].update(learning_rate=0))
+    edit_yaml(config_dir / "experiments.yaml", lambda d: d["recipes"]["lora"].update(learning_rate=0))
     with pytest.raises(ConfigError, match=r"(?s)recipes\.lora\.lora\.learning_rate|recipes\.lora\.learning_rate"):
         load_project_config(config_dir)
 
 
 def test_unknown_method_lists_methods(config_dir):
-    edit(config_dir, "experiments.yaml", lambda d: d["recipes"]["lora"].update(method="lorra"))
+    edit_yaml(config_dir / "experiments.yaml", lambda d: d["recipes"]["lora"].update(method="lorra"))
     with pytest.raises(
         ConfigError,
         match=r"(?s)experiments\.yaml.*recipes\.lora.*'lora'.*'full'|experiments\.yaml.*recipes\.lora.*lorra",
@@ -75,7 +59,7 @@ def test_unknown_method_lists_methods(config_dir):
 
 
 def test_experiment_naming_unknown_task(config_dir):
-    edit(config_dir, "experiments.yaml", lambda d: d["experiments"]["default"]["tasks"].append("translation"))
+    edit_yaml(config_dir / "experiments.yaml", lambda d: d["experiments"]["default"]["tasks"].append("translation"))
     with pytest.raises(ConfigError) as error:
         load_project_config(config_dir)
     message = str(error.value)
@@ -85,16 +69,17 @@ def test_experiment_naming_unknown_task(config_dir):
 
 
 def test_model_naming_unknown_recipe_and_base(config_dir):
-    edit(config_dir, "models.yaml", lambda d: d["models"]["tiny-lora"].update(recipe="nope"))
+    edit_yaml(config_dir / "models.yaml", lambda d: d["models"]["tiny-lora"].update(recipe="nope"))
     with pytest.raises(
         ConfigError,
-        match=r"(?s)models\.yaml: models\.tiny-lora\.recipe: unknown recipe 'nope'; defined recipes: azure-sft, dora, dpo, foundry-sft, full, ia3, lora, prefix, ptuning, qlora",
+        match=r"(?s)models\.yaml: models\.tiny-lora\.recipe: unknown recipe 'nope'; "
+        r"defined recipes: azure-sft, dora, dpo, foundry-sft, full, ia3, lora, prefix, ptuning, qlora",
     ):
         load_project_config(config_dir)
 
 
 def test_unknown_task_type(config_dir):
-    edit(config_dir, "tasks.yaml", lambda d: d["tasks"]["qa"].update(type="poetry"))
+    edit_yaml(config_dir / "tasks.yaml", lambda d: d["tasks"]["qa"].update(type="poetry"))
     with pytest.raises(
         ConfigError, match=r"(?s)tasks\.qa\.type: unknown task type 'poetry'; known types: .*classification"
     ):
@@ -102,25 +87,27 @@ def test_unknown_task_type(config_dir):
 
 
 def test_prompt_template_with_unknown_placeholder(config_dir):
-    edit(config_dir, "tasks.yaml", lambda d: d["tasks"]["qa"].update(prompt_template="Answer {nonsense}"))
+    edit_yaml(config_dir / "tasks.yaml", lambda d: d["tasks"]["qa"].update(prompt_template="Answer {nonsense}"))
     with pytest.raises(ConfigError, match=r"(?s)tasks\.qa\.prompt_template: unknown placeholder\(s\) \['nonsense'\]"):
         load_project_config(config_dir)
 
 
 def test_primary_metric_must_belong_to_the_task_type(config_dir):
-    edit(config_dir, "tasks.yaml", lambda d: d["tasks"]["classification"].update(primary_metric="rougeL"))
+    edit_yaml(config_dir / "tasks.yaml", lambda d: d["tasks"]["classification"].update(primary_metric="rougeL"))
     with pytest.raises(ConfigError, match=r"(?s)tasks\.classification\.primary_metric: 'rougeL'.*accuracy"):
         load_project_config(config_dir)
 
 
 def test_model_names_must_be_slugs(config_dir):
-    edit(config_dir, "models.yaml", lambda d: d["models"].update({"Org/Model": {"base": "tiny", "recipe": "lora"}}))
+    edit_yaml(
+        config_dir / "models.yaml", lambda d: d["models"].update({"Org/Model": {"base": "tiny", "recipe": "lora"}})
+    )
     with pytest.raises(ConfigError, match=r"(?s)models\.yaml.*Org/Model"):
         load_project_config(config_dir)
 
 
 def test_azure_holds_env_var_names_not_secrets(config_dir):
-    edit(config_dir, "azure.yaml", lambda d: d["endpoints"]["default"].update(api_key_env="sk-12345-secret"))
+    edit_yaml(config_dir / "azure.yaml", lambda d: d["endpoints"]["default"].update(api_key_env="sk-12345-secret"))
     with pytest.raises(ConfigError, match=r"(?s)azure\.yaml.*endpoints\.default\.api_key_env"):
         load_project_config(config_dir)
 
@@ -132,21 +119,22 @@ def test_malformed_yaml_names_the_file(config_dir):
 
 
 def test_adding_a_task_or_model_is_a_yaml_edit(config_dir):
-    edit(
-        config_dir,
-        "tasks.yaml",
+    edit_yaml(
+        config_dir / "tasks.yaml",
         lambda d: d["tasks"].update(
             reviews={"type": "classification", "sizes": {"train": 50, "validation": 10, "test": 10}}
         ),
     )
-    edit(config_dir, "models.yaml", lambda d: d["models"].update({"tiny-lora-r4": {"base": "tiny", "recipe": "lora"}}))
+    edit_yaml(
+        config_dir / "models.yaml", lambda d: d["models"].update({"tiny-lora-r4": {"base": "tiny", "recipe": "lora"}})
+    )
     project = load_project_config(config_dir)
     assert "reviews" in project.tasks and "tiny-lora-r4" in project.models
 
 
 def test_fingerprints_move_only_with_their_inputs(config_dir):
     before = expected_fingerprints(load_project_config(config_dir), "classification", "tiny-lora")
-    edit(config_dir, "experiments.yaml", lambda d: d["recipes"]["lora"].update(learning_rate=0.001))
+    edit_yaml(config_dir / "experiments.yaml", lambda d: d["recipes"]["lora"].update(learning_rate=0.001))
     after = expected_fingerprints(load_project_config(config_dir), "classification", "tiny-lora")
     assert before["dataset"] == after["dataset"] and before["tokenized_splits"] == after["tokenized_splits"]
     assert before["adapter"] != after["adapter"] and before["evaluation"] != after["evaluation"]

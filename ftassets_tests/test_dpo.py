@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import train_on_cpu
 from peft import PeftModel
 from pydantic import ValidationError
 from safetensors.torch import load_file
@@ -22,7 +23,7 @@ from ftassets.data.datasets import build_splits
 from ftassets.tasks import get_task_type
 from ftassets.training.dpo import preference_splits
 from ftassets.training.recipes import parse_recipe
-from ftassets.training.strategies import RecipeError, load_causal_lm, load_tokenizer, strategy_for
+from ftassets.training.strategies import RecipeError, load_causal_lm, strategy_for
 from ftassets.training.tokenize import chat_messages, end_of_turn_id, tokenize_examples
 from ftassets.training.trainer import train
 
@@ -97,11 +98,6 @@ def reference_model(adapter_dir, base_dir):
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tiny_base_dir):
-    return load_tokenizer(tiny_base_dir)
-
-
-@pytest.fixture(scope="module")
 def color_splits(tokenizer):
     return with_preferences(tokenizer, {"train": color_rows(64, seed=0), "validation": color_rows(16, seed=1)}, 64)
 
@@ -111,15 +107,7 @@ def dpo_run(request, tiny_base_dir, color_splits, tmp_path_factory):
     start_from = request.param
     root = tmp_path_factory.mktemp(f"dpo_{start_from}")
     recipe = dpo_recipe(**RUNS[start_from])
-    result = train(
-        tiny_base_dir,
-        color_splits,
-        recipe,
-        root / "adapter",
-        root / "checkpoints",
-        device="cpu",
-        log=lambda message: None,
-    )
+    result = train_on_cpu(tiny_base_dir, color_splits, recipe, root)
     return recipe, result, root / "adapter"
 
 
@@ -223,15 +211,7 @@ def test_a_resumed_run_replays_the_sft_stage_and_continues_the_dpo(dpo_run, tiny
     shutil.copytree(adapter_dir.parent / "checkpoints", tmp_path / "checkpoints")
     shutil.rmtree(tmp_path / "checkpoints" / f"checkpoint-{STEPS}")
     messages = []
-    resumed = train(
-        tiny_base_dir,
-        color_splits,
-        recipe,
-        tmp_path / "adapter",
-        tmp_path / "checkpoints",
-        device="cpu",
-        log=messages.append,
-    )
+    resumed = train_on_cpu(tiny_base_dir, color_splits, recipe, tmp_path, log=messages.append)
     assert any("resuming from" in message and "checkpoint-16" in message for message in messages)
     assert resumed.steps == STEPS and resumed.final_val_loss == pytest.approx(finished.final_val_loss, abs=1e-4)
     for weights in ("adapter_model.safetensors", "sft/adapter_model.safetensors"):
@@ -254,15 +234,7 @@ def test_dpo_from_sft_answers_classification_with_labels(tiny_base_dir, tokenize
         lora={"r": 16, "alpha": 32, "dropout": 0.0},
         dpo={"start_from": "sft", "sft_max_steps": 120, "sft_learning_rate": 3e-3},
     )
-    train(
-        tiny_base_dir,
-        splits,
-        recipe,
-        tmp_path / "adapter",
-        tmp_path / "checkpoints",
-        device="cpu",
-        log=lambda message: None,
-    )
+    train_on_cpu(tiny_base_dir, splits, recipe, tmp_path)
     test = rows["test"][:60]
     conversations = [chat_messages(row["prompt"], system_prompt=task.config.system_prompt) for row in test]
     classification = get_task_type("classification")

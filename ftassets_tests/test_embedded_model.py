@@ -8,7 +8,7 @@ import random
 
 import pytest
 import torch
-from conftest import TINY_SPEC
+from helpers import TINY_SPEC
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, TokenizersBackend
 

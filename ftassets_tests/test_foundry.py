@@ -1,18 +1,16 @@
-"""A ``foundry_sft`` model entry end to end against the loopback Azure ML workspace (``fake_azureml.py``) and Azurite,
+"""A ``foundry_sft`` model entry end to end against the loopback Azure ML workspace (``fakes/azureml.py``) and Azurite,
 through the real azure-ai-ml and openai SDKs: chat JSONL export, ``create_finetuning_job`` submitted and followed,
 a serverless endpoint for the registered fine-tuned model, its keys, evaluation through its chat-completions
 route at the fine-tuned price, the hosting cost, and ``azure_teardown`` deleting the endpoint."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from e2e_helpers import edit_yaml, split_oracle
-from fake_azureml import AZURITE, FakeAzureML, azurite, route_datastores_to_azurite
+from fakes.azureml import AZURITE, FakeAzureML, azurite, route_datastores_to_azurite
+from helpers import REPO, copy_project, edit_yaml, split_oracle
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parents[1]
 ARM_TOKEN = "armtoken-foundry-do-not-log-77ab"
 ENTRY = "phi-4-mini-foundry-sft"
 
@@ -27,16 +25,7 @@ def foundry_world(tmp_path_factory):
     if not AZURITE.exists():
         pytest.skip(f"{AZURITE} missing: run `bash scripts/install_test_tools.sh` (the README's test command does)")
     root = tmp_path_factory.mktemp("foundry")
-    config_dir, home, dagster_home = root / "configs", root / "home", root / "dagster_home"
-    shutil.copytree(REPO / "configs", config_dir)
-    dagster_home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
-    edit_yaml(
-        config_dir / "tasks.yaml",
-        lambda d: d["tasks"]["classification"].update(
-            sizes={"train": 40, "validation": 10, "test": 20}, checks={"max_label_share_deviation": 0.5}
-        ),
-    )
+    config_dir, home, dagster_home = copy_project(root)
     edit_yaml(config_dir / "experiments.yaml", lambda d: d["evaluation"].update(bootstrap_resamples=50))
     with azurite(root / "azurite") as account, route_datastores_to_azurite(account):
         with FakeAzureML(account, token=ARM_TOKEN, responder=_oracle(home), workspace_dir=root / "compute") as fake:

@@ -1,59 +1,20 @@
 """The LLM judge through the real openai SDK against a loopback server that speaks /v1/chat/completions."""
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
+from fakes.openai_chat import JudgeEndpoint, serving
 
 from ftassets.config import ConfigError
 from ftassets.config.schemas import JudgeSettings
 from ftassets.evaluation.judge import LLMJudge, parse_verdict
 
 
-class ChatCompletions(BaseHTTPRequestHandler):
-    requests: list[dict] = []
-
-    def do_POST(self):  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-        user = body["messages"][-1]["content"]
-        reference = user.split("Reference answer:\n")[1].split("\n\nCandidate answer:")[0]
-        candidate = user.split("Candidate answer:\n")[1]
-        if candidate == "garbage":
-            content = "I cannot decide."
-        else:
-            content = (
-                "```json\n" + json.dumps({"score": 5 if candidate == reference else 2, "reason": "compared"}) + "\n```"
-            )
-        reply = {
-            "id": "x",
-            "object": "chat.completion",
-            "created": 0,
-            "model": body["model"],
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-        }
-        data = json.dumps(reply).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture()
 def endpoint(monkeypatch):
-    ChatCompletions.requests = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), ChatCompletions)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("FTASSETS_JUDGE_BASE_URL", f"http://127.0.0.1:{server.server_port}/v1")
-    monkeypatch.setenv("FTASSETS_JUDGE_API_KEY", "test-key")
-    yield server
-    server.shutdown()
+    JudgeEndpoint.requests = []
+    with serving(JudgeEndpoint) as server:
+        monkeypatch.setenv("FTASSETS_JUDGE_BASE_URL", f"http://127.0.0.1:{server.server_port}/v1")
+        monkeypatch.setenv("FTASSETS_JUDGE_API_KEY", "test-key")
+        yield server
 
 
 def test_judge_scores_through_an_openai_compatible_endpoint(endpoint):
@@ -63,7 +24,7 @@ def test_judge_scores_through_an_openai_compatible_endpoint(endpoint):
     # scores 5, 2, 5 on a 1..5 scale -> (1 + 0.25 + 1) / 3; the unparseable reply is counted, not scored
     assert result["judge_score"] == pytest.approx((1 + 0.25 + 1) / 3)
     assert result["judge_parse_failures"] == 1.0
-    first = ChatCompletions.requests[0]
+    first = JudgeEndpoint.requests[0]
     assert first["path"] == "/v1/chat/completions" and first["auth"] == "Bearer test-key"
     assert first["body"]["model"] == "judge-model" and first["body"]["messages"][0] == {
         "role": "system",

@@ -10,13 +10,14 @@ import sys
 
 import pytest
 import torch
+from helpers import train_on_cpu
 from peft import get_peft_model_state_dict
 from pydantic import ValidationError
 from transformers import AutoModelForCausalLM, set_seed
 
 from ftassets.backends.local_hf import LocalHFBackend
 from ftassets.training.recipes import METHODS, is_mergeable, parse_recipe
-from ftassets.training.strategies import STRATEGIES, RecipeError, load_tokenizer, strategy_for
+from ftassets.training.strategies import STRATEGIES, RecipeError, strategy_for
 from ftassets.training.tokenize import chat_messages, encode_chats, tokenize_examples
 from ftassets.training.trainer import train
 
@@ -53,11 +54,6 @@ def recipe_for(method: str, **overrides):
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tiny_base_dir):
-    return load_tokenizer(tiny_base_dir)
-
-
-@pytest.fixture(scope="module")
 def color_splits(tokenizer):
     rng = random.Random(0)
     colors = [rng.choice(COLORS) for _ in range(48)]
@@ -70,15 +66,7 @@ def trained(request, tiny_base_dir, color_splits, tmp_path_factory):
     method = request.param
     root = tmp_path_factory.mktemp(method)
     recipe = recipe_for(method)
-    result = train(
-        tiny_base_dir,
-        color_splits,
-        recipe,
-        root / "adapter",
-        root / "checkpoints",
-        device="cpu",
-        log=lambda message: None,
-    )
+    result = train_on_cpu(tiny_base_dir, color_splits, recipe, root)
     return method, recipe, result, root / "adapter"
 
 

@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fake_azureml import AZURITE, DEV_KEY
-from fake_azureml import azurite as run_azurite
+from fakes.azureml import AZURITE, DEV_KEY
+from fakes.azureml import azurite as run_azurite
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ and MLflow tracking, on the tiny base."""
 
 import dagster as dg
 import pytest
-from conftest import quick_lora_recipe
+from helpers import quick_lora_recipe
 
 from ftassets.defs.resources import TrainerResource
 from ftassets.tracking import MlflowTracker, default_tracking_uri

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import torch
+from helpers import train_on_cpu
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from ftassets.backends.local_hf import LocalHFBackend
@@ -29,11 +30,6 @@ def color_examples(count: int, seed: int = 0) -> tuple[list[str], list[str]]:
     rng = random.Random(seed)
     colors = [rng.choice(COLORS) for _ in range(count)]
     return [f"color: {color}" for color in colors], colors
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_base_dir):
-    return load_tokenizer(tiny_base_dir)
 
 
 @pytest.fixture(scope="module")
@@ -61,15 +57,7 @@ def lora_recipe(**overrides) -> LoraRecipe:
 def lora_run(tiny_base_dir, color_splits, tmp_path_factory):
     root = tmp_path_factory.mktemp("lora_run")
     recipe = lora_recipe()
-    result = train(
-        tiny_base_dir,
-        color_splits,
-        recipe,
-        root / "adapter",
-        root / "checkpoints",
-        device="cpu",
-        log=lambda message: None,
-    )
+    result = train_on_cpu(tiny_base_dir, color_splits, recipe, root)
     return recipe, result, root
 
 
@@ -215,15 +203,7 @@ def test_training_resumes_from_the_last_checkpoint(lora_run, tiny_base_dir, colo
     shutil.copytree(root / "checkpoints", tmp_path / "checkpoints")
     shutil.rmtree(tmp_path / "checkpoints" / "checkpoint-16")
     messages = []
-    resumed = train(
-        tiny_base_dir,
-        color_splits,
-        recipe,
-        tmp_path / "adapter",
-        tmp_path / "checkpoints",
-        device="cpu",
-        log=messages.append,
-    )
+    resumed = train_on_cpu(tiny_base_dir, color_splits, recipe, tmp_path, log=messages.append)
     assert any("resuming from" in message and "checkpoint-8" in message for message in messages)
     assert resumed.steps == 16 and resumed.tokens_seen == finished.tokens_seen
     assert resumed.final_train_loss == pytest.approx(finished.final_train_loss, abs=1e-4)
@@ -409,15 +389,7 @@ def test_best_checkpoint_is_loaded_at_the_end(tiny_base_dir, color_splits, tmp_p
     messages = []
     # A learning rate this high makes the validation loss go up again, so the best checkpoint is not the last.
     recipe = lora_recipe(keep_best_checkpoint=True, max_steps=12, eval_steps=4, save_steps=4, learning_rate=0.3)
-    result = train(
-        tiny_base_dir,
-        color_splits,
-        recipe,
-        tmp_path / "adapter",
-        tmp_path / "checkpoints",
-        device="cpu",
-        log=messages.append,
-    )
+    result = train_on_cpu(tiny_base_dir, color_splits, recipe, tmp_path, log=messages.append)
     best_step, best_loss = min(result.val_loss, key=lambda entry: entry[1])
     state = __import__("json").loads((tmp_path / "checkpoints" / "checkpoint-12" / "trainer_state.json").read_text())
     assert state["best_model_checkpoint"].endswith(f"checkpoint-{best_step}")

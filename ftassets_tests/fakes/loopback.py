@@ -1,4 +1,4 @@
-"""The HTTP plumbing the loopback fakes of Azure share (``fake_azure.py``, ``fake_azureml.py``): a threaded
+"""The HTTP plumbing the loopback fakes of Azure share (``azure_openai.py``, ``azureml.py``): a threaded
 server on a free 127.0.0.1 port, and a handler that records every request in the fake's state and hands it to
 the fake's ``route``."""
 

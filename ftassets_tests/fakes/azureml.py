@@ -1,4 +1,4 @@
-"""A loopback stand-in for an Azure ML workspace, beside ``fake_azure.py``'s Azure OpenAI fake, driven by the real
+"""A loopback stand-in for an Azure ML workspace, beside ``azure_openai.py``'s Azure OpenAI fake, driven by the real
 ``azure-ai-ml`` ``MLClient`` over real HTTP; its default datastore is an Azurite container, so uploads and
 downloads are real blob transfers.
 
@@ -46,9 +46,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from loopback import LoopbackServer, RecordingHandler
+from fakes.loopback import LoopbackServer, RecordingHandler
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 AZURITE = REPO / ".tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
 DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -101,9 +101,9 @@ def azurite(location: Path) -> Iterator[str]:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                 break
-            except OSError:
+            except OSError as error:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"azurite did not start: {process.stderr.read().decode()[-2000:]}")
+                    raise RuntimeError(f"azurite did not start: {process.stderr.read().decode()[-2000:]}") from error
                 time.sleep(0.2)
         yield f"http://127.0.0.1:{port}/{DEV_ACCOUNT}"
     finally:
@@ -357,7 +357,8 @@ class FakeAzureML(LoopbackServer):
                     container.upload_blob(f"{prefix}/{path.relative_to(source).as_posix()}", handle, overwrite=True)
 
     def add_catalog_endpoint(self, name: str, model_id: str) -> tuple[str, str]:
-        """A serverless endpoint of a catalog model that exists before the test (not ftassets'): (inference URL, key)."""
+        """A serverless endpoint of a catalog model that exists before the test (not ftassets'):
+        (inference URL, key)."""
         key = f"sk-{uuid.uuid4().hex}"
         with self.state.lock:
             self.state.serverless[name] = {
@@ -502,7 +503,9 @@ class _Handler(RecordingHandler):
                     "pendingUploadType": "TemporaryBlobReference",
                     "blobReferenceForConsumption": {
                         "blobUri": f"https://{DEV_ACCOUNT}.blob.core.windows.net/{container}",
-                        "storageAccountArmId": "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/x",
+                        "storageAccountArmId": (
+                            "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/x"
+                        ),
                         "credential": {"credentialType": "SAS", "sasUri": f"{self.fake.azurite_url}/{container}?{sas}"},
                     },
                 },

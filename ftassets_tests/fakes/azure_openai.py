@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from loopback import LoopbackServer, RecordingHandler
+from fakes.loopback import LoopbackServer, RecordingHandler
 
 REASONING_PREFIXES = ("gpt-5", "o1", "o3", "o4")
 REJECTED_FOR_REASONING = ("temperature", "max_tokens", "top_p", "logprobs", "presence_penalty", "frequency_penalty")
@@ -70,6 +70,7 @@ class FakeAzureState:
     requests: list[dict[str, Any]] = field(default_factory=list)
     in_flight: int = 0
     max_in_flight: int = 0
+    chats_started: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -86,6 +87,7 @@ class FakeAzure(LoopbackServer):
         bearer_token: str = "fake-entra-token",
         management_token: str = "fake-arm-token",
         chat_delay_s: float = 0.0,
+        first_chat_waits_for: int = 1,
     ) -> None:
         self.state = FakeAzureState(
             api_key=api_key,
@@ -103,6 +105,10 @@ class FakeAzure(LoopbackServer):
             responder=responder or (lambda model, messages: "ok"),
         )
         self.chat_delay_s = chat_delay_s
+        # The first chat completion is held (30 s at most) until this many are in flight, so that a concurrent
+        # client is seen overlapping its requests however fast or slow the machine is.
+        self.first_chat_waits_for = first_chat_waits_for
+        self.enough_in_flight = threading.Event()
 
     def throttle(self, count: int, retry_after_ms: int = 20) -> None:
         with self.state.lock:
@@ -203,7 +209,13 @@ class _Handler(RecordingHandler):
         with state.lock:
             state.in_flight += 1
             state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            state.chats_started += 1
+            first = state.chats_started == 1
+            if state.in_flight >= self.fake.first_chat_waits_for:
+                self.fake.enough_in_flight.set()
         try:
+            if first:
+                self.fake.enough_in_flight.wait(timeout=30)
             if self.fake.chat_delay_s:
                 time.sleep(self.fake.chat_delay_s)
             messages = payload["messages"]

@@ -1,0 +1,95 @@
+"""Plain functions and constants the test modules share (their fixtures are in ``conftest.py``): the tiny base's
+spec, a quick LoRA recipe, training on the CPU into one folder, editing a copied config, a small copy of the
+shipped project, and a responder for the loopback fakes that answers from the classification test split."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_SPEC = dict(
+    vocab_size=512,
+    hidden_size=256,
+    intermediate_size=256,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=256,
+    pretrain_steps=40,
+    pretrain_batch_size=8,
+    pretrain_seq_length=64,
+    corpus_documents=800,
+)
+
+
+def quick_lora_recipe():
+    """Six LoRA steps on the color splits, with a checkpoint, a validation pass and a log line every two steps."""
+    from ftassets.training.recipes import parse_recipe
+
+    return parse_recipe(
+        dict(
+            method="lora",
+            max_steps=6,
+            batch_size=8,
+            learning_rate=1e-2,
+            logging_steps=2,
+            eval_steps=6,
+            save_steps=6,
+            lr_scheduler="constant",
+            lora={"r": 4, "alpha": 8, "dropout": 0.0},
+        )
+    )
+
+
+def train_on_cpu(base_dir: Path, splits: dict, recipe, root: Path, log: Callable[[str], None] = lambda message: None):
+    """``train`` on the CPU, saving to ``root / "adapter"`` with its checkpoints in ``root / "checkpoints"``."""
+    from ftassets.training.trainer import train
+
+    return train(base_dir, splits, recipe, root / "adapter", root / "checkpoints", device="cpu", log=log)
+
+
+def copy_project(root: Path) -> tuple[Path, Path, Path]:
+    """The shipped configs copied to ``root / "configs"`` with a 40/10/20-example classification task, an empty
+    ``root / "home"`` for artifacts and ``root / "dagster_home"`` with the shipped dagster.yaml."""
+    config_dir, home, dagster_home = root / "configs", root / "home", root / "dagster_home"
+    shutil.copytree(REPO / "configs", config_dir)
+    dagster_home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    edit_yaml(
+        config_dir / "tasks.yaml",
+        lambda d: d["tasks"]["classification"].update(
+            sizes={"train": 40, "validation": 10, "test": 20}, checks={"max_label_share_deviation": 0.5}
+        ),
+    )
+    return config_dir, home, dagster_home
+
+
+def edit_yaml(path: Path, change: Callable[[dict], None]) -> None:
+    """Apply ``change`` to the YAML file at ``path`` in place, keeping its key order."""
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def split_oracle(home: Path, is_finetuned: Callable[[str], bool]) -> Callable[[str, list[dict[str, str]]], str]:
+    """A fake's responder: models ``is_finetuned`` accepts always give the test split's answer, the others are
+    wrong on every 4th example (and on prompts not in the split)."""
+    answers: dict[str, tuple[int, str]] = {}
+
+    def respond(model: str, messages: list[dict[str, str]]) -> str:
+        if not answers:
+            rows = [
+                json.loads(line)
+                for line in (home / "artifacts/dataset/classification/test.jsonl").read_text().splitlines()
+            ]
+            answers.update({row["prompt"]: (index, row["answer"]) for index, row in enumerate(rows)})
+        index, answer = answers.get(messages[-1]["content"], (0, "unsure"))
+        return answer if is_finetuned(model) or index % 4 else "I cannot tell."
+
+    return respond
