@@ -9,13 +9,13 @@ into the base weights in memory and a fresh LoRA is trained with DPO on top, so 
 adapter disabled) is the SFT model. The artifact holds the SFT adapter in ``sft/`` and the DPO adapter at the
 top level; ``load_finetuned`` and ``merge`` replay the same two steps. With ``start_from: base`` there is no
 ``sft/`` and the reference is the base.
+
+The strategy itself (``DpoStrategy``) sits with the others in ``strategies.py``; this module holds what it
+builds on: the preference splits, the trainer and the folding of the SFT stage.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +23,8 @@ import torch
 from datasets import Dataset
 from peft import PeftModel
 from peft.tuners.tuners_utils import BaseTunerLayer
-from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
-from trl import DPOConfig, DPOTrainer
+from trl import DPOTrainer
 
-from ftassets.training.recipes import DpoRecipe
-from ftassets.training.strategies import (
-    STRATEGIES,
-    LoraStrategy,
-    RecipeError,
-    _save_pretrained_with_tokenizer,
-    artifact_tokenizer,
-    checkpoint_dtype,
-    load_causal_lm,
-)
 from ftassets.training.tokenize import IGNORE_INDEX, tokenize_examples
 
 PREFERENCE_PREFIX = "preference_"
@@ -107,123 +96,15 @@ class PretokenizedDPOTrainer(DPOTrainer):
         return dataset
 
 
-class DpoStrategy(LoraStrategy):
-    """LoRA trained with DPO, optionally after a LoRA SFT stage that becomes the reference policy."""
-
-    method = "dpo"
-
-    def prepare_model(self, base_dir: Path, recipe: DpoRecipe, device: str) -> torch.nn.Module:
-        # build_trainer receives no recipe, and the SFT stage and DPO settings live in it.
-        self.recipe, self.sft_adapter_dir = recipe, None
-        return super().prepare_model(base_dir, recipe, device)
-
-    def build_trainer(
-        self,
-        model,
-        args: TrainingArguments,
-        splits: dict[str, Dataset],
-        tokenizer,
-        callbacks: list[TrainerCallback],
-        packing: bool = False,
-    ) -> Trainer:
-        """Runs the SFT stage first when the recipe starts from SFT; the trainer it returns does the DPO.
-
-        ``packing`` applies to the SFT stage only: TRL pads preference batches (its ``padding_free`` is disabled).
-        """
-        # TRL trainers send a usage ping to the Hub unless told not to; training must not touch the network.
-        os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-        recipe = self.recipe
-        train_split = PREFERENCE_PREFIX + "train"
-        if train_split not in splits:
-            raise RecipeError(
-                f"method: 'dpo' needs the {train_split!r} split, which tokenized_splits writes only for "
-                f"models whose recipe is dpo; splits given: {sorted(splits)}"
-            )
-        # The policy is a fresh LoRA on this model, so the reference (the adapter disabled) is the model itself.
-        reference = (
-            self._sft_stage(model, args, splits, tokenizer, callbacks, packing)
-            if recipe.dpo.start_from == "sft"
-            else model.unload()
-        )
-        inherited = {
-            field.name: getattr(args, field.name) for field in dataclasses.fields(TrainingArguments) if field.init
-        }
-        config = DPOConfig(
-            **inherited, beta=recipe.dpo.beta, loss_type=[recipe.dpo.loss_type], max_length=recipe.max_seq_length
-        )
-        return PretokenizedDPOTrainer(
-            model=reference,
-            args=config,
-            train_dataset=splits[train_split],
-            eval_dataset=splits.get(PREFERENCE_PREFIX + "validation"),
-            processing_class=tokenizer,
-            callbacks=callbacks,
-            peft_config=self.peft_config(recipe, reference),
-        )
-
-    def _sft_stage(
-        self,
-        model: PeftModel,
-        args: TrainingArguments,
-        splits: dict[str, Dataset],
-        tokenizer,
-        callbacks: list[TrainerCallback],
-        packing: bool,
-    ) -> torch.nn.Module:
-        """Train ``model``'s LoRA on the SFT splits, keep the adapter, and return the base with it merged in."""
-        params = self.recipe.dpo
-        stage_dir = Path(args.output_dir) / "sft_stage"
-        stage_args = dataclasses.replace(
-            args,
-            output_dir=str(stage_dir),
-            num_train_epochs=params.sft_epochs,
-            max_steps=params.sft_max_steps or -1,
-            learning_rate=params.sft_learning_rate,
-            save_strategy="no",
-            load_best_model_at_end=False,
-        )
-        trainer = super().build_trainer(model, stage_args, splits, tokenizer, callbacks, packing)
-        trainer.remove_callback(PrinterCallback)
-        trainer.train()
-        self.sft_adapter_dir = stage_dir / "adapter"
-        if trainer.is_world_process_zero():
-            model.save_pretrained(self.sft_adapter_dir)
-        trainer.accelerator.wait_for_everyone()
-        return model.merge_and_unload()
-
-    def save(self, model: torch.nn.Module, out_dir: Path) -> None:
-        super().save(model, out_dir)
-        if self.sft_adapter_dir is not None:
-            shutil.copytree(self.sft_adapter_dir, Path(out_dir) / SFT_SUBDIR, dirs_exist_ok=True)
-
-    def load_finetuned(self, artifact_dir: Path, base_dir: Path, device: str) -> torch.nn.Module:
-        base, _ = _fold_sft_stage(self.load_base(base_dir, device), Path(artifact_dir))
-        return PeftModel.from_pretrained(base, artifact_dir).eval()
-
-    def merge(self, artifact_dir: Path, base_dir: Path, out_dir: Path) -> dict[str, Any]:
-        base, sft_layers = _fold_sft_stage(
-            load_causal_lm(base_dir, "cpu", checkpoint_dtype(base_dir)), Path(artifact_dir)
-        )
-        adapted = PeftModel.from_pretrained(base, artifact_dir)
-        dpo_layers = _tuner_layers(adapted)
-        summary = _save_pretrained_with_tokenizer(
-            adapted.merge_and_unload(), artifact_tokenizer(artifact_dir, base_dir), out_dir
-        )
-        return {"method": self.method, "merged_adapter_layers": sft_layers + dpo_layers, **summary}
-
-
-def _fold_sft_stage(base: torch.nn.Module, artifact_dir: Path) -> tuple[torch.nn.Module, int]:
+def fold_sft_stage(base: torch.nn.Module, artifact_dir: Path) -> tuple[torch.nn.Module, int]:
     """``base`` with the artifact's SFT-stage adapter merged in, and how many layers it adapted (0: no SFT stage)."""
     sft_dir = artifact_dir / SFT_SUBDIR
     if not (sft_dir / "adapter_config.json").exists():
         return base, 0
     staged = PeftModel.from_pretrained(base, sft_dir)
-    layers = _tuner_layers(staged)
+    layers = tuner_layers(staged)
     return staged.merge_and_unload(), layers
 
 
-def _tuner_layers(model: torch.nn.Module) -> int:
+def tuner_layers(model: torch.nn.Module) -> int:
     return sum(1 for module in model.modules() if isinstance(module, BaseTunerLayer))
-
-
-STRATEGIES[DpoStrategy.method] = DpoStrategy
