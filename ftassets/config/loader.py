@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import string
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,7 +147,7 @@ def _unwrap(node: Any, part: Any) -> Any:
         return typing.get_args(node)[1]
     if origin is list:
         return typing.get_args(node)[0]
-    if origin is typing.Union:
+    if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(node):
             tag = getattr(option, "model_fields", {}).get("method") or getattr(option, "model_fields", {}).get("source")
             if tag is not None and part in typing.get_args(tag.annotation):
