@@ -7,8 +7,6 @@ import sys
 from collections import deque
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -64,13 +62,6 @@ def test_no_module_of_ftassets_imports_itself_through_others():
     assert not cycles, "import cycles (function-level imports included):\n" + "\n".join(" -> ".join(c) for c in cycles)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="the lead's rewrite in progress: ftassets.export.variants imports backends.llama_cpp_server, "
-    "evaluation.evaluate and plan, while backends.llama_cpp_server imports export.llama_runtime, evaluation.runs "
-    "imports export.variants and plan imports export.export; remove this mark once those packages no longer "
-    "import each other",
-)
 def test_no_package_of_ftassets_imports_itself_through_others():
     result = lint_imports("acyclic")
     cycles = "\n".join(" -> ".join(cycle) for cycle in module_cycles())
