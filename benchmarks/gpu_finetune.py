@@ -68,11 +68,28 @@ from transformers.utils import logging as transformers_logging
 from ftassets.training.fused_lora import fuse_lora_layers
 from ftassets.training.quiet import known_harmless_warnings
 
-QWEN2_05B = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
-                 intermediate_size=4864, vocab_size=151936, max_position_embeddings=32768,
-                 tie_word_embeddings=True, rope_theta=1000000.0, rms_norm_eps=1e-6)
-TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-            intermediate_size=128, vocab_size=1024, max_position_embeddings=512, tie_word_embeddings=True)
+QWEN2_05B = dict(
+    hidden_size=896,
+    num_hidden_layers=24,
+    num_attention_heads=14,
+    num_key_value_heads=2,
+    intermediate_size=4864,
+    vocab_size=151936,
+    max_position_embeddings=32768,
+    tie_word_embeddings=True,
+    rope_theta=1000000.0,
+    rms_norm_eps=1e-6,
+)
+TINY = dict(
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    intermediate_size=128,
+    vocab_size=1024,
+    max_position_embeddings=512,
+    tie_word_embeddings=True,
+)
 VARIANTS = ("lora", "lora_gc", "lora_unfused", "qlora", "qlora_gc", "full", "full_gc")
 DATASHEET_BF16_TFLOPS = 989.0
 LORA = dict(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", bias="none")
@@ -161,12 +178,18 @@ def build_variant(name: str, base_dir: Path, device: str) -> tuple[torch.nn.Modu
     elif method == "qlora":
         from transformers import BitsAndBytesConfig
 
-        quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                          bnb_4bit_compute_dtype=torch.bfloat16)
-        base = AutoModelForCausalLM.from_pretrained(base_dir, quantization_config=quantization, dtype=torch.bfloat16,
-                                                    device_map=device)
-        base = prepare_model_for_kbit_training(base, use_gradient_checkpointing=checkpointing,
-                                               gradient_checkpointing_kwargs={"use_reentrant": False})
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+        )
+        base = AutoModelForCausalLM.from_pretrained(
+            base_dir, quantization_config=quantization, dtype=torch.bfloat16, device_map=device
+        )
+        base = prepare_model_for_kbit_training(
+            base, use_gradient_checkpointing=checkpointing, gradient_checkpointing_kwargs={"use_reentrant": False}
+        )
         model = get_peft_model(base, LoraConfig(task_type="CAUSAL_LM", **LORA))
         facts["weights"] = "NF4 double-quant base, bf16 compute, peft adapters (fp32), bf16 autocast"
     else:
@@ -191,8 +214,9 @@ def flops_per_token(method: str, matmul_n: int, adapter_n: int, config: Qwen2Con
     return {"formula": formula, "weights": weights, "attention": attention, "total": weights + attention}
 
 
-def time_variant(name: str, base_dir: Path, options, device: str, config: Qwen2Config, matmul_n: int,
-                 peaks: dict) -> dict:
+def time_variant(
+    name: str, base_dir: Path, options, device: str, config: Qwen2Config, matmul_n: int, peaks: dict
+) -> dict:
     free(device)
     loaded = time.perf_counter()
     model, facts = build_variant(name, base_dir, device)
@@ -201,8 +225,10 @@ def time_variant(name: str, base_dir: Path, options, device: str, config: Qwen2C
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-4, fused=device == "cuda")
     generator = torch.Generator(device="cpu").manual_seed(0)
-    batches = [torch.randint(0, config.vocab_size, (options.batch, options.seq), generator=generator).to(device)
-               for _ in range(2)]
+    batches = [
+        torch.randint(0, config.vocab_size, (options.batch, options.seq), generator=generator).to(device)
+        for _ in range(2)
+    ]
     tokens = options.batch * options.seq
 
     def step(input_ids: torch.Tensor) -> torch.Tensor:
@@ -249,8 +275,12 @@ def time_variant(name: str, base_dir: Path, options, device: str, config: Qwen2C
 
 
 def versions() -> dict:
-    found = {"python": platform.python_version(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
-             "transformers": transformers.__version__}
+    found = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "transformers": transformers.__version__,
+    }
     for package in ("peft", "accelerate", "bitsandbytes"):
         try:
             found[package] = __import__(package).__version__
@@ -260,8 +290,10 @@ def versions() -> dict:
 
 
 def print_table(rows: list[dict]) -> None:
-    header = (f"{'variant':<14}{'tokens/s':>12}{'step ms':>10}{'peak MiB':>11}{'TFLOP/s':>10}{'MFU meas.':>11}"
-              f"{'MFU 989':>9}{'trainable':>13}")
+    header = (
+        f"{'variant':<14}{'tokens/s':>12}{'step ms':>10}{'peak MiB':>11}{'TFLOP/s':>10}{'MFU meas.':>11}"
+        f"{'MFU 989':>9}{'trainable':>13}"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
@@ -269,9 +301,11 @@ def print_table(rows: list[dict]) -> None:
             print(f"{row['variant']:<14}  {row.get('skipped') or 'ERROR: ' + row['error']}")
             continue
         percent = lambda value: f"{100 * value:.1f}%" if value is not None else "-"  # noqa: E731
-        print(f"{row['variant']:<14}{row['tokens_per_second']:>12,.0f}{1000 * row['step_seconds_median']:>10.1f}"
-              f"{row['peak_memory_mb']:>11,.0f}{row['model_tflops']:>10.1f}{percent(row['mfu_vs_measured_peak']):>11}"
-              f"{percent(row['mfu_vs_datasheet']):>9}{row['trainable_parameters']:>13,}")
+        print(
+            f"{row['variant']:<14}{row['tokens_per_second']:>12,.0f}{1000 * row['step_seconds_median']:>10.1f}"
+            f"{row['peak_memory_mb']:>11,.0f}{row['model_tflops']:>10.1f}{percent(row['mfu_vs_measured_peak']):>11}"
+            f"{percent(row['mfu_vs_datasheet']):>9}{row['trainable_parameters']:>13,}"
+        )
 
 
 def main() -> int:
@@ -283,10 +317,15 @@ def main() -> int:
     parser.add_argument("--seq", type=int, default=None, help="tokens per row (default 1024; tiny 64)")
     parser.add_argument("--steps", type=int, default=12, help="timed steps per variant (median reported)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before timing")
-    parser.add_argument("--matmul-size", type=int, default=None,
-                        help="side of the peak-rate matmul (default 8192; tiny 256)")
-    parser.add_argument("--budget-seconds", type=float, default=330,
-                        help="skip variants not started by then, so a capped run still prints its JSON")
+    parser.add_argument(
+        "--matmul-size", type=int, default=None, help="side of the peak-rate matmul (default 8192; tiny 256)"
+    )
+    parser.add_argument(
+        "--budget-seconds",
+        type=float,
+        default=330,
+        help="skip variants not started by then, so a capped run still prints its JSON",
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON object here")
     options = parser.parse_args()
     transformers_logging.disable_progress_bar()
@@ -306,8 +345,11 @@ def main() -> int:
 
     measured = peak_matmul_tflops(device, matmul_size)
     peaks = {"measured": measured, "datasheet": DATASHEET_BF16_TFLOPS if device == "cuda" else None}
-    print(f"bf16 matmul {matmul_size}^3: {measured:.1f} TFLOP/s measured"
-          + (f", datasheet {DATASHEET_BF16_TFLOPS:.0f}" if device == "cuda" else ""), flush=True)
+    print(
+        f"bf16 matmul {matmul_size}^3: {measured:.1f} TFLOP/s measured"
+        + (f", datasheet {DATASHEET_BF16_TFLOPS:.0f}" if device == "cuda" else ""),
+        flush=True,
+    )
 
     bnb_library, no_qlora = bitsandbytes_status()  # after the matmul, so torch has loaded cuBLAS for it
     print(f"bitsandbytes native library: {bnb_library or no_qlora}", flush=True)
@@ -322,8 +364,11 @@ def main() -> int:
         total_n = sum(p.numel() for p in model.parameters())
         model.save_pretrained(base_dir)
         del model
-        print(f"model: {total_n:,} parameters, N = {matmul_n:,} matmul weights; batch {options.batch} x seq "
-              f"{options.seq}; {options.warmup} warm-up + {options.steps} timed steps", flush=True)
+        print(
+            f"model: {total_n:,} parameters, N = {matmul_n:,} matmul weights; batch {options.batch} x seq "
+            f"{options.seq}; {options.warmup} warm-up + {options.steps} timed steps",
+            flush=True,
+        )
         for name in variants:
             if name.startswith("qlora") and no_qlora:
                 rows.append({"variant": name, "skipped": no_qlora})
@@ -338,8 +383,15 @@ def main() -> int:
                     rows.append({"variant": name, "error": f"{type(error).__name__}: {error}"[:500]})
                     free(device)
             row = rows[-1]
-            print(f"{name}: " + (f"{row['tokens_per_second']:,.0f} tokens/s, {row['peak_memory_mb']:,.0f} MiB peak"
-                                 if "tokens_per_second" in row else row.get("skipped") or row.get("error")), flush=True)
+            print(
+                f"{name}: "
+                + (
+                    f"{row['tokens_per_second']:,.0f} tokens/s, {row['peak_memory_mb']:,.0f} MiB peak"
+                    if "tokens_per_second" in row
+                    else row.get("skipped") or row.get("error")
+                ),
+                flush=True,
+            )
 
     print()
     print_table(rows)
@@ -349,18 +401,28 @@ def main() -> int:
         "device_name": device_name,
         "versions": versions(),
         "settings": {
-            "tiny": options.tiny, "model_config": TINY if options.tiny else QWEN2_05B, "batch": options.batch,
-            "seq": options.seq, "tokens_per_step": options.batch * options.seq, "warmup_steps": options.warmup,
-            "timed_steps": options.steps, "lora": LORA, "optimizer": "AdamW lr 1e-4 (fused on CUDA), clip 1.0",
-            "precision": "bf16 autocast", "padding": "none: every row full, tokens = batch x seq",
+            "tiny": options.tiny,
+            "model_config": TINY if options.tiny else QWEN2_05B,
+            "batch": options.batch,
+            "seq": options.seq,
+            "tokens_per_step": options.batch * options.seq,
+            "warmup_steps": options.warmup,
+            "timed_steps": options.steps,
+            "lora": LORA,
+            "optimizer": "AdamW lr 1e-4 (fused on CUDA), clip 1.0",
+            "precision": "bf16 autocast",
+            "padding": "none: every row full, tokens = batch x seq",
         },
         "bitsandbytes_library": bnb_library,
         "parameters": total_n,
         "matmul_weights_n": matmul_n,
-        "peak_bf16_matmul": {"size": matmul_size, "measured_tflops": round(measured, 1),
-                             "datasheet_tflops": peaks["datasheet"]},
+        "peak_bf16_matmul": {
+            "size": matmul_size,
+            "measured_tflops": round(measured, 1),
+            "datasheet_tflops": peaks["datasheet"],
+        },
         "mfu_note": "model FLOPs only (no recomputation, no dequantization); full: 6N+12LdT, "
-                    "LoRA/QLoRA: 4N+6N_adapter+12LdT per token; attention without causal discount",
+        "LoRA/QLoRA: 4N+6N_adapter+12LdT per token; attention without causal discount",
         "variants": rows,
         "wall_seconds": round(time.perf_counter() - started, 1),
     }

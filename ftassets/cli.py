@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     validate.add_argument("--config-dir")
     commands.add_parser("recover", help="mark runs whose process was killed as failed and free their gpu pool slots")
     sync = commands.add_parser(
-        "sync", help="register models.yaml's entries as the instance's model partitions (remove deleted ones)"
+        "sync", help="record configs/*.yaml in the Dagster instance: model partitions and what an edit made stale"
     )
     sync.add_argument("--config-dir")
     args = parser.parse_args(argv)
@@ -48,7 +48,8 @@ def _validate() -> int:
 
     project = load_project_config()
     print(
-        f"{project.config_dir}: {len(project.tasks)} tasks, {len(project.models)} model entries, {len(project.recipes)} recipes: valid"
+        f"{project.config_dir}: {len(project.tasks)} tasks, {len(project.models)} model entries, "
+        f"{len(project.recipes)} recipes: valid"
     )
     return 0
 
@@ -69,14 +70,18 @@ def _sync() -> int:
     import dagster as dg
 
     from ftassets.config import load_project_config
-    from ftassets.defs.partitions import sync_model_partitions
+    from ftassets.defs.observe import observe_configuration
 
     project = load_project_config()
-    added, removed = sync_model_partitions(dg.DagsterInstance.get(), project.models, prune=True)
+    changed = observe_configuration(dg.DagsterInstance.get(), project)
     print(
-        f"model partitions in {os.environ['DAGSTER_HOME']}: {len(project.models)} ({', '.join(project.models)}); "
-        f"added {added or 'none'}, removed {removed or 'none'}"
+        f"configuration recorded in {os.environ['DAGSTER_HOME']}: {len(project.tasks)} tasks, "
+        f"{len(project.models)} model entries ({', '.join(project.models)})"
     )
+    for asset, partitions in changed.items():
+        print(f"  changed config/{asset}: {', '.join(sorted(partitions))}")
+    if not changed:
+        print("  no configuration change since the last observation")
     return 0
 
 
@@ -113,14 +118,15 @@ def _run(args: argparse.Namespace) -> int:
     defs = build_definitions(project.config_dir, default_home())
     instance = dg.DagsterInstance.get()
     print(
-        f"ftassets run: tasks {tasks}, models {models}; instance {os.environ['DAGSTER_HOME']}, artifacts {default_home()}"
+        f"ftassets run: tasks {tasks}, models {models}; "
+        f"instance {os.environ['DAGSTER_HOME']}, artifacts {default_home()}"
     )
     release_orphaned_runs(instance)
     runner = PipelineRunner(
         defs, project, ArtifactStore(default_home()), instance, dagster_log_level="INFO" if args.verbose else "WARNING"
     )
     report = runner.run(tasks, models, force=args.force, forgetting=not args.no_forgetting)
-    print(format_report(report, project))
+    print(format_report(report, project, ArtifactStore(default_home()), verbose=args.verbose))
     return 1 if report.failed or len(report.comparisons) < len(tasks) else 0
 
 

@@ -1,4 +1,5 @@
-"""The code location: ``dagster dev``, ``dagster asset materialize -m ftassets.definitions`` and the UI load ``defs``."""
+"""The code location: ``dagster dev``, ``dagster asset materialize -m ftassets.definitions`` and the UI load
+``defs``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ftassets.config import load_project_config
 from ftassets.defs.assets import build_assets
 from ftassets.defs.azure import azure_teardown
 from ftassets.defs.checks import build_checks
+from ftassets.defs.loggers import progress_logger
 from ftassets.defs.partitions import build_partitions
 from ftassets.defs.publishing import publish_to_model_store
 from ftassets.defs.resources import (
@@ -35,13 +37,14 @@ def build_definitions(config_dir: Path | str | None = None, home: Path | str | N
     project = load_project_config(config_dir)
     home = Path(home) if home else default_home()
     partitions = build_partitions(project)
-    schedules, jobs = build_schedules(partitions)
+    schedules, refresh_sensors, jobs = build_schedules(partitions)
     return dg.Definitions(
         assets=build_assets(partitions),
         asset_checks=build_checks(partitions),
-        sensors=[*build_sensors(partitions), build_automation_sensor()],
+        sensors=[*build_sensors(partitions), *refresh_sensors, build_automation_sensor()],
         schedules=schedules,
         jobs=[*jobs, azure_teardown, publish_to_model_store],
+        loggers={**dg.default_loggers(), "progress": progress_logger},
         resources={
             "project": ProjectResource(config_dir=str(project.config_dir)),
             "artifacts": ArtifactStoreResource(root=str(home)),

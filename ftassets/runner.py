@@ -1,12 +1,13 @@
-"""``ftassets run``: materialize comparisons with every missing or stale upstream partition.
+"""``ftassets run``: observe the configuration, then materialize what Dagster reports missing or stale.
 
-One Dagster run cannot span assets with different partitions definitions, so the runner launches
-runs in lineage order through Dagster's API, each recorded in the instance like a UI launch:
-one run per task for ``dataset``, one per model entry for ``base_model``, one per (task, model)
-cell for ``tokenized_splits -> adapter -> merged_model -> gguf_export -> evaluation``, and one per task for
-``comparison``. A partition is skipped when its latest materialization and its artifact's
-manifest both carry the fingerprint the configuration implies (``ftassets/lineage.py``); a cell
-starts at its first stale asset. A failed step blocks only what depends on it.
+One Dagster run cannot span assets with different partitions definitions, so the runner launches runs in
+lineage order through Dagster's API, each recorded in the instance like a UI launch: ``dataset`` per task,
+``base_model`` per model entry, each asset of a (task, model) cell, ``comparison`` per task, the
+``leaderboard``, and each entry's ``forgetting`` matrix. Before each, it asks Dagster's own stale status
+(``ftassets/defs/staleness.py``) whether the partition is missing or stale, so it decides exactly as the
+UI shows; the configuration was observed first (``ftassets/defs/observe.py``), so a YAML edit is already a
+stale cause. Partitions where an asset does not apply (the cell plan, ``ftassets/plan.py``) are skipped.
+A failed step blocks only what depends on it.
 """
 
 from __future__ import annotations
@@ -19,25 +20,25 @@ from dataclasses import dataclass, field
 import dagster as dg
 import pandas as pd
 
-from ftassets import lineage
+from ftassets import plan
 from ftassets.artifacts import ArtifactStore, read_manifest
 from ftassets.config import ConfigError, ProjectConfig
-from ftassets.defs.assets import comparison_version
-from ftassets.defs.partitions import cell_key, sync_model_partitions
-from ftassets.evaluation.evaluate import markdown_table, summary_columns
-from ftassets.export.variants import not_exportable_reason
-from ftassets.training.recipes import is_cloud, is_mergeable
+from ftassets.defs.observe import observe_configuration
+from ftassets.defs.partitions import cell_key
+from ftassets.defs.staleness import Staleness
 
-CELL_ASSETS = ("tokenized_splits", "adapter", "merged_model", "gguf_export", "evaluation")
+CELL_ASSETS = plan.CELL_ASSETS
+ARTIFACT_PARTS = {"dataset": 1, "base_model": 1, "comparison": 1}
 
 
 @dataclass
 class StepOutcome:
     assets: tuple[str, ...]
-    partition: str
+    partition: str | None
     status: str
     seconds: float = 0.0
     error: str | None = None
+    reason: str | None = None
 
 
 @dataclass
@@ -66,65 +67,51 @@ class PipelineRunner:
     ):
         self.defs, self.project, self.store, self.instance, self.log = defs, project, store, instance, log
         self.dagster_log_level = dagster_log_level
+        self.staleness = Staleness(instance, defs.resolve_asset_graph())
 
     def run(self, tasks: list[str], models: list[str], force: bool = False, forgetting: bool = True) -> RunReport:
         self._check_selection(tasks, models)
-        sync_model_partitions(self.instance, self.project.models)
+        observe_configuration(self.instance, self.project, self.log)
         report = RunReport()
-        expected = {(t, m): lineage.expected_fingerprints(self.project, t, m) for t in tasks for m in models}
-        broken: set[tuple[str, str]] = set()
-
+        failed_roots = set()
         for task in tasks:
-            version = lineage.fingerprint("dataset", lineage.dataset_params(self.project, task))
-            if not self._step(
-                report, ["dataset"], task, force or self._stale("dataset", task, version, ("dataset", task))
-            ):
-                broken |= {("dataset", task)}
+            if not self._step(report, "dataset", task, force):
+                failed_roots.add(("dataset", task))
         for model in models:
-            base = self.project.base_of(model)
-            version = expected[(tasks[0], model)]["base_model"]
-            if not self._step(
-                report, ["base_model"], model, force or self._stale("base_model", model, version, ("base_model", base))
-            ):
-                broken |= {("base_model", model)}
+            if not self._step(report, "base_model", model, force):
+                failed_roots.add(("base_model", model))
         for task in tasks:
             for model in models:
                 key = cell_key(task, model)
-                if ("dataset", task) in broken or ("base_model", model) in broken:
-                    report.outcomes.append(
-                        StepOutcome(CELL_ASSETS, key, "blocked", error="an upstream dataset or base_model failed")
-                    )
+                if ("dataset", task) in failed_roots or ("base_model", model) in failed_roots:
+                    error = "an upstream dataset or base_model failed"
+                    report.outcomes.append(StepOutcome(CELL_ASSETS, str(key), "blocked", error=error))
                     continue
-                stale = list(CELL_ASSETS) if force else self._stale_cell(task, model, expected[(task, model)])
-                self._step(report, stale, key, bool(stale))
-        compared = False
+                steps = plan.cell_plan(self.project, task, model)
+                for asset in CELL_ASSETS:
+                    if steps[asset].applies and not self._step(report, asset, key, force):
+                        break
         for task in tasks:
-            versions = self._evaluation_versions(task)
-            stale = force or self._stale("comparison", task, comparison_version(versions), ("comparison", task))
-            compared |= stale
-            if self._step(report, ["comparison"], task, stale):
+            if self._step(report, "comparison", task, force):
                 report.comparisons[task] = self._load("comparison", task)
         if report.comparisons:
-            self._step(report, ["leaderboard"], None, compared or self._latest_version("leaderboard", None) is None)
+            self._step(report, "leaderboard", None, force)
         if forgetting:
             self._forgetting(report, tasks, models, force)
         return report
 
     def _forgetting(self, report: RunReport, tasks: list[str], models: list[str], force: bool) -> None:
         """Each model entry's cross-task matrix, which needs every task's dataset (cheap to build)."""
-        from ftassets.evaluation.runs import forgetting_version
-
         for task in self.project.tasks:
             if task not in tasks:
-                version = lineage.fingerprint("dataset", lineage.dataset_params(self.project, task))
-                self._step(report, ["dataset"], task, force or self._stale("dataset", task, version, ("dataset", task)))
+                self._step(report, "dataset", task, force)
+        failed = {o.partition for o in report.failed}
         for model in models:
-            if self.project.recipe_of(model) is None or any(
-                o.partition == cell_key(t, model) for o in report.failed for t in tasks
-            ):
+            if not plan.forgetting_step(self.project, model).applies:
                 continue
-            version = forgetting_version(self.project, self.store, model)
-            self._step(report, ["forgetting"], model, force or self._stale("forgetting", model, version))
+            if any(str(cell_key(t, model)) in failed for t in tasks):
+                continue
+            self._step(report, "forgetting", model, force)
 
     def _load(self, asset: str, partition: str) -> pd.DataFrame:
         previous = logging.root.manager.disable
@@ -141,27 +128,59 @@ class PipelineRunner:
                     f"{flag}: unknown {unknown}; defined in {self.project.config_dir}: {', '.join(known)}"
                 )
 
-    def _step(self, report: RunReport, assets: list[str], partition: str | None, needed: bool) -> bool:
-        label = partition if partition is not None else "all"
-        if not needed:
-            report.outcomes.append(StepOutcome(tuple(assets), partition, "current"))
-            self.log(f"  current  {'+'.join(assets)} [{label}]")
+    def needs(self, asset: str, partition) -> str | None:
+        """Why ``asset[partition]`` must be built: Dagster's stale status, or an artifact that is not the one
+        Dagster recorded (deleted, or replaced behind its back). None when it is current."""
+        if (why := self.staleness.why(asset, partition)) is not None:
+            return why
+        if asset in ("leaderboard", "forgetting"):
+            return None
+        recorded = self._latest_version(asset, partition)
+        manifest = read_manifest(self.store.path(asset, *self._artifact_parts(asset, partition)))
+        if not self._applies(asset, partition):
+            return None
+        if manifest is None:
+            return "its artifact is missing"
+        if manifest.get("fingerprint") != recorded:
+            return "its artifact is not the one Dagster recorded"
+        return None
+
+    def _applies(self, asset: str, partition) -> bool:
+        if isinstance(partition, dg.MultiPartitionKey):
+            keys = partition.keys_by_dimension
+            return plan.cell_plan(self.project, keys["task"], keys["model"])[asset].applies
+        return True
+
+    def _artifact_parts(self, asset: str, partition) -> tuple[str, ...]:
+        if isinstance(partition, dg.MultiPartitionKey):
+            keys = partition.keys_by_dimension
+            return keys["model"], keys["task"]
+        if asset == "base_model":
+            return (self.project.base_of(partition),)
+        return (partition,)
+
+    def _step(self, report: RunReport, asset: str, partition, force: bool) -> bool:
+        label = str(partition) if partition is not None else "all"
+        why = "forced" if force else self.needs(asset, partition)
+        if why is None:
+            report.outcomes.append(StepOutcome((asset,), label, "current"))
+            self.log(f"  current  {asset} [{label}]")
             return True
-        self.log(f"  running  {'+'.join(assets)} [{label}]")
+        self.log(f"  running  {asset} [{label}] ({why})")
         started = time.perf_counter()
-        keys = [dg.AssetKey(a) for a in assets]
-        result = self.defs.resolve_implicit_job_def_def_for_assets(keys).execute_in_process(
+        key = dg.AssetKey(asset)
+        result = self.defs.resolve_implicit_job_def_def_for_assets([key]).execute_in_process(
             partition_key=partition,
             instance=self.instance,
-            asset_selection=keys,
+            asset_selection=[key],
             raise_on_error=False,
             tags={"ftassets/launched_by": "ftassets run"},
-            run_config={"loggers": {"console": {"config": {"log_level": self.dagster_log_level}}}},
+            run_config={"loggers": self._loggers()},
         )
         seconds = time.perf_counter() - started
         if result.success:
-            report.outcomes.append(StepOutcome(tuple(assets), partition, "ran", seconds))
-            self.log(f"  done     {'+'.join(assets)} [{label}] in {seconds:.1f}s (run {result.run_id[:8]})")
+            report.outcomes.append(StepOutcome((asset,), label, "ran", seconds, reason=why))
+            self.log(f"  done     {asset} [{label}] in {seconds:.1f}s (run {result.run_id[:8]})")
             return True
         errors = [
             root_cause_message(e.step_failure_data.error)
@@ -174,50 +193,19 @@ class PipelineRunner:
             if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.asset_check_evaluation_data.passed
         ]
         message = " | ".join(errors + failed_checks) or "run failed; see the run's logs in the Dagster UI"
-        report.outcomes.append(StepOutcome(tuple(assets), partition, "failed", seconds, message))
-        self.log(f"  FAILED   {'+'.join(assets)} [{label}] (run {result.run_id[:8]}): {message}")
+        report.outcomes.append(StepOutcome((asset,), label, "failed", seconds, message, why))
+        self.log(f"  FAILED   {asset} [{label}] (run {result.run_id[:8]}): {message}")
         return False
 
-    def _stale(self, asset: str, partition: str, version: str, artifact: tuple[str, ...] | None = None) -> bool:
-        if self._latest_version(asset, partition) != version:
-            return True
-        if artifact is None:
-            return False
-        manifest = read_manifest(self.store.path(*artifact))
-        return manifest is None or manifest.get("fingerprint") != version
+    def _loggers(self) -> dict:
+        """Dagster's console logger at the chosen level; below INFO's verbosity, the steps' own messages only."""
+        console = {"console": {"config": {"log_level": self.dagster_log_level}}}
+        return console if self.dagster_log_level in ("INFO", "DEBUG") else {**console, "progress": {}}
 
-    def _stale_cell(self, task: str, model: str, expected: dict[str, str]) -> list[str]:
-        applicable = {
-            "tokenized_splits": ("tokenized_splits", model, task),
-            "adapter": ("adapter", model, task),
-            "merged_model": ("merged_model", model, task),
-            "gguf_export": ("gguf_export", model, task) if not_exportable_reason(self.project, model) is None else None,
-            "evaluation": ("evaluation", model, task),
-        }
-        recipe = self.project.recipe_of(model)
-        if recipe is None:
-            applicable.update(tokenized_splits=None, adapter=None, merged_model=None)
-        elif not is_mergeable(recipe):
-            applicable["merged_model"] = None
-        if is_cloud(recipe):
-            applicable["tokenized_splits"] = None
-        key = cell_key(task, model)
-        for index, asset in enumerate(CELL_ASSETS):
-            if self._stale(asset, key, expected[asset], applicable[asset]):
-                return list(CELL_ASSETS[index:])
-        return []
-
-    def _evaluation_versions(self, task: str) -> dict[str, str]:
-        versions = {}
-        for model in self.project.models:
-            if (version := self._latest_version("evaluation", cell_key(task, model))) is not None:
-                versions[model] = version
-        return versions
-
-    def _latest_version(self, asset: str, partition: str) -> str | None:
+    def _latest_version(self, asset: str, partition) -> str | None:
         records = self.instance.fetch_materializations(
             dg.AssetRecordsFilter(
-                asset_key=dg.AssetKey(asset), asset_partitions=[partition] if partition is not None else None
+                asset_key=dg.AssetKey(asset), asset_partitions=[str(partition)] if partition is not None else None
             ),
             limit=1,
         ).records
@@ -231,20 +219,21 @@ def root_cause_message(error) -> str:
     return error.message.strip()
 
 
-def format_report(report: RunReport, project: ProjectConfig) -> str:
-    lines = []
-    for task, table in report.comparisons.items():
-        missing = table.status == "missing"
-        shown = table.loc[~missing, summary_columns(project.tasks[task], table)]
-        lines += [
-            f"\n## comparison: {task} (primary metric: {project.tasks[task].primary_metric})\n",
-            markdown_table(shown),
-        ]
-        if missing.any():
-            lines.append(f"not evaluated yet: {', '.join(dict.fromkeys(table.model[missing]))}")
-    ran = len(report.ran)
+def format_report(report: RunReport, project: ProjectConfig, store: ArtifactStore, verbose: bool = False) -> str:
+    """Each compared task's summary (``ftassets/summary.py``), then what ran and what failed."""
+    from ftassets.summary import format_summary
+
+    tasks = list(report.comparisons)
+    summary = format_summary(
+        report.comparisons,
+        {task: project.tasks[task].primary_metric for task in tasks},
+        {task: str(store.path("comparison", task) / "report.html") for task in tasks},
+        verbose=verbose,
+    )
+    lines = [summary] if summary else []
     lines.append(
-        f"\n{ran} step(s) ran, {sum(o.status == 'current' for o in report.outcomes)} current, {len(report.failed)} failed or blocked"
+        f"\n{len(report.ran)} step(s) ran, {sum(o.status == 'current' for o in report.outcomes)} current, "
+        f"{len(report.failed)} failed or blocked"
     )
     for outcome in report.failed:
         lines.append(f"  {outcome.status}: {'+'.join(outcome.assets)} [{outcome.partition}]: {outcome.error}")
@@ -274,7 +263,8 @@ def release_orphaned_runs(instance: dg.DagsterInstance, log: Callable[[str], Non
         instance.report_run_failed(run, message)
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         log(
-            f"run {run.run_id} ({run.job_name}, {run.tags.get('dagster/partition', 'unpartitioned')}) marked failed: {message}"
+            f"run {run.run_id} ({run.job_name}, {run.tags.get('dagster/partition', 'unpartitioned')}) "
+            f"marked failed: {message}"
         )
         released.append(run.run_id)
     return released

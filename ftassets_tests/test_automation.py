@@ -8,9 +8,13 @@ import dagster as dg
 import pytest
 import yaml
 
+from ftassets.artifacts import ArtifactStore
+from ftassets.config import load_project_config
 from ftassets.definitions import build_definitions
+from ftassets.defs import schedules
 from ftassets.defs.partitions import cell_key, sync_model_partitions
 from ftassets.regression import compare, variant_scores
+from ftassets.runner import PipelineRunner
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -120,12 +124,12 @@ def test_default_statuses_are_the_documented_ones():
         "incoming_data_sensor": dg.DefaultSensorStatus.RUNNING,
         "models_config_sensor": dg.DefaultSensorStatus.RUNNING,
         "automation_condition_sensor": dg.DefaultSensorStatus.RUNNING,
+        "configuration_sensor": dg.DefaultSensorStatus.RUNNING,
+        "nightly_stale_refresh": dg.DefaultSensorStatus.STOPPED,
     }
     assert {s.name: s.default_status for s in defs.schedules} == {
         "weekly_api_baselines": dg.DefaultScheduleStatus.STOPPED,
-        "nightly_stale_refresh": dg.DefaultScheduleStatus.STOPPED,
     }
-    assert defs.resolve_schedule_def("nightly_stale_refresh").cron_schedule == "0 2 * * *"
 
 
 def evaluate_with_scores(
@@ -194,8 +198,11 @@ def test_compare_reads_each_variant_of_the_primary_metric():
 
 
 @pytest.mark.e2e
-def test_the_nightly_refresh_rebuilds_only_what_the_configuration_made_stale(tmp_path, tiny_base_dir, instance):
-    """The refresh_stale job (what nightly_stale_refresh launches), run for real on a base-only entry."""
+def test_the_nightly_refresh_rebuilds_only_what_the_configuration_made_stale(
+    tmp_path, tiny_base_dir, instance, monkeypatch
+):
+    """The nightly refresh sensor, ticked for real after a real run of a base-only entry: nothing while everything
+    is current, then exactly the lineage a task edit made stale in Dagster (the base stays)."""
     config_dir = tmp_path / "configs"
     config_dir.mkdir()
     tasks = yaml.safe_load((REPO / "configs" / "tasks.yaml").read_text())["tasks"]
@@ -223,29 +230,30 @@ def test_the_nightly_refresh_rebuilds_only_what_the_configuration_made_stale(tmp
         )
     )
     defs = build_definitions(config_dir, tmp_path / "home")
-    job = defs.resolve_job_def("refresh_stale")
-
-    def refresh() -> set[str]:
-        before = {r.dagster_run.run_id for r in instance.get_run_records()}
-        assert job.execute_in_process(
-            instance=instance, run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-        ).success
-        launched = [r.dagster_run for r in instance.get_run_records() if r.dagster_run.run_id not in before]
-        return {
-            key.to_user_string()
-            for run in launched
-            if run.job_name != "refresh_stale"
-            for key in run.asset_selection or ()
-        }
-
-    assert {"dataset", "base_model", "evaluation", "comparison", "leaderboard"} <= refresh()
+    monkeypatch.setenv("FTASSETS_CONFIG_DIR", str(config_dir))
+    project = load_project_config(config_dir)
+    runner = PipelineRunner(defs, project, ArtifactStore(tmp_path / "home"), instance, log=lambda line: None)
+    assert not runner.run(["classification"], ["tiny-base"]).failed
     checked = instance.get_event_records(dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION))
     evaluations = [r.event_log_entry.dagster_event.event_specific_data for r in checked]
     regression = [e for e in evaluations if e.check_name == "no_regression"]
     assert [(e.partition, e.passed) for e in regression] == [(str(cell_key("classification", "tiny-base")), True)], (
         "every evaluation run also runs the regression check"
     )
-    assert refresh() == set(), "everything is current: nothing is rebuilt"
+
+    def refresh(night: int) -> set[str]:
+        at = datetime.datetime(2026, 12, night, 2, 5, tzinfo=datetime.UTC)
+        monkeypatch.setattr(schedules, "utc_now", lambda: at)
+        sensor = defs.resolve_sensor_def("nightly_stale_refresh")
+        with dg.build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as context:
+            result = sensor.evaluate_tick(context)
+        return {
+            key.asset_key.to_user_string()
+            for request in result.run_requests
+            for key in request.asset_graph_subset.iterate_asset_partitions()
+        }
+
+    assert refresh(1) == set(), "everything is current: nothing is rebuilt"
     edit_yaml(config_dir / "tasks.yaml", lambda t: t["tasks"]["classification"].update(seed=99))
-    rebuilt = refresh()
-    assert {"dataset", "evaluation", "comparison"} <= rebuilt and "base_model" not in rebuilt, rebuilt
+    rebuilt = refresh(2)
+    assert {"dataset", "evaluation", "comparison", "leaderboard"} <= rebuilt and "base_model" not in rebuilt, rebuilt

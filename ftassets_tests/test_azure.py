@@ -123,7 +123,8 @@ def test_default_run_leaves_out_api_entries_without_credentials_and_says_so(monk
 
 
 def test_missing_credentials_are_named_all_at_once(monkeypatch):
-    from ftassets.azure.settings import MissingCredentials, resolve_base
+    from ftassets.azure.settings import resolve_base
+    from ftassets.endpoints import MissingCredentials
 
     monkeypatch.delenv("AZURE_OPENAI_ENDPOINT", raising=False)
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", "k")
@@ -423,7 +424,7 @@ def test_an_interrupted_run_cancels_its_job(fake, tmp_path):
 
 def test_deployments_are_created_tagged_and_torn_down_through_the_control_plane(fake, config_dir, monkeypatch):
     from ftassets.azure.lifecycle import teardown_deployments
-    from ftassets.azure.settings import MissingCredentials
+    from ftassets.endpoints import MissingCredentials
 
     edit_yaml(config_dir / "azure.yaml", lambda d: d.update(management_url=fake.url))
     project = load_project_config(config_dir)

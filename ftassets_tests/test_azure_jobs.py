@@ -71,8 +71,8 @@ def test_the_azure_ml_command_job_carries_distribution_processes_and_instances_f
 
 
 def test_the_azureml_launcher_without_workspace_variables_names_them(tmp_path, monkeypatch):
-    from ftassets.azure.settings import MissingCredentials
     from ftassets.defs.resources import TrainerResource
+    from ftassets.endpoints import MissingCredentials
 
     monkeypatch.chdir(REPO)
     for name in (

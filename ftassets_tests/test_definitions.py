@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from ftassets.definitions import defs
+from ftassets.defs.partitions import build_partitions
 
 REPO = Path(__file__).resolve().parents[1]
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_specs.json"
@@ -59,20 +60,57 @@ def test_asset_graph_matches_snapshot():
     assert current == json.loads(SNAPSHOT.read_text()), "asset graph changed; rerun with UPDATE_SNAPSHOTS=1 if intended"
 
 
+LINEAGE = (
+    "dataset",
+    "base_model",
+    "tokenized_splits",
+    "adapter",
+    "merged_model",
+    "gguf_export",
+    "evaluation",
+    "comparison",
+    "leaderboard",
+    "forgetting",
+)
+CONFIGURED = (
+    "dataset",
+    "base_model",
+    "tokenized_splits",
+    "adapter",
+    "merged_model",
+    "gguf_export",
+    "evaluation",
+    "forgetting",
+)
+
+
+def test_the_dagster_layer_is_one_module_per_asset_in_lineage_order():
+    from ftassets.defs import assets
+
+    assert [module.__name__.rsplit(".", 1)[1] for module in assets.LINEAGE] == list(LINEAGE)
+    for module in assets.LINEAGE:
+        built = module.build(build_partitions(_project()))
+        assert built.key.to_user_string() == module.__name__.rsplit(".", 1)[1]
+
+
+def _project():
+    from ftassets.config import load_project_config
+
+    return load_project_config()
+
+
+def test_every_configured_asset_depends_on_its_configuration_source_partitioned_like_it():
+    graph = defs.resolve_asset_graph()
+    for asset in CONFIGURED:
+        source, node = graph.get(dg.AssetKey(["config", asset])), graph.get(dg.AssetKey(asset))
+        assert source.is_observable and source.group_name == "configuration"
+        assert dg.AssetKey(["config", asset]) in node.parent_keys, asset
+        assert source.partitions_def == node.partitions_def, asset
+
+
 def test_keys_and_partitions_are_the_documented_ones():
-    specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
-    assert set(specs) == {
-        "dataset",
-        "base_model",
-        "tokenized_splits",
-        "adapter",
-        "merged_model",
-        "gguf_export",
-        "evaluation",
-        "comparison",
-        "leaderboard",
-        "forgetting",
-    }
+    specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs() if s.group_name != "configuration"}
+    assert set(specs) == set(LINEAGE)
     for name in ("tokenized_splits", "adapter", "merged_model", "gguf_export", "evaluation"):
         pdef = specs[name].partitions_def
         assert isinstance(pdef, dg.MultiPartitionsDefinition)

@@ -117,7 +117,7 @@ def test_a_killed_training_run_resumes_from_its_last_checkpoint(world, tmp_path)
 
     import yaml
 
-    from ftassets.defs.assets import AdapterConfig, resolve_recipe
+    from ftassets.defs.assets.adapter import AdapterConfig, resolve_recipe
     from ftassets.training.tokenize import load_tokenized
     from ftassets.training.trainer import train
 

@@ -27,7 +27,7 @@ from ftassets.export.gguf_writer import (
 from ftassets.export.llama_runtime import load_llama
 from ftassets.export.modelfile import TemplateDerivationError, go_template, role_frames
 from ftassets.export.quantize import quantize
-from ftassets.export.variants import not_exportable_reason
+from ftassets.plan import not_exportable_reason
 from ftassets.training.tokenize import chat_messages, encode_chats
 
 REPO = Path(__file__).resolve().parents[1]

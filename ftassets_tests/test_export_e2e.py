@@ -9,9 +9,10 @@ import pytest
 
 from ftassets.artifacts import ArtifactStore, read_manifest
 from ftassets.defs.partitions import cell_key
+from ftassets.evaluation.gguf_variants import EVALUATED_QUANT_TYPES, variant_name
 from ftassets.export.export import CHECKS
 from ftassets.export.llama_runtime import load_llama
-from ftassets.export.variants import EVALUATED_QUANT_TYPES, not_exportable_reason, variant_name
+from ftassets.plan import not_exportable_reason
 
 pytestmark = pytest.mark.e2e
 TASK = "classification"

@@ -142,8 +142,8 @@ def test_a_foundry_fine_tune_is_trained_served_evaluated_and_torn_down(foundry_w
 
 def test_without_workspace_variables_a_foundry_entry_fails_naming_them(foundry_world, monkeypatch):
     from ftassets.azure.foundry import workspace_client
-    from ftassets.azure.settings import MissingCredentials
     from ftassets.config import load_project_config
+    from ftassets.endpoints import MissingCredentials
 
     monkeypatch.delenv("AZUREML_WORKSPACE")
     with pytest.raises(MissingCredentials, match=r"Azure AI Foundry.*\$AZUREML_WORKSPACE"):

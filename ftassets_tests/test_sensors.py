@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from ftassets import lineage
+from ftassets import plan
 from ftassets.config import load_project_config
 from ftassets.data.incoming import accepted_rows, incoming_root
 from ftassets.definitions import build_definitions
@@ -23,7 +23,7 @@ def cell_assets(defs: dg.Definitions) -> set[str]:
     return {
         s.key.to_user_string()
         for s in defs.resolve_all_asset_specs()
-        if isinstance(s.partitions_def, dg.MultiPartitionsDefinition)
+        if isinstance(s.partitions_def, dg.MultiPartitionsDefinition) and s.group_name != "configuration"
     }
 
 
@@ -79,7 +79,7 @@ def test_a_dropped_file_requests_exactly_its_tasks_lineage_once_and_a_bad_file_i
     defs = build_definitions(config_dir, project_dir / "home")
     drop = incoming_root(project) / "classification"
     assert drop == project_dir / "incoming" / "classification"
-    before = lineage.fingerprint("dataset", lineage.dataset_params(project, "classification"))
+    before = plan.dataset_step(project, "classification").fingerprint
     write_jsonl(drop / "good.jsonl", GOOD_ROWS)
     write_jsonl(
         drop / "bad.jsonl", [GOOD_ROWS[0], "{not json", {"text": "no label here"}, {"text": "x", "label": "maybe"}]
@@ -121,9 +121,7 @@ def test_a_dropped_file_requests_exactly_its_tasks_lineage_once_and_a_bad_file_i
     assert "folder 'translation' is not a task" in unknown_reason
 
     assert accepted_rows(project, "classification") == GOOD_ROWS
-    assert lineage.fingerprint("dataset", lineage.dataset_params(project, "classification")) != before, (
-        "new data, new dataset version"
-    )
+    assert plan.dataset_step(project, "classification").fingerprint != before, "new data, new dataset version"
 
     again, cursor = tick(defs, "incoming_data_sensor", instance, cursor)
     assert not again.run_requests, "each file triggers once"
@@ -153,7 +151,7 @@ def test_the_dataset_asset_adds_accepted_rows_to_train_and_keeps_test_frozen(pro
     train = (home / "artifacts" / "dataset" / "classification" / "train.jsonl").read_text()
     assert GOOD_ROWS[0]["text"] in train
     manifest = json.loads((home / "artifacts" / "dataset" / "classification" / "manifest.json").read_text())
-    assert manifest["fingerprint"] == lineage.fingerprint("dataset", lineage.dataset_params(project, "classification"))
+    assert manifest["fingerprint"] == plan.dataset_step(project, "classification").fingerprint
 
 
 def test_a_new_models_yaml_entry_gets_its_partitions_and_lineage_without_a_code_change(project_dir, instance):

@@ -17,8 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ftassets.azure.settings import require_variables
 from ftassets.config.schemas import AzureFile, AzureMLSettings
+from ftassets.endpoints import require_variables
 
 ENTRY = "ftassets.azure.azureml_entry"
 PIPES_URL_VARIABLE = "FTASSETS_PIPES_STORAGE_URL"

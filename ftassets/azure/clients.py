@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from ftassets.azure.settings import ENTRA_SCOPE, ApiTarget, management_variables, require_variables
+from ftassets.azure.settings import ENTRA_SCOPE, management_variables
 from ftassets.config.schemas import AzureFile
+from ftassets.endpoints import ApiTarget, openai_compatible_client, require_variables
 
 
 class StaticTokenCredential:
@@ -51,9 +52,9 @@ def openai_client(target: ApiTarget):
     Retries (429, 5xx, connection errors; honouring ``retry-after``) and timeouts are the client's own."""
     from openai import AzureOpenAI, OpenAI
 
-    common = dict(timeout=target.timeout_s, max_retries=target.max_retries)
     if target.source == "openai_compatible":
-        return OpenAI(base_url=target.url, api_key=target.secret or "not-needed", **common)
+        return openai_compatible_client(target)
+    common = dict(timeout=target.timeout_s, max_retries=target.max_retries)
     token_provider = None
     if target.auth == "entra_id":
         from azure.identity import get_bearer_token_provider

@@ -22,9 +22,9 @@ from typing import Any
 
 from ftassets.azure.deployments import MANAGED_TAG, MANAGED_VALUE, DeploymentRecord
 from ftassets.azure.finetuning import CloudFineTune, FineTuneOutcome, export_chat_jsonl
-from ftassets.azure.settings import ApiTarget, require_variables
 from ftassets.config import ProjectConfig
 from ftassets.config.schemas import AzureFile
+from ftassets.endpoints import ApiTarget, require_variables
 
 TASK_TYPES = {"chat_completion": "ChatCompletion", "text_completion": "TextCompletion"}
 TERMINAL = ("Completed", "Failed", "Canceled", "NotResponding")

@@ -155,7 +155,8 @@ def teardown_deployments(
     import os
 
     from ftassets.azure.deployments import teardown
-    from ftassets.azure.settings import MissingCredentials, management_variables
+    from ftassets.azure.settings import management_variables
+    from ftassets.endpoints import MissingCredentials
 
     azure = project.azure
     planes = {

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from ftassets.azure.clients import openai_client
-from ftassets.azure.settings import ApiTarget
 from ftassets.backends.openai_compatible import OpenAICompatibleBackend
+from ftassets.endpoints import ApiTarget
 
 
 class AzureOpenAIBackend(OpenAICompatibleBackend):

@@ -1,4 +1,5 @@
-"""Azure operations that are not assets: tearing down the fine-tuned deployments and serverless endpoints ftassets created.
+"""Azure operations that are not assets: tearing down the fine-tuned deployments and serverless endpoints ftassets
+created.
 
 A deployed fine-tune bills hosting per hour until deleted; Azure deletes one only after 15 days
 without calls (Developer tier: 24 h after creation); a Foundry fine-tune's serverless endpoint bills
@@ -20,7 +21,8 @@ class TeardownConfig(dg.Config):
 def teardown_azure_deployments(
     context: dg.OpExecutionContext, config: TeardownConfig, project: ProjectResource
 ) -> dg.Output[list]:
-    """Delete ftassets' fine-tuned deployments and serverless endpoints through the control plane, with the hosting each cost."""
+    """Delete ftassets' fine-tuned deployments and serverless endpoints through the control plane, with the hosting
+    each cost."""
     from ftassets.azure.lifecycle import teardown_deployments
 
     deleted = teardown_deployments(project.project, config.deployments or None, context.log.info)
@@ -28,7 +30,8 @@ def teardown_azure_deployments(
 
 
 @dg.job(
-    description="Delete the Azure OpenAI deployments and Azure ML serverless endpoints of fine-tunes that ftassets created "
+    description="Delete the Azure OpenAI deployments and Azure ML serverless endpoints of fine-tunes that ftassets "
+    "created "
     "(all, or the ones named)."
 )
 def azure_teardown():

@@ -125,7 +125,8 @@ class TrainerResource(dg.ConfigurableResource):
         return TrainingResult(**json.loads((request_path.parent / RESULT_FILE).read_text()))
 
     def _train_on_azure_ml(self, context: dg.AssetExecutionContext, request: Any, out_dir: Path):
-        """A command job on the workspace's compute (``azure_ml`` in azure.yaml), followed through Dagster Pipes: the job's
+        """A command job on the workspace's compute (``azure_ml`` in azure.yaml), followed through Dagster Pipes: the
+        job's
         log lines arrive in this run, its result as a custom message; the adapter is the job's downloaded output."""
         from dagster_azure.pipes import (
             PipesAzureBlobStorageContextInjector,
@@ -168,6 +169,26 @@ class TrainerResource(dg.ConfigurableResource):
         return TrainingResult(**result)
 
 
+class TrackedRun:
+    """An MLflow run in progress: ``ref`` for the trainer's step logger, ``finish`` for its final figures."""
+
+    def __init__(self, tracker: Any, ref: Any) -> None:
+        self.tracker, self.ref = tracker, ref
+        self.metrics: dict[str, float] = {}
+        self.artifact_dir: Path | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.ref.run_id
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.ref.tracking_uri
+
+    def finish(self, metrics: dict[str, float], artifact_dir: Path | None = None) -> None:
+        self.metrics, self.artifact_dir = metrics, artifact_dir
+
+
 class MlflowResource(dg.ConfigurableResource):
     """MLflow tracking: one run per adapter materialization (recipe as params, per-step and final metrics,
     the adapter as an artifact, Dagster run id and partition as tags). ``tracking_uri`` empty means a
@@ -188,6 +209,26 @@ class MlflowResource(dg.ConfigurableResource):
             self.experiment,
             None if self.tracking_uri else Path(self.home) / "mlflow" / "artifacts",
         )
+
+    @contextlib.contextmanager
+    def tracked_run(
+        self, context: dg.AssetExecutionContext, name: str, params: dict[str, Any], tags: dict[str, str]
+    ) -> Iterator[TrackedRun | None]:
+        """One MLflow run around a training: started with the recipe as params and the Dagster run and partition
+        as tags, marked FAILED (with the error) if the block raises, FINISHED with ``run.finish(...)``'s metrics
+        and files otherwise. Yields None when tracking is off."""
+        tracker = self.tracker()
+        if tracker is None:
+            yield None
+            return
+        tags = {"dagster.run_id": context.run_id, "dagster.partition": str(context.partition_key), **tags}
+        run = TrackedRun(tracker, tracker.start_run(name, tags=tags, params=params))
+        try:
+            yield run
+        except BaseException as error:
+            tracker.fail(run.ref, f"{type(error).__name__}: {error}")
+            raise
+        tracker.finish(run.ref, run.metrics, run.artifact_dir)
 
     def log_report(self, context: dg.AssetExecutionContext, name: str, directory: Path, metrics: dict[str, float]):
         """One MLflow run with a report's files and its metrics, tagged with the Dagster run and partition."""
@@ -258,7 +299,7 @@ class ParquetTableIOManager(dg.UPathIOManager):
         return pd.read_parquet(path)
 
     def load_input(self, context: dg.InputContext):
-        """An input typed ``dict[str, DataFrame]`` (comparison, leaderboard) gets ``{partition key: table}`` also when its
+        """An input typed ``dict[str, DataFrame]`` gets ``{partition key: table}`` also when its
         partition mapping yields one partition or none; UPathIOManager alone would pass the bare table or None."""
         value = super().load_input(context)
         if (

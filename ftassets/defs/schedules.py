@@ -3,28 +3,32 @@
 - ``weekly_api_baselines`` (Mondays 06:00 UTC, STOPPED by default): re-evaluates the API-model baselines,
   since a provider changes the model behind a name without notice. Off by default because every run is
   billed by the provider; turn it on in the UI (Automation) or with ``dagster schedule start``.
-- ``nightly_stale_refresh`` (02:00 UTC, STOPPED by default): does what ``ftassets run`` does for the default
-  experiment, so every partition whose fingerprint no longer matches the configuration is rebuilt in lineage
-  order, and nothing current is. Off by default because it trains on the machine it runs on, unattended.
+- ``nightly_stale_refresh`` (a sensor acting once a night after 02:00 UTC, STOPPED by default): observes the
+  configuration, then asks for an asset
+  backfill of every partition of the default experiment that Dagster reports missing or stale, with the
+  comparisons, leaderboard and forgetting matrices they feed; the backfill runs them in lineage order. Off by
+  default because it trains on the machine it runs on, unattended.
 - ``comparison`` and ``leaderboard`` carry an automation condition: refresh when an upstream partition is
   updated (a re-evaluation, a new cell) and nothing upstream is still running. They are cheap tables derived
   from evaluations, so the automation sensor that evaluates the conditions is RUNNING by default.
-
-Staleness here is the project's fingerprint rule (``ftassets/lineage.py``): a changed config is invisible to
-Dagster's code and data versions until something is rebuilt, which is why the nightly refresh is a job
-running the fingerprint-aware runner rather than an ``AutomationCondition.on_cron``.
 """
+
+import datetime
 
 import dagster as dg
 
 from ftassets.config import ProjectConfig, load_project_config
 from ftassets.config.schemas import API_SOURCES
 from ftassets.defs.partitions import ProjectPartitions, cell_key, sync_model_partitions
-from ftassets.defs.resources import ArtifactStoreResource, ProjectResource
-from ftassets.defs.sensors import compared_tasks
+from ftassets.defs.resources import ProjectResource
 
 WEEKLY_API_CRON = "0 6 * * 1"
-NIGHTLY_CRON = "0 2 * * *"
+NIGHTLY_HOUR_UTC = 2
+NIGHTLY_CHECK_SECONDS = 600
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
 
 
 def refresh_when_upstream_updates() -> dg.AutomationCondition:
@@ -45,34 +49,9 @@ def api_baselines(project: ProjectConfig) -> list[str]:
     ]
 
 
-@dg.op(
-    description="Materialize every stale partition of the default experiment in lineage order, as `ftassets run` does."
-)
-def refresh_stale_partitions(
-    context: dg.OpExecutionContext, project: ProjectResource, artifacts: ArtifactStoreResource
-) -> None:
-    from ftassets.definitions import build_definitions
-    from ftassets.runner import PipelineRunner, format_report
-
-    config = load_project_config(project.config_dir)
-    tasks, models = config.default_selection()
-    runner = PipelineRunner(
-        build_definitions(config.config_dir, artifacts.root),
-        config,
-        artifacts.store,
-        context.instance,
-        log=context.log.info,
-    )
-    report = runner.run(tasks, models)
-    context.log.info(format_report(report, config))
-    if report.failed:
-        raise dg.Failure(
-            f"{len(report.failed)} step(s) failed or blocked",
-            metadata={"failed": [f"{'+'.join(o.assets)} [{o.partition}]: {o.error}" for o in report.failed]},
-        )
-
-
-def build_schedules(partitions: ProjectPartitions) -> tuple[list[dg.ScheduleDefinition], list[dg.JobDefinition]]:
+def build_schedules(
+    partitions: ProjectPartitions,
+) -> tuple[list[dg.ScheduleDefinition], list[dg.SensorDefinition], list[dg.JobDefinition]]:
     api_evaluation = dg.define_asset_job(
         "api_baselines_evaluation",
         selection=["evaluation"],
@@ -89,17 +68,20 @@ def build_schedules(partitions: ProjectPartitions) -> tuple[list[dg.ScheduleDefi
     def weekly_api_baselines(context: dg.ScheduleEvaluationContext, project: ProjectResource):
         """Every API baseline's evaluation on every task compared so far, once a week."""
         from ftassets.azure.settings import without_missing_credentials
+        from ftassets.defs.sensors import compared_tasks
 
         config = load_project_config(project.config_dir)
         baselines = api_baselines(config)
         if not baselines:
             return dg.SkipReason(
-                "no API-model baseline (an entry with an azure_openai or openai_compatible base and no recipe) in models.yaml"
+                "no API-model baseline (an entry with an azure_openai or openai_compatible base and no recipe) "
+                "in models.yaml"
             )
         baselines = without_missing_credentials(config, baselines, context.log.warning)
         if not baselines:
             return dg.SkipReason(
-                "every API-model baseline lacks its credentials (see the log); export them and the next week re-evaluates"
+                "every API-model baseline lacks its credentials (see the log); "
+                "export them and the next week re-evaluates"
             )
         sync_model_partitions(context.instance, config.models)
         tasks = compared_tasks(context.instance, config)
@@ -114,22 +96,40 @@ def build_schedules(partitions: ProjectPartitions) -> tuple[list[dg.ScheduleDefi
             for model in baselines
         ]
 
-    @dg.job(
-        name="refresh_stale",
-        description="Rebuild what the configuration made stale (the default experiment), in lineage order.",
-    )
-    def refresh_stale_job():
-        refresh_stale_partitions()
-
-    nightly_stale_refresh = dg.ScheduleDefinition(
+    @dg.sensor(
         name="nightly_stale_refresh",
-        cron_schedule=NIGHTLY_CRON,
-        job=refresh_stale_job,
-        execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.STOPPED,
-        description="Every night: rebuild the partitions whose fingerprint no longer matches the configuration.",
+        minimum_interval_seconds=NIGHTLY_CHECK_SECONDS,
+        asset_selection=dg.AssetSelection.all(),
+        default_status=dg.DefaultSensorStatus.STOPPED,
     )
-    return [weekly_api_baselines, nightly_stale_refresh], [api_evaluation, refresh_stale_job]
+    def nightly_stale_refresh(context: dg.SensorEvaluationContext, project: ProjectResource):
+        """Once a night, after 02:00 UTC: observe the configuration, then ask for one asset backfill of what Dagster
+        reports missing or stale in the default experiment (a sensor, because only sensors can request asset
+        backfills, which run the three partitions definitions in lineage order)."""
+        from ftassets.azure.settings import without_missing_credentials
+        from ftassets.defs.observe import observe_configuration
+        from ftassets.defs.sensors import stale_subset
+
+        now = utc_now()
+        today = now.strftime("%Y-%m-%d")
+        if now.hour < NIGHTLY_HOUR_UTC or context.cursor == today:
+            return dg.SkipReason(
+                f"next refresh after {NIGHTLY_HOUR_UTC:02d}:00 UTC (last: {context.cursor or 'never'})"
+            )
+        config = load_project_config(project.config_dir)
+        observe_configuration(context.instance, config, context.log.info)
+        tasks, models = config.default_selection()
+        models = without_missing_credentials(config, models, context.log.info)
+        subset, reasons = stale_subset(context.instance, context.repository_def.asset_graph, config, tasks, models)
+        if not reasons:
+            return dg.SensorResult(cursor=today, skip_reason="nothing in the default experiment is missing or stale")
+        context.log.info("rebuilding: " + "; ".join(f"{key}: {why}" for key, why in reasons.items()))
+        request = dg.RunRequest.for_asset_graph_subset(
+            subset, tags={"ftassets/trigger": f"nightly-stale-refresh:{today}"}
+        )
+        return dg.SensorResult(run_requests=[request], cursor=today)
+
+    return [weekly_api_baselines], [nightly_stale_refresh], [api_evaluation]
 
 
 def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:
@@ -137,5 +137,6 @@ def build_automation_sensor() -> dg.AutomationConditionSensorDefinition:
         "automation_condition_sensor",
         target=dg.AssetSelection.all(),
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Evaluates the assets' automation conditions (comparison and leaderboard refresh after new evaluations).",
+        description="Evaluates the assets' automation conditions "
+        "(comparison and leaderboard refresh after new evaluations).",
     )

@@ -44,6 +44,46 @@ def lineage_subset(
     return AssetGraphSubset.from_asset_partition_set(wanted, asset_graph)
 
 
+def stale_subset(
+    instance: dg.DagsterInstance, asset_graph, project: ProjectConfig, tasks: list[str], models: list[str]
+) -> tuple[AssetGraphSubset, dict[str, str]]:
+    """Every partition of ``tasks`` x ``models`` that Dagster reports missing or stale (where its asset applies),
+    the rest of its cell after it, and the comparisons, leaderboard and forgetting matrices they feed: one asset
+    backfill's worth, with the reason for each partition found."""
+    from ftassets import plan
+    from ftassets.defs.staleness import Staleness
+
+    staleness, wanted, reasons = Staleness(instance, asset_graph), set(), {}
+
+    def check(asset: str, partition) -> bool:
+        if (why := staleness.why(asset, partition)) is None:
+            return False
+        reasons[f"{asset}[{partition}]"] = why
+        wanted.add(AssetKeyPartitionKey(dg.AssetKey(asset), partition))
+        return True
+
+    touched_tasks = {task for task in tasks if check("dataset", task)}
+    touched_models = {model for model in models if check("base_model", model)}
+    for task in tasks:
+        for model in models:
+            steps, key, downstream = plan.cell_plan(project, task, model), cell_key(task, model), False
+            for asset in plan.CELL_ASSETS:
+                if steps[asset].applies and (downstream or check(asset, key)):
+                    wanted.add(AssetKeyPartitionKey(dg.AssetKey(asset), key))
+                    downstream = True
+                    touched_tasks.add(task)
+                    touched_models.add(model)
+    wanted |= {AssetKeyPartitionKey(dg.AssetKey("comparison"), task) for task in touched_tasks}
+    if touched_tasks:
+        wanted.add(AssetKeyPartitionKey(dg.AssetKey("leaderboard"), None))
+    wanted |= {
+        AssetKeyPartitionKey(dg.AssetKey("forgetting"), model)
+        for model in touched_models
+        if plan.forgetting_step(project, model).applies
+    }
+    return AssetGraphSubset.from_asset_partition_set(wanted, asset_graph), reasons
+
+
 def evaluated_models(instance: dg.DagsterInstance, project: ProjectConfig, task: str, log) -> list[str]:
     """The model entries evaluated on ``task`` so far (whose cells new data makes stale), else the default experiment's
     less the API entries whose credentials are not set (as ``ftassets run`` does)."""
@@ -68,7 +108,8 @@ def build_sensors(partitions: ProjectPartitions) -> list[dg.SensorDefinition]:
     )
     def incoming_data_sensor(context: dg.SensorEvaluationContext, project: ProjectResource):
         """JSONL files dropped into ``incoming/<task>/``: valid files join the task's dataset (train split) and start a
-        backfill of that task's lineage for the model entries evaluated on it so far; a bad file is moved to ``rejected/`` with a reason
+        backfill of that task's lineage for the model entries evaluated on it so far; a bad file is moved to
+        ``rejected/`` with a reason
         file. The cursor holds the sha256 of every accepted file already requested, so each triggers once."""
         config = load_project_config(project.config_dir)
         for outcome in ingest(config):
@@ -134,4 +175,16 @@ def build_sensors(partitions: ProjectPartitions) -> list[dg.SensorDefinition]:
             cursor=json.dumps(models),
         )
 
-    return [incoming_data_sensor, models_config_sensor]
+    @dg.sensor(minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=dg.DefaultSensorStatus.RUNNING)
+    def configuration_sensor(context: dg.SensorEvaluationContext, project: ProjectResource):
+        """Records configs/*.yaml (and the tasks' data) in the instance every tick: the ``config/*`` sources'
+        data versions, so Dagster marks stale exactly what an edit changed, and the partitions where an asset
+        does not apply. It launches nothing: the UI, ``ftassets run`` or the nightly refresh rebuilds."""
+        from ftassets.defs.observe import observe_configuration
+
+        changed = observe_configuration(context.instance, load_project_config(project.config_dir), context.log.info)
+        if not changed:
+            return dg.SkipReason("configuration unchanged")
+        return dg.SkipReason("configuration changed: " + ", ".join(f"{a} ({len(k)})" for a, k in changed.items()))
+
+    return [incoming_data_sensor, models_config_sensor, configuration_sensor]

@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from ftassets import lineage
+from ftassets import plan
 from ftassets.artifacts import ArtifactStore, read_manifest, write_manifest
+from ftassets.backends.factory import backend_for_base, backend_for_finetune
 from ftassets.config import ProjectConfig
 from ftassets.data.datasets import read_splits
 from ftassets.evaluation.evaluate import VariantEvaluation, evaluate_variant, significance
-from ftassets.export.variants import gguf_variants, not_exportable_reason
-from ftassets.training.recipes import is_cloud, parse_recipe
+from ftassets.evaluation.gguf_variants import gguf_variants
+
+TABLE_FILE = "table.parquet"
 
 
 @dataclass(frozen=True)
@@ -35,19 +37,17 @@ def evaluate_cell(
     adapter_dir = store.path("adapter", model, task_name)
     recipe = project.recipe_of(model)
     adapter_version = store.fingerprint("adapter", model, task_name) if recipe is not None else None
-    params = lineage.evaluation_params(project, task_name)
-    exported = not_exportable_reason(project, model) is None
+    params = plan.evaluation_params(project, task_name)
+    exported = plan.not_exportable_reason(project, model) is None
     gguf_version = store.fingerprint_if_built("gguf_export", model, task_name) if exported else None
-    upstream = lineage.evaluation_upstream(dataset_version, base_version, adapter_version, gguf_version)
-    version = lineage.fingerprint("evaluation", params, upstream)
+    upstream = plan.evaluation_upstream(dataset_version, base_version, adapter_version, gguf_version)
+    version = plan.fingerprint("evaluation", params, upstream)
 
     test_rows = read_splits(store.path("dataset", task_name))["test"][
         : project.experiments.evaluation.max_test_examples
     ]
     settings = project.experiments.evaluation
-    base_key = lineage.fingerprint(
-        "evaluation", params, lineage.evaluation_upstream(dataset_version, base_version, None)
-    )
+    base_key = plan.fingerprint("evaluation", params, plan.evaluation_upstream(dataset_version, base_version, None))
     variants = [_base_variant(project, store, base_key, base_dir, task, test_rows, model, device, settings, log)]
     if adapter_version is not None:
         variants.append(
@@ -69,6 +69,7 @@ def evaluate_cell(
     directory = store.path("evaluation", model, task_name)
     with store.writing(directory) as staging:
         predictions.to_parquet(staging / "predictions.parquet", index=False)
+        table.to_parquet(staging / TABLE_FILE, index=False)
         write_manifest(
             staging,
             asset="evaluation",
@@ -81,14 +82,13 @@ def evaluate_cell(
 
 def _base_variant(project, store, key, base_dir, task, test_rows, model, device, settings, log) -> VariantEvaluation:
     """Entries sharing a base share its scores on a test split: computed once, then read back."""
-    from ftassets.backends.factory import backend_for_base
 
     cache = store.root / "cache" / "base_evaluation" / key
     with store.lock(f"base-evaluation-{key}"):
         if not (cache / "predictions.parquet").exists():
             log(f"evaluating base {base_dir.name!r} on {task.name!r} ({len(test_rows)} examples)")
             with backend_for_base(project, base_dir.name, base_dir, device, settings) as backend:
-                result = evaluate_variant(backend, task, test_rows, model, "base", settings)
+                result = evaluate_variant(backend, task, test_rows, model, "base", settings, log)
             with store.writing(cache) as staging:
                 result.predictions.to_parquet(staging / "predictions.parquet", index=False)
                 pd.DataFrame([result.row]).to_parquet(staging / "row.parquet", index=False)
@@ -102,46 +102,8 @@ def _finetuned_variant(
     project, store, adapter_dir, base_dir, model, task_name, task, test_rows, device, settings, log
 ) -> VariantEvaluation:
     log(f"evaluating {model!r} fine-tuned on {task_name!r}, on {task.name!r} ({len(test_rows)} examples)")
-    with _finetuned_backend(project, store, adapter_dir, base_dir, model, task_name, device, settings) as backend:
-        return evaluate_variant(backend, task, test_rows, model, "finetuned", settings)
-
-
-def _finetuned_backend(project, store, adapter_dir, base_dir, model, task_name, device, settings):
-    """The fine-tune of ``model`` on ``task_name``: its merged weights, its adapter on the base (not mergeable),
-    or the deployment a cloud fine-tune was deployed to."""
-    from transformers import AutoTokenizer
-
-    from ftassets.backends.local_hf import LocalHFBackend
-    from ftassets.training.strategies import strategy_for
-
-    recipe = parse_recipe(read_manifest(adapter_dir)["recipe"])
-    if is_cloud(recipe):
-        from ftassets.backends.factory import backend_for_cloud_finetune
-
-        return backend_for_cloud_finetune(project, project.base_of(model), read_manifest(adapter_dir), model)
-    if recipe.mergeable:
-        merged_dir = store.path("merged_model", model, task_name)
-        merged = read_manifest(merged_dir)
-        if merged is None or merged["upstream"]["adapter"] != read_manifest(adapter_dir)["fingerprint"]:
-            raise FileNotFoundError(
-                f"merged_model for {model}/{task_name} is missing or older than its adapter; materialize merged_model first"
-            )
-        return LocalHFBackend(
-            model_dir=merged_dir,
-            device=device,
-            batch_size=settings.batch_size,
-            max_batch_tokens=settings.max_batch_tokens,
-            name=model,
-        )
-    weights = strategy_for(recipe).load_finetuned(adapter_dir, base_dir, device)
-    return LocalHFBackend(
-        weights,
-        AutoTokenizer.from_pretrained(base_dir),
-        device=device,
-        batch_size=settings.batch_size,
-        max_batch_tokens=settings.max_batch_tokens,
-        name=model,
-    )
+    with backend_for_finetune(project, store, adapter_dir, base_dir, model, task_name, device, settings) as backend:
+        return evaluate_variant(backend, task, test_rows, model, "finetuned", settings, log)
 
 
 def forgetting_upstream(project: ProjectConfig, store: ArtifactStore, model: str) -> dict[str, str | None]:
@@ -155,8 +117,8 @@ def forgetting_upstream(project: ProjectConfig, store: ArtifactStore, model: str
 
 
 def forgetting_version(project: ProjectConfig, store: ArtifactStore, model: str) -> str:
-    return lineage.fingerprint(
-        "forgetting", lineage.evaluation_params_all(project), forgetting_upstream(project, store, model)
+    return plan.fingerprint(
+        "forgetting", plan.evaluation_params_all(project), forgetting_upstream(project, store, model)
     )
 
 
@@ -184,10 +146,8 @@ def evaluate_forgetting(
             continue
         task = project.tasks[evaluated_on]
         test_rows = read_splits(store.path("dataset", evaluated_on))["test"][: settings.forgetting_examples]
-        params = {**lineage.evaluation_params(project, evaluated_on), "examples": len(test_rows)}
-        base_key = lineage.fingerprint(
-            "evaluation", params, lineage.evaluation_upstream(dataset_version, base_version, None)
-        )
+        params = {**plan.evaluation_params(project, evaluated_on), "examples": len(test_rows)}
+        base_key = plan.fingerprint("evaluation", params, plan.evaluation_upstream(dataset_version, base_version, None))
         evaluated[evaluated_on] = (
             task,
             test_rows,
@@ -196,7 +156,7 @@ def evaluate_forgetting(
     rows = []
     for source in trained_on:
         # One load of each fine-tune scores every task's examples.
-        with _finetuned_backend(
+        with backend_for_finetune(
             project, store, store.path("adapter", model, source), base_dir, model, source, device, settings
         ) as backend:
             for evaluated_on, (task, test_rows, base) in evaluated.items():
@@ -218,3 +178,36 @@ def evaluate_forgetting(
     return pd.DataFrame(
         rows, columns=["model", "trained_on", "evaluated_on", "metric", "n", "base", "finetuned", "delta"]
     )
+
+
+@dataclass(frozen=True)
+class StoredEvaluation:
+    """A cell's evaluation as its artifact holds it: the table, its fingerprint and its per-example predictions."""
+
+    directory: Path
+    table: pd.DataFrame
+    fingerprint: str
+
+    def predictions(self) -> pd.DataFrame:
+        return pd.read_parquet(self.directory / "predictions.parquet")
+
+
+def load_evaluations(project: ProjectConfig, store: ArtifactStore, task_name: str) -> dict[str, StoredEvaluation]:
+    """The evaluations of ``task_name`` built so far, for every model entry of the configuration."""
+    found = {}
+    for model in project.models:
+        directory = store.path("evaluation", model, task_name)
+        manifest = read_manifest(directory)
+        if manifest is not None and (directory / TABLE_FILE).exists():
+            found[model] = StoredEvaluation(directory, pd.read_parquet(directory / TABLE_FILE), manifest["fingerprint"])
+    return found
+
+
+def comparison_version(evaluation_versions: dict[str, str]) -> str:
+    return plan.fingerprint("comparison", {}, dict(sorted(evaluation_versions.items())))
+
+
+def load_comparisons(project: ProjectConfig, store: ArtifactStore) -> dict[str, pd.DataFrame]:
+    """The comparison table of every task compared so far."""
+    paths = {task: store.path("comparison", task) / TABLE_FILE for task in project.tasks}
+    return {task: pd.read_parquet(path) for task, path in paths.items() if path.exists()}

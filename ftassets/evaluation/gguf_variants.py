@@ -1,4 +1,4 @@
-"""Which cells export to GGUF, and the exports' evaluation rows (``gguf-q8_0``, ``gguf-q4_k_m``).
+"""The exports' evaluation rows (``gguf-q8_0``, ``gguf-q4_k_m``) of a cell whose fine-tune has a GGUF export.
 
 Each evaluated file is served by its own ``llama_cpp.server`` and scored through the OpenAI-compatible
 backend on the same test rows as the merged model, so the comparison pairs them example by example.
@@ -16,8 +16,7 @@ from typing import Any
 
 from ftassets.artifacts import ArtifactStore, directory_bytes, read_manifest
 from ftassets.config import ProjectConfig
-from ftassets.config.schemas import API_SOURCES
-from ftassets.training.recipes import is_cloud
+from ftassets.plan import not_exportable_reason
 
 EVALUATED_QUANT_TYPES = ("q8_0", "q4_k_m")
 SERVED_CONTEXT = 4096
@@ -25,23 +24,6 @@ SERVED_CONTEXT = 4096
 
 def variant_name(quant_type: str) -> str:
     return f"gguf-{quant_type}"
-
-
-def not_exportable_reason(project: ProjectConfig, model: str) -> str | None:
-    """Why a model entry's fine-tune has no GGUF export, or None when it has one."""
-    base = project.bases[project.base_of(model)]
-    recipe = project.recipe_of(model)
-    if base.source in API_SOURCES:
-        return f"model {model!r} is served by an API ({base.source}): there are no weights to export"
-    if recipe is None:
-        return f"model {model!r} has no recipe: only fine-tunes are exported"
-    if is_cloud(recipe):
-        return f"model {model!r} is fine-tuned in the cloud: there are no local weights to export"
-    if not recipe.mergeable:
-        return (
-            f"method {recipe.method!r} keeps its trained virtual tokens outside the weights, which a GGUF cannot hold"
-        )
-    return None
 
 
 def exported_manifest(
@@ -81,9 +63,8 @@ def gguf_variants(
     threads: int | None = None,
 ) -> list:
     """One evaluated row per exported quantization in ``EVALUATED_QUANT_TYPES`` (none when not exportable)."""
-    from ftassets.backends.llama_cpp_server import LlamaCppServer, LlamaCppServerBackend
+    from ftassets.backends.factory import backend_for_gguf
     from ftassets.evaluation.evaluate import VariantEvaluation, evaluate_variant
-    from ftassets.export.llama_runtime import default_threads
 
     manifest = exported_manifest(project, store, model, task_name)
     if manifest is None:
@@ -97,14 +78,10 @@ def gguf_variants(
         facts = quantizations[quant_type]
         path = Path(directory) / facts["file"]
         log(f"evaluating {path.name} through llama_cpp.server on {task.name!r} ({len(test_rows)} examples)")
-        server = LlamaCppServer(
-            path,
-            alias=f"{model}-{task_name}-{quant_type}",
-            threads=threads or default_threads(),
-            n_ctx=min(manifest["summary"]["context_length"], SERVED_CONTEXT),
-        )
-        with LlamaCppServerBackend(server.start(), name=model) as backend:
-            result = evaluate_variant(backend, task, test_rows, model, variant_name(quant_type), settings)
+        context_length = min(manifest["summary"]["context_length"], SERVED_CONTEXT)
+        alias = f"{model}-{task_name}-{quant_type}"
+        with backend_for_gguf(path, alias, context_length, name=model, threads=threads) as backend:
+            result = evaluate_variant(backend, task, test_rows, model, variant_name(quant_type), settings, log)
         row = result.row | {
             "quant_type": quant_type,
             "file_size_mb": facts["size_mb"],

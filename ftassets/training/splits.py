@@ -1,0 +1,33 @@
+"""Tokenized training splits for a recipe: completion-only SFT rows, plus preference pairs for methods that
+train against a reference policy (``needs_reference_model``, e.g. DPO)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ftassets.training.recipes import Recipe
+from ftassets.training.tokenize import tokenize_examples
+
+TRAINING_SPLITS = ("train", "validation")
+
+
+def tokenize_for_recipe(
+    tokenizer, recipe: Recipe, splits: dict[str, list[dict[str, Any]]], system_prompt: str | None
+) -> tuple[dict[str, Any], dict[str, dict]]:
+    """The train and validation splits rendered with the tokenizer's chat template (loss on answer tokens only,
+    EOS kept), and for a method that needs a reference model the same prompts as preference pairs."""
+    tokenized, stats = {}, {}
+    for name in TRAINING_SPLITS:
+        rows = splits[name]
+        tokenized[name], stats[name] = tokenize_examples(
+            tokenizer, [r["prompt"] for r in rows], [r["answer"] for r in rows], recipe.max_seq_length, system_prompt
+        )
+    if recipe.needs_reference_model:
+        from ftassets.training.dpo import preference_splits
+
+        preference, preference_stats = preference_splits(
+            tokenizer, {name: splits[name] for name in TRAINING_SPLITS}, recipe.max_seq_length, system_prompt
+        )
+        tokenized |= preference
+        stats |= preference_stats
+    return tokenized, stats
