@@ -184,6 +184,8 @@ def comparison_lineage(defs: dg.Definitions) -> dict[str, list[str]]:
     """comparison and everything upstream of it, with the partitions of one task: asset -> partition keys."""
     lineage = {}
     for key in dg.AssetSelection.assets("comparison").upstream().resolve(defs.resolve_asset_graph()):
+        if key.path[0] == "config":
+            continue  # observable configuration sources: observed, never materialized
         partitions_def = defs.resolve_assets_def(key).partitions_def
         if isinstance(partitions_def, dg.MultiPartitionsDefinition):
             lineage[key.to_user_string()] = [str(cell_key(TASK, model)) for model in MODELS]
@@ -329,6 +331,45 @@ def test_the_browser_shows_the_asset_graph_and_the_comparisons_latest_materializ
     if os.environ.get(REFRESH_DOCS_IMAGES) == "1":
         for screenshot in screenshots.glob("*.png"):
             shutil.copy(screenshot, DOCS_IMAGES / screenshot.name)
+
+
+STALE = """
+query($partition: String!) {
+  assetNodes(assetKeys: [{path: ["adapter"]}, {path: ["evaluation"]}]) {
+    assetKey { path }
+    staleStatus(partition: $partition)
+    staleCauses(partition: $partition) { reason dependency { path } }
+  }
+}"""
+
+
+def test_a_recipe_edit_turns_exactly_its_cells_stale_in_the_ui_through_the_configuration_sensor(dagster_dev, backfill):
+    """The daemon's configuration_sensor observes the edit; the webserver's GraphQL staleStatus (the UI's Stale
+    badge) then reports the fine-tune's adapter and evaluation stale because of config/<asset>, and the base-only
+    entry's evaluation fresh."""
+    graphql, config_dir = dagster_dev["graphql"], dagster_dev["config_dir"]
+    tuned, base_only = str(cell_key(TASK, "tiny-full")), str(cell_key(TASK, "tiny-base"))
+
+    def statuses(partition: str) -> dict[str, dict]:
+        return {node["assetKey"]["path"][0]: node for node in graphql(STALE, partition=partition)["assetNodes"]}
+
+    assert {name: node["staleStatus"] for name, node in statuses(tuned).items()} == {
+        "adapter": "FRESH",
+        "evaluation": "FRESH",
+    }
+    experiments = yaml.safe_load((config_dir / "experiments.yaml").read_text())
+    experiments["recipes"]["full"]["learning_rate"] = 7.0e-4
+    (config_dir / "experiments.yaml").write_text(yaml.safe_dump(experiments))
+    deadline = time.monotonic() + 240  # the sensor ticks every 30 s; the daemon may be busy with other ticks
+    while statuses(tuned)["adapter"]["staleStatus"] != "STALE":
+        assert time.monotonic() < deadline, "the configuration sensor did not record the edit within 240 s"
+        time.sleep(3)
+    nodes = statuses(tuned)
+    for name in ("adapter", "evaluation"):
+        causes = nodes[name]["staleCauses"]
+        assert nodes[name]["staleStatus"] == "STALE" and causes, nodes[name]
+        assert any(c["dependency"] and c["dependency"]["path"] == ["config", name] for c in causes), causes
+    assert statuses(base_only)["evaluation"]["staleStatus"] == "FRESH", "a recipe edit leaves a base-only entry alone"
 
 
 CANCEL = """
