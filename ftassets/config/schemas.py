@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from ftassets.config.sources import DataSource
 from ftassets.training.recipes import Recipe
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=64)]
@@ -33,16 +34,29 @@ class SplitSizes(_Strict):
 
 
 class DatasetChecks(_Strict):
-    max_label_share_deviation: float = Field(
-        0.15, gt=0, le=1, description="Largest allowed |share - 1/n_labels| of any label in any split."
+    max_label_share_deviation: float | None = Field(
+        0.15,
+        gt=0,
+        le=1,
+        description="Largest allowed |share - 1/n_labels| of any label in any split; null: report, do not block "
+        "(the default for a task with its own data, whose labels are rarely balanced).",
     )
-    max_prompt_words: PositiveInt = 400
+    max_prompt_words: PositiveInt | None = Field(400, description="null: report, do not block.")
+
+
+OWN_DATA_CHECKS = DatasetChecks(max_label_share_deviation=None, max_prompt_words=None)
 
 
 class TaskConfig(_Strict):
     type: str
     description: str = ""
-    sizes: SplitSizes
+    source: DataSource | None = None
+    """Where the rows come from (``ftassets/data/sources/schema.py``); none: the task type's synthetic generator."""
+    labels: list[str] | None = None
+    """A classification task's labels; none: the synthetic default, or for a task with a source, read from its data."""
+    sizes: SplitSizes | None = None
+    """Split sizes: required for a synthetic task; for a task with a source, used to cut a single pool of rows
+    when ``source.fractions`` is not given (given splits are used as they are)."""
     seed: int = 0
     prompt_template: str | None = None
     system_prompt: str | None = None
@@ -50,6 +64,19 @@ class TaskConfig(_Strict):
     max_new_tokens: PositiveInt | None = None
     params: dict[str, Any] = {}
     checks: DatasetChecks = DatasetChecks()
+
+    @model_validator(mode="after")
+    def _sizes_or_source(self) -> TaskConfig:
+        if self.source is None and self.sizes is None:
+            raise ValueError("a synthetic task (no `source`) needs `sizes` (train, validation, test)")
+        if self.source is not None and "checks" not in self.model_fields_set:
+            object.__setattr__(self, "checks", OWN_DATA_CHECKS)
+        return self
+
+    @property
+    def presentation_fields(self) -> tuple[str, ...]:
+        """Fields that describe the task without changing any row, metric or model: never fingerprinted."""
+        return ("description",)
 
 
 class TasksFile(_Strict):
