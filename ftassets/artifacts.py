@@ -51,6 +51,51 @@ class ArtifactStore:
         manifest = read_manifest(self.path(asset, *parts))
         return manifest["fingerprint"] if manifest else None
 
+    def rejected_path(self, asset: str, *parts: str) -> Path:
+        """Where an artifact that failed a blocking check is kept for inspection, never promoted over the last
+        good one: ``<root>/rejected/<asset>/<parts...>/<UTC time>``."""
+        return self.root.joinpath("rejected", asset, *parts, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()))
+
+    def damage(self, asset: str, *parts: str) -> str | None:
+        """Why the artifact on disk no longer matches its manifest (a file missing, truncated or changed), or None.
+        Sizes are always compared; sha256 only for a file whose size or mtime changed since it was last verified
+        (``<root>/cache/verified.json``), so an unchanged artifact costs one ``stat`` per file."""
+        directory = self.path(asset, *parts)
+        manifest = read_manifest(directory)
+        if manifest is None:
+            return f"{asset}/{'/'.join(parts)}: manifest.json missing"
+        cache_path = self.root / "cache" / "verified.json"
+        try:
+            cache = json.loads(cache_path.read_text())
+        except (OSError, ValueError):
+            cache = {}
+        problem, changed = None, False
+        for name, facts in manifest.get("files", {}).items():
+            path = directory / name
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                problem = f"{asset}/{'/'.join(parts)}: {name} missing"
+                break
+            if stat.st_size != facts["bytes"]:
+                problem = (
+                    f"{asset}/{'/'.join(parts)}: {name} is {stat.st_size} bytes, its manifest says {facts['bytes']}"
+                )
+                break
+            key, seen = str(path), [stat.st_size, stat.st_mtime_ns, facts["sha256"]]
+            if cache.get(key) == seen:
+                continue
+            if sha256_file(path) != facts["sha256"]:
+                problem = f"{asset}/{'/'.join(parts)}: {name} changed since it was written (sha256 differs)"
+                break
+            cache[key], changed = seen, True
+        if changed:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            staging = cache_path.with_suffix(f".{uuid.uuid4().hex[:8]}.tmp")
+            staging.write_text(json.dumps(cache))
+            os.replace(staging, cache_path)
+        return problem
+
     def work_path(self, asset: str, *parts: str) -> Path:
         """Scratch space that survives a failed run (checkpoints), never read as an artifact."""
         return self.root.joinpath("work", asset, *parts)

@@ -69,11 +69,17 @@ def not_applicable(asset: str) -> str:
 
 
 def dataset_params(project: ProjectConfig, task: str) -> dict[str, Any]:
-    """The task's configuration, plus the accepted incoming files when there are any (so existing
-    fingerprints stay as they were until data is dropped)."""
+    """The task's configuration less its presentation fields (a description changes no row), the identity of its
+    data files when it has a source (sizes and sha256: an edited file is a new dataset), and the accepted incoming
+    files when there are any."""
     from ftassets.data.incoming import accepted_version
 
-    params = project.tasks[task].config.model_dump(mode="json")
+    config = project.tasks[task].config
+    params = config.model_dump(mode="json", exclude=set(config.presentation_fields), exclude_none=True)
+    if config.source is not None:
+        from ftassets.data.sources import source_version
+
+        params["source_version"] = source_version(config.source, project.config_dir)
     incoming = accepted_version(project, task)
     return {**params, "incoming": incoming} if incoming else params
 

@@ -130,7 +130,8 @@ class PipelineRunner:
 
     def needs(self, asset: str, partition) -> str | None:
         """Why ``asset[partition]`` must be built: Dagster's stale status, or an artifact that is not the one
-        Dagster recorded (deleted, or replaced behind its back). None when it is current."""
+        Dagster recorded (deleted, replaced behind its back, or a file of it missing, truncated or changed against
+        its manifest). None when it is current."""
         if (why := self.staleness.why(asset, partition)) is not None:
             return why
         if asset in ("leaderboard", "forgetting"):
@@ -143,7 +144,7 @@ class PipelineRunner:
             return "its artifact is missing"
         if manifest.get("fingerprint") != recorded:
             return "its artifact is not the one Dagster recorded"
-        return None
+        return self.store.damage(asset, *self._artifact_parts(asset, partition))
 
     def _applies(self, asset: str, partition) -> bool:
         if isinstance(partition, dg.MultiPartitionKey):

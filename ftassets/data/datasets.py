@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -158,11 +159,16 @@ def _check_balance(task: ResolvedTask, task_type: TaskType, splits: dict[str, li
             deviation = abs(shares[split][label] - 1 / len(labels))
             if deviation > worst:
                 worst, where = deviation, f"{split}/{label}"
-    passed = worst <= tolerance
+    passed = tolerance is None or worst <= tolerance
+    allowed = (
+        f"allowed {tolerance}"
+        if tolerance is not None
+        else "reported, not a gate: checks.max_label_share_deviation unset"
+    )
     return CheckOutcome(
         "label_balance",
         passed,
-        f"largest deviation from an even share is {worst:.3f} at {where} (allowed {tolerance})",
+        f"largest deviation from an even share is {worst:.3f} at {where} ({allowed})",
         {"shares": shares, "max_deviation": round(worst, 4)},
     )
 
@@ -179,22 +185,33 @@ def _check_duplicates(splits: dict[str, list[dict]]) -> CheckOutcome:
 
 
 def _check_contamination(splits: dict[str, list[dict]]) -> CheckOutcome:
+    """Train or validation prompts that are also in test: exactly, or once case, whitespace and punctuation are
+    set aside (``normalized``)."""
     test_prompts = {row["prompt"] for row in splits["test"]}
-    shared = sum(1 for split in ("train", "validation") for row in splits[split] if row["prompt"] in test_prompts)
+    test_normalized = {normalized(prompt) for prompt in test_prompts}
+    trained = [row["prompt"] for split in ("train", "validation") for row in splits[split]]
+    exact = sum(1 for prompt in trained if prompt in test_prompts)
+    near = sum(1 for prompt in trained if prompt not in test_prompts and normalized(prompt) in test_normalized)
     return CheckOutcome(
         "no_train_test_contamination",
-        shared == 0,
-        f"{shared} train/validation prompt(s) also in test",
-        {"contaminated": shared},
+        exact + near == 0,
+        f"{exact} train/validation prompt(s) also in test, {near} more once case, spaces and punctuation are ignored",
+        {"contaminated": exact, "contaminated_normalized": near},
     )
+
+
+def normalized(text: str) -> str:
+    """Text compared for duplicates and contamination: case, whitespace and punctuation do not count."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
 def _check_lengths(task: ResolvedTask, splits: dict[str, list[dict]]) -> CheckOutcome:
     stats = length_stats(splits)
     limit = task.config.checks.max_prompt_words
     longest = max(s["prompt_words_max"] for s in stats.values())
+    allowed = f"allowed {limit}" if limit is not None else "reported, not a gate: checks.max_prompt_words unset"
     return CheckOutcome(
-        "length_statistics", longest <= limit, f"longest prompt has {longest} words (allowed {limit})", stats
+        "length_statistics", limit is None or longest <= limit, f"longest prompt has {longest} words ({allowed})", stats
     )
 
 

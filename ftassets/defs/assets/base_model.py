@@ -53,7 +53,10 @@ def build(partitions: ProjectPartitions) -> dg.AssetsDefinition:
 
         with store.lock(f"base_model-{base_name}"):
             manifest = read_manifest(directory)
-            built = manifest is None or manifest.get("fingerprint") != step.fingerprint
+            damage = store.damage("base_model", base_name) if manifest is not None else None
+            built = manifest is None or manifest.get("fingerprint") != step.fingerprint or damage is not None
+            if damage:
+                context.log.warning(f"rebuilding base {base_name!r}: {damage}")
             if built:
                 with store.writing(directory) as staging:
                     summary = prepare_base(base_name, config.bases[base_name], staging, context.log.info)

@@ -50,3 +50,15 @@ def check_results(outcomes) -> list[dg.AssetCheckResult]:
         )
         for o in outcomes
     ]
+
+
+def blocked(asset: str, partition: str, failed, kept_at) -> dg.Failure:
+    """The failure of a build whose blocking check failed: the artifact is kept aside for inspection, never
+    promoted over the last good one nor recorded, so the next run tries again (and fails again) until the input
+    changes."""
+    reasons = "; ".join(f"{o.name}: {o.description}" for o in failed)
+    return dg.Failure(
+        description=f"{asset} [{partition}] failed its blocking check(s) {reasons}. The previous {asset} stays in "
+        f"place; what was built is kept for inspection at {kept_at}",
+        metadata={"kept_at": dg.MetadataValue.path(str(kept_at)), "failed_checks": [o.name for o in failed]},
+    )

@@ -4,7 +4,7 @@ import dagster as dg
 
 from ftassets import plan
 from ftassets.artifacts import write_manifest
-from ftassets.defs.assets.common import GROUP, OWNERS, check_results, config_key
+from ftassets.defs.assets.common import GROUP, OWNERS, blocked, check_results, config_key
 from ftassets.defs.partitions import ProjectPartitions
 from ftassets.defs.resources import ArtifactStoreResource, ProjectResource
 
@@ -28,17 +28,26 @@ def build(partitions: ProjectPartitions) -> dg.AssetsDefinition:
         check_specs=[dg.AssetCheckSpec(name, asset="dataset", blocking=True) for name in CHECKS],
     )
     def dataset(context: dg.AssetExecutionContext, project: ProjectResource, artifacts: ArtifactStoreResource):
-        """Seeded synthetic train / validation / test splits of one task, as JSONL, with quality gates."""
+        """A task's train / validation / test splits, as JSONL, with quality gates: seeded synthetic rows, or the
+        task's own data (its file, folder, ``datasets`` dataset or teacher LLM; ``source`` in tasks.yaml)."""
         from ftassets.data import datasets as data
         from ftassets.data.incoming import accepted_rows
 
         config, store = project.project, artifacts.store
         task = config.tasks[context.partition_key]
         step = plan.dataset_step(config, task.name)
-        splits, incoming = data.add_incoming(task, data.build_splits(task), accepted_rows(config, task.name))
+        if task.config.source is None:
+            built, origin = data.build_splits(task), {}
+        else:
+            from ftassets.data.user_data import build_splits_from_source
+
+            cache = store.root / "cache" / "teacher" / task.name
+            built, origin = build_splits_from_source(task, config.config_dir, cache, context.log.info)
+        splits, incoming = data.add_incoming(task, built, accepted_rows(config, task.name))
         outcomes = data.check_splits(task, splits)
-        directory = store.path("dataset", task.name)
         counts = {name: len(rows) for name, rows in splits.items()}
+        failed = [o for o in outcomes if not o.passed]
+        directory = store.path("dataset", task.name) if not failed else store.rejected_path("dataset", task.name)
         with store.writing(directory) as staging:
             data.write_splits(staging, splits)
             write_manifest(
@@ -50,12 +59,17 @@ def build(partitions: ProjectPartitions) -> dg.AssetsDefinition:
                 seed=task.config.seed,
                 counts=counts,
                 checks={o.name: o.passed for o in outcomes},
+                **origin,
             )
+        if failed:
+            raise blocked("dataset", task.name, failed, directory)
         return dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(str(directory)),
                 **{f"{name}_rows": count for name, count in counts.items()},
                 **incoming,
+                **({"source": dg.MetadataValue.json(origin["source"])} if origin else {}),
+                **({"duplicates_removed": origin["duplicates_removed"]} if origin else {}),
                 "label_distribution": dg.MetadataValue.json(data.label_distribution(task, splits)),
                 "length_statistics": dg.MetadataValue.json(data.length_stats(splits)),
                 "preview": dg.MetadataValue.md(data.preview(splits).to_markdown(index=False)),

@@ -4,11 +4,13 @@ import dagster as dg
 
 from ftassets import plan
 from ftassets.artifacts import write_manifest
+from ftassets.data.datasets import CheckOutcome
 from ftassets.defs.assets.common import (
     GROUP,
     MODEL_OF_CELL,
     OWNERS,
     TASK_OF_CELL,
+    blocked,
     config_key,
     not_applicable,
     upstream_versions,
@@ -56,7 +58,10 @@ def build(partitions: ProjectPartitions) -> dg.AssetsDefinition:
         splits = read_splits(store.path("dataset", task_name))
         system_prompt = config.tasks[task_name].config.system_prompt
         tokenized, stats = tokenize_for_recipe(tokenizer, recipe, splits, system_prompt)
+        all_masked = sum(s["all_masked"] for s in stats.values())
         directory = store.path("tokenized_splits", model, task_name)
+        if all_masked:
+            directory = store.rejected_path("tokenized_splits", model, task_name)
         with store.writing(directory) as staging:
             save_tokenized(staging, tokenized)
             (staging / "chat_template.jinja").write_text(tokenizer.chat_template)
@@ -64,8 +69,10 @@ def build(partitions: ProjectPartitions) -> dg.AssetsDefinition:
                 staging, asset="tokenized_splits", partition=[task_name, model], fingerprint=version,
                 upstream=upstream, stats=stats,
             )  # fmt: skip
-        all_masked = sum(s["all_masked"] for s in stats.values())
         advice = "" if all_masked == 0 else f"; raise max_seq_length (now {recipe.max_seq_length}) in the recipe"
+        if all_masked:
+            failed = [CheckOutcome(CHECK, False, f"{all_masked} example(s) have every label masked{advice}")]
+            raise blocked("tokenized_splits", f"{model}|{task_name}", failed, directory)
         return dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(str(directory)),
