@@ -1,0 +1,88 @@
+"""A loopback OpenAI v1 server (``POST /v1/chat/completions``, JSON answers) whose replies come from the test's
+``responder(body) -> str``; usage counts words (prompt: every message, completion: the reply); ``throttle(n)``
+scripts n 429s with ``retry-after``. Built on ``loopback.py``, which records every request in ``state.requests``."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from fakes.loopback import LoopbackServer, RecordingHandler
+
+
+def words(text: str) -> int:
+    return len(text.split())
+
+
+@dataclass
+class FakeOpenAIState:
+    responder: Callable[[dict[str, Any]], str]
+    throttled: int = 0
+    retry_after_s: str = "0"
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class FakeOpenAI(LoopbackServer):
+    """``with FakeOpenAI(responder) as fake:`` serves ``fake.base_url`` (``.../v1``) until the block ends."""
+
+    thread_name = "fake-openai-v1"
+
+    def __init__(self, responder: Callable[[dict[str, Any]], str]) -> None:
+        self.state = FakeOpenAIState(responder=responder)
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def throttle(self, count: int, retry_after_s: str = "0") -> None:
+        with self.state.lock:
+            self.state.throttled, self.state.retry_after_s = count, retry_after_s
+
+    def __enter__(self) -> FakeOpenAI:
+        self.serve(_Handler)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+class _Handler(RecordingHandler):
+    fake: FakeOpenAI
+    request_id_header = "x-request-id"
+
+    def route(self, method: str, path: str, query: dict[str, str], body: bytes) -> None:
+        if (method, path) != ("POST", "/v1/chat/completions"):
+            return self._send(404, {"error": {"message": f"no route {method} {path}", "code": "not_found"}})
+        with self.state.lock:
+            throttle = self.state.throttled > 0
+            self.state.throttled -= throttle
+        if throttle:
+            return self._send(
+                429,
+                {"error": {"message": "Rate limit reached; retry later.", "code": "rate_limit_exceeded"}},
+                headers={"retry-after": self.state.retry_after_s},
+            )
+        payload = json.loads(body)
+        content = self.state.responder(payload)
+        prompt_tokens = sum(words(message["content"]) for message in payload["messages"])
+        self._send(
+            200,
+            {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion",
+                "created": 0,
+                "model": payload["model"],
+                "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": words(content),
+                    "total_tokens": prompt_tokens + words(content),
+                },
+            },
+        )
