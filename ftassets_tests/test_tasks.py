@@ -10,7 +10,7 @@ from ftassets.tasks.classification import LABELS
 from ftassets.tasks.instruction import CATEGORIES
 from ftassets.tasks.sql import connect_read_only, run_query, schema_text
 
-ALL_TYPES = sorted(TASK_TYPES)
+ALL_TYPES = sorted(name for name, task_type in TASK_TYPES.items() if task_type.has_generator)
 QUALITY_BOUNDS = (0.0, 1.0)
 
 

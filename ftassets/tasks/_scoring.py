@@ -6,6 +6,7 @@ from statistics import fmean
 
 import sacrebleu
 from rouge_score import rouge_scorer
+from torchmetrics.functional.text import squad
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 _ROUGE = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
@@ -19,6 +20,11 @@ def first_line(text: object) -> str | None:
         if line.strip():
             return line.strip()
     return None
+
+
+def whole_text(text: object) -> str | None:
+    """A model's whole text, stripped; None when it is blank."""
+    return text.strip() or None if isinstance(text, str) else None
 
 
 def zero_metrics(metric_names: tuple[str, ...]) -> dict[str, float]:
@@ -45,17 +51,69 @@ def corpus_chrf(predictions: list[str], references: list[str]) -> float:
     return min(1.0, sacrebleu.corpus_chrf(predictions, [references]).score / 100)
 
 
-def score_generations(
-    parsed: list[str | None], references: list[str]
-) -> tuple[dict[str, float], list[dict[str, float]]]:
-    """ROUGE-1/2/L (mean F-measure), corpus BLEU and chrF, and parse failures for free-text answers, plus
-    per-example ROUGE."""
+GENERATION_METRICS = (*ROUGE_TYPES, "bleu", "chrf", "exact_match", "token_f1")
+"""The metrics a generation task's ``params.metrics`` may choose from."""
+
+
+def generation_metric_problems(params: dict, default: tuple[str, ...]) -> list[str]:
+    """Problems with ``params.metrics`` (a non-empty list of distinct GENERATION_METRICS names)."""
+    metrics = params.get("metrics", list(default))
+    if not isinstance(metrics, list) or not metrics or len(set(metrics)) != len(metrics):
+        return [f"metrics must be a non-empty list of distinct names from {list(GENERATION_METRICS)}, got {metrics!r}"]
+    if "judge" in metrics:
+        return [
+            "metrics: the LLM judge is not a task metric; enable it in experiments.yaml (evaluation.judge.enabled "
+            "and evaluation.judge.tasks), and the comparison reports it as judge_score"
+        ]
+    if unknown := [name for name in metrics if name not in GENERATION_METRICS]:
+        return [f"metrics has unknown name(s) {unknown}; allowed: {list(GENERATION_METRICS)}"]
+    return []
+
+
+def token_f1_scores(predictions: list[str], references: list[str]) -> list[float]:
+    """SQuAD token-overlap F1 of each prediction (lower-cased, punctuation and articles removed), on a 0-1 scale."""
+    return [
+        float(
+            squad([{"prediction_text": prediction, "id": "0"}], [{"answers": {"text": [reference]}, "id": "0"}])["f1"]
+        )
+        / 100
+        for prediction, reference in zip(predictions, references)
+    ]
+
+
+def score_chosen_generations(
+    parsed: list[str | None], references: list[str], metric_names: tuple[str, ...]
+) -> tuple[dict[str, float], list[dict]]:
+    """The chosen GENERATION_METRICS plus parse failures, and per example ``parsed``, ``correct`` (ROUGE-L, else
+    the first chosen per-example metric) and each chosen per-example value. Exact match is case-sensitive."""
     outputs = [answer or "" for answer in parsed]
-    per_example = [rouge_f_measures(output, reference) for output, reference in zip(outputs, references)]
-    metrics = {
-        **mean_rouge(per_example),
-        "bleu": corpus_bleu(outputs, references),
-        "chrf": corpus_chrf(outputs, references),
-        "parse_failures": float(parsed.count(None)),
-    }
-    return metrics, per_example
+    per_example: list[dict] = [{"parsed": answer} for answer in parsed]
+    metrics: dict[str, float] = {}
+    if any(name in ROUGE_TYPES for name in metric_names):
+        rouge = [rouge_f_measures(output, reference) for output, reference in zip(outputs, references)]
+        means = mean_rouge(rouge)
+        for example, scores in zip(per_example, rouge):
+            example |= {name: scores[name] for name in ROUGE_TYPES if name in metric_names}
+        metrics |= {name: means[name] for name in ROUGE_TYPES if name in metric_names}
+    if "bleu" in metric_names:
+        metrics["bleu"] = corpus_bleu(outputs, references)
+    if "chrf" in metric_names:
+        metrics["chrf"] = corpus_chrf(outputs, references)
+    if "exact_match" in metric_names:
+        matches = [output == reference for output, reference in zip(outputs, references)]
+        for example, match in zip(per_example, matches):
+            example["exact_match"] = match
+        metrics["exact_match"] = fmean(matches)
+    if "token_f1" in metric_names:
+        scores = token_f1_scores(outputs, references)
+        for example, score in zip(per_example, scores):
+            example["token_f1"] = score
+        metrics["token_f1"] = fmean(scores)
+    per_example_metrics = [name for name in metric_names if name in per_example[0]] if per_example else []
+    correct_from = "rougeL" if "rougeL" in metric_names else next(iter(per_example_metrics), "rougeL")
+    for example, output, reference in zip(per_example, outputs, references):
+        example["correct"] = (
+            example[correct_from] if correct_from in example else rouge_f_measures(output, reference)["rougeL"]
+        )
+    metrics["parse_failures"] = float(parsed.count(None))
+    return {name: metrics[name] for name in metric_names}, per_example

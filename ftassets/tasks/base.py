@@ -8,10 +8,15 @@ predictions with library metrics. Adding a task type is one module in this packa
 
 from __future__ import annotations
 
+import copy
 import random
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+SOURCE_SCHEMAS = ("alpaca", "chat", "prompt_completion", "preference", "fields")
+"""The canonical row schemas of the user's data (``ftassets/data/sources``); each row also has ``_origin``."""
 
 
 @dataclass(frozen=True)
@@ -29,19 +34,56 @@ class Scored:
 
 
 class TaskType(ABC):
-    """One kind of task. Subclasses are stateless; options come from ``params`` in tasks.yaml."""
+    """One kind of task. The registry holds one instance per type with default options; ``bind`` (or
+    ``ftassets.tasks.task_type_for``) gives an instance configured by a task's ``params`` in tasks.yaml."""
 
     name: ClassVar[str]
     fields: ClassVar[tuple[str, ...]]
     """Record fields that a prompt template may reference as ``{field}``."""
-    metric_names: ClassVar[tuple[str, ...]]
-    """Every metric ``score`` returns, in display order (``parse_failures`` included)."""
+    answer_field: ClassVar[str | None] = None
+    """The record field ``reference`` reads (None: the type derives it otherwise)."""
+    metric_names: tuple[str, ...]
+    """Every metric ``score`` returns, in display order (``parse_failures`` included); a bound instance's
+    reflects its params."""
     default_primary_metric: ClassVar[str]
     default_prompt_template: ClassVar[str]
     default_max_new_tokens: ClassVar[int] = 32
     label_field: ClassVar[str | None] = None
     """Field whose value distribution the dataset balance check inspects (None: no check)."""
     allowed_params: ClassVar[frozenset[str]] = frozenset()
+    source_schemas: ClassVar[tuple[str, ...]] = ("fields",)
+    """The canonical row schemas ``from_source_row`` accepts."""
+    has_generator: ClassVar[bool] = True
+    """False for a type whose rows must come from a task's ``source``."""
+
+    params: dict[str, Any] = {}
+    synthetic: bool = True
+    """Whether the task's rows come from ``generate`` (no ``source``)."""
+
+    def bind(self, params: dict[str, Any], *, synthetic: bool = True) -> TaskType:
+        """A copy of this type configured by a task's ``params``; ValueError listing every problem with them."""
+        bound = copy.copy(self)
+        bound.params, bound.synthetic = dict(params), synthetic
+        bound.check_params(bound.params)
+        bound.configure()
+        return bound
+
+    def configure(self) -> None:
+        """Derive options from ``self.params`` (already validated); the default has none."""
+        return None
+
+    def with_labels(self, labels: Sequence[str]) -> TaskType:
+        """This type with the label set found in the data (``labels_from_rows``); unchanged for unlabelled types."""
+        return self
+
+    def labels_from_rows(self, splits: dict[str, list[dict[str, Any]]]) -> list[str] | None:
+        """The validated label set of a task's rows by split (None: the type has no label set)."""
+        return None
+
+    @property
+    def loss_on(self) -> str:
+        """Which assistant turns of a conversation row carry the training loss."""
+        return "all_assistant_turns"
 
     def validate_params(self, params: dict[str, Any]) -> list[str]:
         """Return human-readable problems with a task's ``params`` (empty when valid)."""
@@ -95,3 +137,48 @@ class TaskType(ABC):
 
     def render_prompt(self, record: dict[str, Any], template: str) -> str:
         return template.format(**{name: record[name] for name in self.fields})
+
+    def from_source_row(self, row: dict[str, Any], schema: str) -> dict[str, Any]:
+        """A record of this type from a canonical row of the user's data (``_origin`` kept, and ``rejected`` when
+        the row gives one); ValueError naming the row's origin and the field when it cannot be one."""
+        origin = row.get("_origin", "<unknown origin>")
+        if not self.source_schemas:
+            raise ValueError(f"{origin}: task type {self.name!r} takes no rows from a source, only its generator's")
+        if schema not in self.source_schemas:
+            raise ValueError(
+                f"{origin}: a {schema!r} row cannot be a {self.name} record; task type {self.name!r} takes "
+                f"{', '.join(repr(s) for s in self.source_schemas)} rows"
+            )
+        record = {**self.record_from_source(row, schema, origin), "_origin": origin}
+        if schema == "preference":
+            record["rejected"] = source_text(row, "rejected", origin)
+        problems = self.validate_record(record)
+        if problems:
+            raise ValueError(f"{origin}: " + "; ".join(problems))
+        return record
+
+    def record_from_source(self, row: dict[str, Any], schema: str, origin: str) -> dict[str, Any]:
+        """The record fields of one canonical row of an accepted schema. The default maps ``fields`` rows
+        field by field and, for a type with one prompt field, ``prompt_completion`` and ``preference`` rows."""
+        if schema == "fields":
+            names = (*self.fields, *([self.answer_field] if self.answer_field else []))
+            return {name: source_text(row, name, origin) for name in names}
+        prompt_field = self.fields[0]
+        answer = "completion" if schema == "prompt_completion" else "chosen"
+        return {prompt_field: source_text(row, "prompt", origin), self.answer_field: source_text(row, answer, origin)}
+
+    def stored_rejected(self, record: dict[str, Any]) -> str | None:
+        """The rejected answer the user's data gave for ``record`` (a preference row), if any."""
+        rejected = record.get("rejected")
+        return rejected if isinstance(rejected, str) and rejected.strip() else None
+
+
+def source_text(row: dict[str, Any], name: str, origin: str, *, allow_empty: bool = False) -> str:
+    """Field ``name`` of a canonical row as text (numbers become text); ValueError naming the origin and field."""
+    value = row.get(name)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or (not allow_empty and not value.strip()):
+        problem = "is missing" if value is None else f"must be non-empty text, got {value!r}"
+        raise ValueError(f"{origin}: field {name!r} {problem}")
+    return value

@@ -1,21 +1,26 @@
-"""Three-class sentiment of short reviews, at three difficulty levels."""
+"""Classification: the synthetic three-class sentiment of short reviews (three difficulty levels), or any label
+set of the user's data (``params.labels``, else the labels found in the rows), with aliases and multi-word labels."""
 
 from __future__ import annotations
 
 import random
 import re
+from collections import Counter
+from collections.abc import Sequence
 from numbers import Real
 from typing import Any
 
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 from ftassets.tasks._scoring import zero_metrics
-from ftassets.tasks.base import Scored, TaskType
+from ftassets.tasks.base import Scored, TaskType, source_text
 
 LABELS = ("positive", "negative", "neutral")
 DIFFICULTIES = ("easy", "medium", "hard")
 DEFAULT_DIFFICULTY_MIX = {"easy": 0.4, "medium": 0.4, "hard": 0.2}
 UNPARSED = "unparsed"
+DEFAULT_MIN_EXAMPLES_PER_LABEL = 2
+DEFAULT_MAX_LABELS = 50
 
 SUBJECTS = {
     "product": (
@@ -174,7 +179,18 @@ VERDICTS = {
     ),
 }
 OPPOSITE = {"positive": "negative", "negative": "positive"}
-_LABEL_PATTERN = re.compile(r"\b(positive|negative|neutral)\b", re.IGNORECASE)
+
+
+def label_pattern(phrases: Sequence[str]) -> re.Pattern[str]:
+    """Any of ``phrases`` as a whole word or phrase (any whitespace between its words), case-insensitive; at one
+    position the longest phrase wins, so ``not spam`` is found before ``spam`` inside it."""
+    ordered = sorted(dict.fromkeys(phrases), key=len, reverse=True)
+    alternatives = "|".join(r"\s+".join(re.escape(word) for word in phrase.split()) for phrase in ordered)
+    return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
+
+
+def _origins(rows: list[dict[str, Any]], limit: int = 3) -> str:
+    return ", ".join(str(row.get("_origin", row.get("id", "?"))) for row in rows[:limit])
 
 
 def _sentence(text: str) -> str:
@@ -254,10 +270,63 @@ class ClassificationTask(TaskType):
     default_prompt_template = "Review: {text}\nIs this review positive, negative or neutral?"
     default_max_new_tokens = 8
     label_field = "label"
-    allowed_params = frozenset({"difficulty_mix", "labels"})
+    answer_field = "label"
+    allowed_params = frozenset({"difficulty_mix", "labels", "aliases", "min_examples_per_label", "max_labels"})
+    source_schemas = ("fields", "prompt_completion")
+
+    labels: tuple[str, ...] | None = LABELS
+    """The label set: ``params.labels``, else the synthetic labels, else (user data) the labels of the rows."""
+    aliases: dict[str, str] = {}
+    """Alias -> label, used when parsing."""
+
+    def configure(self) -> None:
+        declared = self.params.get("labels")
+        self.labels = tuple(declared) if declared else (LABELS if self.synthetic else None)
+        self.aliases = dict(self.params.get("aliases", {}))
+        self._pattern = None
+
+    def with_labels(self, labels: Sequence[str]) -> ClassificationTask:
+        if self.params.get("labels") or self.synthetic:
+            return self
+        bound = ClassificationTask().bind(self.params, synthetic=False)
+        bound.labels = tuple(labels)
+        return bound
 
     def validate_params(self, params: dict[str, Any]) -> list[str]:
         problems = super().validate_params(params)
+        if self.synthetic:
+            problems += self._synthetic_problems(params)
+        else:
+            problems += self._user_label_problems(params)
+        labels = params.get("labels") or (LABELS if self.synthetic else [])
+        aliases = params.get("aliases", {})
+        if not isinstance(aliases, dict) or not all(isinstance(k, str) and k.strip() for k in aliases):
+            problems.append(f"aliases must map alias text to a label, got {aliases!r}")
+        elif labels and (unknown := sorted({v for v in aliases.values() if v not in labels})):
+            problems.append(f"aliases point to unknown label(s) {unknown}; labels: {list(labels)}")
+        for name, default in (("min_examples_per_label", 1), ("max_labels", 2)):
+            value = params.get(name, default)
+            if not isinstance(value, int) or isinstance(value, bool) or value < default:
+                problems.append(f"{name} must be an integer of at least {default}, got {value!r}")
+        return problems
+
+    def _user_label_problems(self, params: dict[str, Any]) -> list[str]:
+        if "difficulty_mix" in params:
+            return ["difficulty_mix steers the synthetic generator; a task with a source takes its rows as they are"]
+        labels = params.get("labels")
+        if labels is None:
+            return []
+        if (
+            not isinstance(labels, list)
+            or not all(isinstance(label, str) and label.strip() for label in labels)
+            or len(set(labels)) < 2
+            or len(set(labels)) != len(labels)
+        ):
+            return [f"labels must be a list of at least 2 distinct non-empty labels, got {labels!r}"]
+        return []
+
+    def _synthetic_problems(self, params: dict[str, Any]) -> list[str]:
+        problems = []
         mix = params.get("difficulty_mix", DEFAULT_DIFFICULTY_MIX)
         if not isinstance(mix, dict):
             problems.append(f"difficulty_mix must map {list(DIFFICULTIES)} to weights, got {mix!r}")
@@ -274,11 +343,61 @@ class ClassificationTask(TaskType):
         if not isinstance(labels, list) or len(set(labels)) < 2 or len(set(labels)) != len(labels):
             problems.append(f"labels must be a list of at least 2 distinct labels from {list(LABELS)}, got {labels!r}")
         elif not set(labels) <= set(LABELS):
-            problems.append(f"labels has unknown label(s) {sorted(set(labels) - set(LABELS))}; allowed: {list(LABELS)}")
+            problems.append(
+                f"labels has unknown label(s) {sorted(set(labels) - set(LABELS))}; allowed: {list(LABELS)} "
+                "(any labels need a `source` with the user's rows)"
+            )
         return problems
 
+    def labels_from_rows(self, splits: dict[str, list[dict[str, Any]]]) -> list[str]:
+        """The label set of the user's rows by split: ``params.labels`` when declared (every row's label must be
+        one of them), else the labels found, sorted. ValueError naming the label(s) when a label has fewer than
+        ``min_examples_per_label`` rows, appears only in the test split, or there are more than ``max_labels``."""
+        min_examples = self.params.get("min_examples_per_label", DEFAULT_MIN_EXAMPLES_PER_LABEL)
+        max_labels = self.params.get("max_labels", DEFAULT_MAX_LABELS)
+        rows_of: dict[str, list[dict[str, Any]]] = {}
+        splits_of: dict[str, set[str]] = {}
+        for split, rows in splits.items():
+            for row in rows:
+                rows_of.setdefault(row["label"], []).append(row)
+                splits_of.setdefault(row["label"], set()).add(split)
+        declared = self.params.get("labels")
+        if declared and (undeclared := sorted(set(rows_of) - set(declared))):
+            raise ValueError(
+                f"label(s) {undeclared} are not in params.labels {declared}: "
+                + "; ".join(f"{label!r} at {_origins(rows_of[label])}" for label in undeclared)
+            )
+        labels = list(declared) if declared else sorted(rows_of)
+        if len(labels) > max_labels:
+            counts = Counter({label: len(rows_of.get(label, [])) for label in labels})
+            raise ValueError(
+                f"{len(labels)} labels, more than max_labels={max_labels} (params.max_labels); the rarest: "
+                + ", ".join(
+                    f"{label!r} ({count} rows)" for label, count in sorted(counts.items(), key=lambda i: i[1])[:10]
+                )
+            )
+        if len(labels) < 2:
+            raise ValueError(f"classification needs at least 2 labels; the rows have only {labels}")
+        rare = [label for label in labels if len(rows_of.get(label, [])) < min_examples]
+        if rare:
+            raise ValueError(
+                f"label(s) {rare} have fewer than min_examples_per_label={min_examples} rows: "
+                + "; ".join(
+                    f"{label!r} {len(rows_of.get(label, []))} row(s)"
+                    + (f" at {_origins(rows_of[label])}" if rows_of.get(label) else "")
+                    for label in rare
+                )
+            )
+        test_only = [label for label in labels if splits_of.get(label) == {"test"}]
+        if test_only:
+            raise ValueError(
+                f"label(s) {test_only} appear only in the test split, so no model can learn them: "
+                + "; ".join(f"{label!r} at {_origins(rows_of[label])}" for label in test_only)
+            )
+        return labels
+
     def generate(self, count: int, rng: random.Random, params: dict[str, Any]) -> list[dict[str, Any]]:
-        self.check_params(params)
+        self.bind(params, synthetic=True)
         labels = params.get("labels", list(LABELS))
         mix = params.get("difficulty_mix", DEFAULT_DIFFICULTY_MIX)
         difficulty_weights = [mix.get(level, 0) for level in DIFFICULTIES]
@@ -295,11 +414,28 @@ class ClassificationTask(TaskType):
     def reference(self, record: dict[str, Any]) -> str:
         return record["label"]
 
+    def _phrases(self) -> tuple[dict[str, str], re.Pattern[str]]:
+        if self.labels is None:
+            raise ValueError(
+                "this classification task takes its labels from the data; bind them first: "
+                "task_type_for(task, labels) or with_labels(labels)"
+            )
+        if getattr(self, "_pattern", None) is None or self._pattern[2] != self.labels:
+            phrase_to_label = {" ".join(alias.lower().split()): label for alias, label in self.aliases.items()}
+            phrase_to_label |= {" ".join(label.lower().split()): label for label in self.labels}
+            self._pattern = (phrase_to_label, label_pattern(list(phrase_to_label)), self.labels)
+        return self._pattern[0], self._pattern[1]
+
     def parse(self, text: str, record: dict[str, Any]) -> str | None:
-        match = _LABEL_PATTERN.search(text) if isinstance(text, str) else None
-        return match.group(1).lower() if match else None
+        """The first label or alias that appears in ``text`` as a whole word or phrase (longest first at one
+        position), as its label."""
+        phrase_to_label, pattern = self._phrases()
+        match = pattern.search(text) if isinstance(text, str) else None
+        return phrase_to_label[" ".join(match.group(0).lower().split())] if match else None
 
     def score(self, records: list[dict[str, Any]], predictions: list[str]) -> Scored:
+        if self.labels is None:
+            return self.with_labels(sorted({record["label"] for record in records})).score(records, predictions)
         parsed = [self.parse(text, record) for record, text in zip(records, predictions, strict=True)]
         per_example = [
             {"parsed": answer, "correct": answer == record["label"]} for record, answer in zip(records, parsed)
@@ -309,7 +445,7 @@ class ClassificationTask(TaskType):
         truth = [record["label"] for record in records]
         predicted = [UNPARSED if answer is None else answer for answer in parsed]
         # Only the classes present in the data: a task configured with two labels is not capped at 2/3.
-        present_labels = [label for label in LABELS if label in truth]
+        present_labels = [label for label in self.labels if label in truth]
         metrics = {"accuracy": float(accuracy_score(truth, predicted))}
         for average in ("macro", "micro", "weighted"):
             precision, recall, f1, _ = precision_recall_fscore_support(
@@ -324,4 +460,14 @@ class ClassificationTask(TaskType):
         return Scored(metrics, per_example)
 
     def rejected(self, record: dict[str, Any], rng: random.Random) -> str:
-        return rng.choice([label for label in LABELS if label != record["label"]])
+        if stored := self.stored_rejected(record):
+            return stored
+        labels = LABELS if self.synthetic else self.labels or ()
+        others = [label for label in labels if label != record["label"]]
+        if not others:
+            raise ValueError(f"no other label than {record['label']!r} to reject; bind the task's labels first")
+        return rng.choice(others)
+
+    def record_from_source(self, row: dict[str, Any], schema: str, origin: str) -> dict[str, Any]:
+        text, label = ("text", "label") if schema == "fields" else ("prompt", "completion")
+        return {"text": source_text(row, text, origin), "label": source_text(row, label, origin).strip()}

@@ -7,11 +7,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sklearn.metrics import accuracy_score
-
 from ftassets.tasks import _vocab as vocab
-from ftassets.tasks._scoring import first_line, score_generations, zero_metrics
-from ftassets.tasks.base import Scored, TaskType
+from ftassets.tasks._scoring import (
+    first_line,
+    generation_metric_problems,
+    score_chosen_generations,
+    whole_text,
+    zero_metrics,
+)
+from ftassets.tasks.base import Scored, TaskType, source_text
 
 
 def _phrase(rng: random.Random) -> str:
@@ -116,10 +120,20 @@ class InstructionTask(TaskType):
     default_prompt_template = "{instruction}\nInput: {input}"
     default_max_new_tokens = 32
     label_field = "category"
-    allowed_params = frozenset({"categories"})
+    answer_field = "output"
+    allowed_params = frozenset({"categories", "metrics"})
+    source_schemas = ("alpaca", "prompt_completion", "preference", "fields")
+
+    def configure(self) -> None:
+        if not self.synthetic:
+            self.label_field = None
+        if "metrics" in self.params:
+            self.metric_names = (*self.params["metrics"], "parse_failures")
 
     def validate_params(self, params: dict[str, Any]) -> list[str]:
-        problems = super().validate_params(params)
+        problems = super().validate_params(params) + generation_metric_problems(params, self.metric_names[:-1])
+        if not self.synthetic:
+            return problems + (["categories steers the synthetic generator"] if "categories" in params else [])
         categories = params.get("categories", list(CATEGORIES))
         if not isinstance(categories, list) or not categories:
             problems.append(f"categories must be a non-empty list from {list(CATEGORIES)}, got {categories!r}")
@@ -128,7 +142,7 @@ class InstructionTask(TaskType):
         return problems
 
     def generate(self, count: int, rng: random.Random, params: dict[str, Any]) -> list[dict[str, Any]]:
-        self.check_params(params)
+        self.bind(params, synthetic=True)
         names = params.get("categories", list(CATEGORIES))
         records = []
         for _ in range(count):
@@ -149,30 +163,51 @@ class InstructionTask(TaskType):
         return record["output"]
 
     def parse(self, text: str, record: dict[str, Any]) -> str | None:
-        return first_line(text)
+        """The first line for the one-line synthetic outputs; the whole text for the user's own outputs."""
+        return first_line(text) if self.synthetic else whole_text(text)
 
     def score(self, records: list[dict[str, Any]], predictions: list[str]) -> Scored:
         parsed = [self.parse(text, record) for record, text in zip(records, predictions, strict=True)]
         if not records:
             return Scored(zero_metrics(self.metric_names), [])
         references = [self.reference(record).strip() for record in records]
-        generation, rouge = score_generations(parsed, references)
-        outputs = [answer or "" for answer in parsed]
-        per_example = [
-            {"parsed": answer, "correct": scores["rougeL"], "exact_match": output == reference}
-            for answer, scores, output, reference in zip(parsed, rouge, outputs, references)
-        ]
-        metrics = {
-            "rougeL": generation["rougeL"],
-            "bleu": generation["bleu"],
-            "chrf": generation["chrf"],
-            "exact_match": float(accuracy_score(references, outputs)),
-            "parse_failures": generation["parse_failures"],
-        }
-        return Scored(metrics, per_example)
+        return Scored(*score_chosen_generations(parsed, references, self.metric_names))
 
     def rejected(self, record: dict[str, Any], rng: random.Random) -> str:
-        """The category's typical mistake; for rows of unknown category, echoing the input."""
+        """The row's own rejected answer (a preference row), else the category's typical mistake; for rows of
+        unknown category, echoing the input (or, without one, the instruction)."""
+        if stored := self.stored_rejected(record):
+            return stored
         category = CATEGORIES.get(record.get("category", ""))
-        wrong = category.wrong(record["input"], rng) if category else record["input"]
+        wrong = category.wrong(record["input"], rng) if category else record["input"] or record["instruction"]
         return wrong if wrong != self.reference(record) else f"{wrong} {wrong}"
+
+    def record_from_source(self, row: dict[str, Any], schema: str, origin: str) -> dict[str, Any]:
+        if schema in ("alpaca", "fields"):
+            record = {
+                "instruction": source_text(row, "instruction", origin),
+                "input": source_text(row, "input", origin, allow_empty=True) if row.get("input") is not None else "",
+                "output": source_text(row, "output", origin),
+            }
+            if schema == "alpaca" and row.get("system"):
+                record["system"] = source_text(row, "system", origin)
+            return record
+        answer = "completion" if schema == "prompt_completion" else "chosen"
+        return {
+            "instruction": source_text(row, "prompt", origin),
+            "input": "",
+            "output": source_text(row, answer, origin),
+        }
+
+    def validate_record(self, record: dict[str, Any]) -> list[str]:
+        """An empty ``input`` is allowed: many instructions of the user's data have none."""
+        if isinstance(record.get("input"), str) and not record["input"].strip():
+            return super().validate_record({**record, "input": "(none)"})
+        return super().validate_record(record)
+
+    def render_prompt(self, record: dict[str, Any], template: str) -> str:
+        """Without an input, the template's lines that show ``{input}`` are left out."""
+        if record["input"].strip():
+            return super().render_prompt(record, template)
+        kept = "\n".join(line for line in template.split("\n") if "{input}" not in line)
+        return super().render_prompt(record, kept)

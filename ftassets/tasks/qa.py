@@ -72,6 +72,7 @@ class QATask(TaskType):
     default_primary_metric = "token_f1"
     default_prompt_template = "Context: {context}\nQuestion: {question}\nAnswer with a short span from the context."
     default_max_new_tokens = 16
+    answer_field = "answer"
 
     def generate(self, count: int, rng: random.Random, params: dict[str, Any]) -> list[dict[str, Any]]:
         self.check_params(params)
@@ -136,7 +137,10 @@ class QATask(TaskType):
         return Scored(metrics, per_example)
 
     def rejected(self, record: dict[str, Any], rng: random.Random) -> str:
-        """Another span of the context, preferring one that answers the same kind of question."""
+        """The row's own rejected answer (a preference row), else another span of the context, preferring one that
+        answers the same kind of question."""
+        if stored := self.stored_rejected(record):
+            return stored
         answer = self.reference(record)
         spans = [(fact, value) for fact, value in _fact_spans(record["context"]) if value != answer]
         candidates = (

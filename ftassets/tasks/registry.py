@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, Protocol
+
 from ftassets.tasks.base import TaskType
+from ftassets.tasks.chat import ChatTask
 from ftassets.tasks.classification import ClassificationTask
 from ftassets.tasks.instruction import InstructionTask
 from ftassets.tasks.qa import QATask
@@ -11,12 +15,30 @@ from ftassets.tasks.summarization import SummarizationTask
 
 TASK_TYPES: dict[str, TaskType] = {
     task_type.name: task_type
-    for task_type in (ClassificationTask(), SummarizationTask(), QATask(), InstructionTask(), SqlTask())
+    for task_type in (ClassificationTask(), SummarizationTask(), QATask(), InstructionTask(), SqlTask(), ChatTask())
 }
 
 
 def get_task_type(name: str) -> TaskType:
+    """The task type with its default options (use ``task_type_for`` for a configured task)."""
     try:
         return TASK_TYPES[name]
     except KeyError:
         raise KeyError(f"unknown task type {name!r}; known types: {', '.join(sorted(TASK_TYPES))}") from None
+
+
+class ConfiguredTask(Protocol):
+    """What ``task_type_for`` reads of a ``ftassets.config.ResolvedTask`` (not imported: config imports tasks)."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def config(self) -> Any: ...
+
+
+def task_type_for(task: ConfiguredTask, labels: Sequence[str] | None = None) -> TaskType:
+    """The task's type configured by its ``params`` (synthetic unless the task has a ``source``), with ``labels``
+    when the label set comes from the data (``labels_from_rows`` at dataset time)."""
+    bound = get_task_type(task.type).bind(task.config.params, synthetic=getattr(task.config, "source", None) is None)
+    return bound.with_labels(labels) if labels is not None else bound

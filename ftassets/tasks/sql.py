@@ -310,6 +310,8 @@ class SqlTask(TaskType):
     default_max_new_tokens = 128
     label_field = "query_type"
     allowed_params = frozenset({"max_joins"})
+    source_schemas = ()
+    """None: the queries are executed against the shipped schema, which the user's rows do not describe."""
 
     def validate_params(self, params: dict[str, Any]) -> list[str]:
         problems = super().validate_params(params)

@@ -11,7 +11,14 @@ import re
 from typing import Any
 
 from ftassets.tasks import _vocab as vocab
-from ftassets.tasks._scoring import ROUGE_TYPES, first_line, score_generations, zero_metrics
+from ftassets.tasks._scoring import (
+    ROUGE_TYPES,
+    first_line,
+    generation_metric_problems,
+    score_chosen_generations,
+    whole_text,
+    zero_metrics,
+)
 from ftassets.tasks.base import Scored, TaskType
 
 FACILITIES = ("bakery", "factory", "warehouse", "office", "store", "clinic", "hotel", "workshop")
@@ -177,9 +184,19 @@ class SummarizationTask(TaskType):
     default_primary_metric = "rougeL"
     default_prompt_template = "Summarize the document in one sentence.\nDocument: {document}"
     default_max_new_tokens = 64
+    answer_field = "summary"
+    allowed_params = frozenset({"metrics"})
+    source_schemas = ("fields", "prompt_completion", "preference")
+
+    def configure(self) -> None:
+        if "metrics" in self.params:
+            self.metric_names = (*self.params["metrics"], "parse_failures")
+
+    def validate_params(self, params: dict[str, Any]) -> list[str]:
+        return super().validate_params(params) + generation_metric_problems(params, self.metric_names[:-1])
 
     def generate(self, count: int, rng: random.Random, params: dict[str, Any]) -> list[dict[str, Any]]:
-        self.check_params(params)
+        self.bind(params, synthetic=True)
         records = []
         for _ in range(count):
             event = rng.choice(sorted(EVENT_WRITERS))
@@ -202,20 +219,21 @@ class SummarizationTask(TaskType):
         return record["summary"]
 
     def parse(self, text: str, record: dict[str, Any]) -> str | None:
-        return first_line(text)
+        """The first line for the one-sentence synthetic summaries; the whole text for the user's own."""
+        return first_line(text) if self.synthetic else whole_text(text)
 
     def score(self, records: list[dict[str, Any]], predictions: list[str]) -> Scored:
         parsed = [self.parse(text, record) for record, text in zip(records, predictions, strict=True)]
         if not records:
             return Scored(zero_metrics(self.metric_names), [])
-        metrics, rouge = score_generations(parsed, [self.reference(record) for record in records])
-        per_example = [
-            {"parsed": answer, "correct": scores["rougeL"], **scores} for answer, scores in zip(parsed, rouge)
-        ]
-        return Scored(metrics, per_example)
+        references = [self.reference(record) for record in records]
+        return Scored(*score_chosen_generations(parsed, references, self.metric_names))
 
     def rejected(self, record: dict[str, Any], rng: random.Random) -> str:
-        """The reference summary with its place or its number replaced by another one."""
+        """The row's own rejected summary (a preference row), else the reference summary with its place or its
+        number replaced by another one."""
+        if stored := self.stored_rejected(record):
+            return stored
         summary = self.reference(record)
         town, number = str(record.get("where", "")), str(record.get("number", ""))
         if town in vocab.TOWNS and town in summary and (rng.random() < 0.5 or not number.isdigit()):
