@@ -11,7 +11,8 @@ import pytest
 from fakes.openai_v1 import FakeOpenAI, words
 from helpers import edit_yaml
 
-from ftassets.config import ConfigError, load_project_config
+from ftassets.config import ConfigError, ResolvedTask, load_project_config
+from ftassets.config.schemas import TaskConfig
 from ftassets.config.sources import TeacherSource
 from ftassets.data.sources.teacher import PROMPTS, TeacherError, generate_rows
 from ftassets.endpoints import MissingCredentials
@@ -75,6 +76,17 @@ def fake(monkeypatch):
 def project(config_dir):
     edit_yaml(config_dir / "models.yaml", lambda d: d["bases"].update({"teacher": teacher_base()}))
     return load_project_config(config_dir)
+
+
+def own_data_task(task_type: str, source: TeacherSource, template: str, **config) -> ResolvedTask:
+    """A task whose rows come from the teacher, as the loader resolves one."""
+    return ResolvedTask(
+        name=f"own-{task_type}",
+        config=TaskConfig(type=task_type, source={"teacher": source.model_dump()}, **config),
+        prompt_template=template,
+        primary_metric="accuracy",
+        max_new_tokens=64,
+    )
 
 
 def generate(project, tmp_path, log=None, **teacher):
@@ -240,3 +252,48 @@ def test_sql_rows_carry_the_schema_and_must_run(project, tmp_path, monkeypatch):
     ]
     assert all(set(row) == {"question", "schema", "query", "_origin"} and row["schema"] for row in result.rows)
     assert result.usage["rejected_items"] == {"query does not run on the schema": 1}
+
+
+def test_chat_rows_are_conversations_ending_with_the_answer(project, tmp_path, monkeypatch):
+    from ftassets.tasks import TASK_TYPES
+
+    if "chat" not in TASK_TYPES:
+        pytest.skip("the chat task type is not registered in this tree")
+    conversation = [{"role": "user", "content": "Where is my parcel?"}, {"role": "assistant", "content": "On its way."}]
+    rows = [
+        {"messages": conversation},
+        {"messages": [{"role": "user", "content": "Hi"}]},
+        {"messages": "Hello there"},
+        {"messages": [{"role": "user", "content": "Can I return shoes?"}, {"role": "assistant", "content": "Yes."}]},
+    ]
+    source = TeacherSource(base="teacher", count=1, budget_usd=10.0, few_shot=1)
+    task = own_data_task("chat", source, "{messages}")
+    with FakeOpenAI(lambda body: json.dumps({"rows": rows})) as server:
+        monkeypatch.setenv("TEACHER_BASE_URL", server.base_url)
+        monkeypatch.setenv("TEACHER_KEY", "k")
+        result = generate_rows(project, task, source, [{"messages": conversation}], tmp_path, lambda line: None)
+        user = json.loads(server.chat_requests()[0]["body"])["messages"][-1]["content"]
+
+    assert '"role": "user" or "assistant"' in user and "Where is my parcel?" in user
+    assert [row["messages"][0]["content"] for row in result.rows] == ["Can I return shoes?"]
+    assert result.usage["rejected_items"] == {
+        "duplicate of a seed row or an earlier row": 1,
+        "field 'messages' is not a list of turns": 1,
+        "the conversation must end with the assistant's answer": 1,
+    }
+
+
+def test_a_label_given_by_an_alias_or_in_another_case_becomes_the_declared_label(project, tmp_path, monkeypatch):
+    source = TeacherSource(base="teacher", count=2, budget_usd=10.0)
+    task = own_data_task(
+        "classification", source, "{text}", params={"labels": ["spam", "ham"], "aliases": {"junk": "spam"}}
+    )
+    rows = [{"text": "Win a prize now", "label": "JUNK"}, {"text": "Lunch at noon?", "label": "Ham"}]
+    with FakeOpenAI(lambda body: json.dumps({"rows": rows})) as server:
+        monkeypatch.setenv("TEACHER_BASE_URL", server.base_url)
+        monkeypatch.setenv("TEACHER_KEY", "k")
+        result = generate_rows(project, task, source, [], tmp_path, lambda line: None)
+        user = json.loads(server.chat_requests()[0]["body"])["messages"][-1]["content"]
+
+    assert 'exactly one of "spam", "ham"' in user
+    assert [row["label"] for row in result.rows] == ["spam", "ham"]

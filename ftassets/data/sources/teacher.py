@@ -54,6 +54,8 @@ class GenerationPrompt:
     """The answer allowance per row (``max_tokens`` = rows_per_request x this)."""
     check: Callable[[dict[str, Any]], str | None] = lambda record: None
     """A problem beyond the task type's own validation, or None."""
+    turns: tuple[str, ...] = ()
+    """Keys holding a list of ``{"role", "content"}`` turns instead of text."""
 
 
 def _answer_in_context(record: dict[str, Any]) -> str | None:
@@ -117,6 +119,15 @@ PROMPTS: dict[str, dict[str, GenerationPrompt]] = {
             row='"document" is a news-style paragraph of 4 to 8 sentences and "summary" is one sentence that states '
             "its key facts.",
             tokens_per_row=300,
+        )
+    },
+    "chat": {
+        "v1": GenerationPrompt(
+            keys=("messages",),
+            row='"messages" is a conversation, a list of {{"role": "user" or "assistant", "content": text}} turns: '
+            "one to three user turns, each answered by the assistant, ending with the assistant's answer.",
+            tokens_per_row=300,
+            turns=("messages",),
         )
     },
     "sql": {
@@ -268,13 +279,14 @@ def _teacher_target(project: ProjectConfig, base: str) -> ApiTarget:
 
 
 def _prompt_context(task: ResolvedTask, seed_rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The values a prompt may name: the classification label set and the SQL schema."""
+    """The values a prompt may name: the classification label set (and its aliases) and the SQL schema."""
     context: dict[str, Any] = {}
     if task.type == "classification":
         from ftassets.tasks.classification import LABELS
 
         declared = getattr(task.config, "labels", None) or task.config.params.get("labels")
         context["labels"] = list(declared or dict.fromkeys(row["label"] for row in seed_rows) or LABELS)
+        context["aliases"] = dict(task.config.params.get("aliases") or {})
     if task.type == "sql":
         from ftassets.tasks.sql import schema_text
 
@@ -404,9 +416,14 @@ def _record(
     """One answered item as a record of the task type, or the reason it is dropped."""
     if not isinstance(item, dict):
         return {}, "item is not a JSON object"
-    record = {}
+    record: dict[str, Any] = {}
     for key in prompt.keys:
         value = item.get(key)
+        if key in prompt.turns:
+            if not isinstance(value, list) or not all(isinstance(turn, dict) for turn in value):
+                return {}, f"field {key!r} is not a list of turns"
+            record[key] = [{"role": turn.get("role"), "content": turn.get("content")} for turn in value]
+            continue
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)
         if value is not None and not isinstance(value, str):
@@ -415,7 +432,9 @@ def _record(
     if "schema" in context:
         record["schema"] = context["schema"]
     if "labels" in context and record.get("label"):
-        label = next((label for label in context["labels"] if label.lower() == record["label"].lower()), None)
+        phrase = " ".join(record["label"].lower().split())
+        names = {" ".join(name.lower().split()): label for name, label in context["aliases"].items()}
+        label = (names | {" ".join(label.lower().split()): label for label in context["labels"]}).get(phrase)
         if label is None:
             return {}, f"label not one of {context['labels']}"
         record["label"] = label
