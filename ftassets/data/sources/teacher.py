@@ -200,50 +200,54 @@ def generate_rows(
     rejected: Counter[str] = Counter()
     usage = {"requests": 0, "cached_requests": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": 0.0}
     dearest, client, stopped_because = 0.0, None, "max_requests"
-    for n in range(teacher.max_requests + 1):
-        if len(rows) >= teacher.count:
-            stopped_because = "count reached"
-            break
-        if n == teacher.max_requests:
-            break
-        request = _request(task, teacher, prompt, target, context, seed_rows, n)
-        cache_path = cache_dir / f"{_request_hash(target, request, n)}.json"
-        if cache_path.exists():
-            response = json.loads(cache_path.read_text(encoding="utf-8"))["response"]
-            usage["cached_requests"] += 1
-        else:
-            estimate = dearest or _first_estimate(target, request)
-            if usage["cost_usd"] + estimate > teacher.budget_usd:
-                stopped_because = "budget"
-                log(
-                    f"teacher {teacher.base}: stopping before request {n}: ${usage['cost_usd']:.4f} spent + "
-                    f"${estimate:.4f} estimated would exceed the budget of ${teacher.budget_usd:g}"
-                )
+    try:
+        for n in range(teacher.max_requests + 1):
+            if len(rows) >= teacher.count:
+                stopped_because = "count reached"
                 break
-            client = client or openai_client(target)
-            response = _complete(client, project, teacher.base, target, request)
-            _write_atomically(cache_path, {"request": request, "response": response})
-            cost = _cost(target, response.get("usage") or {})
-            dearest = max(dearest, cost)
-            usage["prompt_tokens"] += (response.get("usage") or {}).get("prompt_tokens") or 0
-            usage["completion_tokens"] += (response.get("usage") or {}).get("completion_tokens") or 0
-            usage["cost_usd"] += cost
-        usage["requests"] += 1
-        items = _items(response)
-        if items is None:
-            rejected["response is not a JSON object with a rows list"] += 1
-            log(f"teacher {teacher.base}: request {n} answered no JSON rows; asking again")
-            continue
-        for m, item in enumerate(items):
-            record, problem = _record(task_type, task, prompt, context, item, seen)
-            if problem:
-                rejected[problem] += 1
-            elif len(rows) < teacher.count:
-                seen.add(_dedup_key(task_type, task, record))
-                rows.append({**record, "_origin": f"teacher:{n}:{m}"})
-        log(f"teacher {teacher.base}: request {n}: {len(rows)}/{teacher.count} rows, ${usage['cost_usd']:.4f} spent")
-    if client is not None:
-        client.close()
+            if n == teacher.max_requests:
+                break
+            request = _request(task, teacher, prompt, target, context, seed_rows, n)
+            cache_path = cache_dir / f"{_request_hash(target, request, n)}.json"
+            if cache_path.exists():
+                response = json.loads(cache_path.read_text(encoding="utf-8"))["response"]
+                usage["cached_requests"] += 1
+            else:
+                estimate = dearest or _first_estimate(target, request)
+                if usage["cost_usd"] + estimate > teacher.budget_usd:
+                    stopped_because = "budget"
+                    log(
+                        f"teacher {teacher.base}: stopping before request {n}: ${usage['cost_usd']:.4f} spent + "
+                        f"${estimate:.4f} estimated would exceed the budget of ${teacher.budget_usd:g}"
+                    )
+                    break
+                client = client or openai_client(target)
+                response = _complete(client, project, teacher.base, target, request)
+                _write_atomically(cache_path, {"request": request, "response": response})
+                cost = _cost(target, response.get("usage") or {})
+                dearest = max(dearest, cost)
+                usage["prompt_tokens"] += (response.get("usage") or {}).get("prompt_tokens") or 0
+                usage["completion_tokens"] += (response.get("usage") or {}).get("completion_tokens") or 0
+                usage["cost_usd"] += cost
+            usage["requests"] += 1
+            items = _items(response)
+            if items is None:
+                rejected["response is not a JSON object with a rows list"] += 1
+                log(f"teacher {teacher.base}: request {n} answered no JSON rows; asking again")
+                continue
+            for m, item in enumerate(items):
+                record, problem = _record(task_type, task, prompt, context, item, seen)
+                if problem:
+                    rejected[problem] += 1
+                elif len(rows) < teacher.count:
+                    seen.add(_dedup_key(task_type, task, record))
+                    rows.append({**record, "_origin": f"teacher:{n}:{m}"})
+            log(
+                f"teacher {teacher.base}: request {n}: {len(rows)}/{teacher.count} rows, ${usage['cost_usd']:.4f} spent"
+            )
+    finally:
+        if client is not None:
+            client.close()
     usage["cost_usd"] = round(usage["cost_usd"], 6)
     usage["rejected_items"] = dict(sorted(rejected.items()))
     return TeacherResult(
