@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +15,8 @@ from ftassets.backends.base import ModelBackend
 from ftassets.config import ResolvedTask
 from ftassets.config.schemas import EvaluationSettings
 from ftassets.evaluation.significance import compare_rows, latency_summary, metric_intervals
-from ftassets.tasks import get_task_type
-from ftassets.training.tokenize import chat_messages
+from ftassets.tasks import task_type_for
+from ftassets.training.tokenize import prompt_messages
 
 IDENTITY_COLUMNS = ["model", "variant", "status"]
 TIMING_COLUMNS = [
@@ -56,16 +56,23 @@ def evaluate_variant(
     variant: str,
     settings: EvaluationSettings | None = None,
     log: Callable[[str], None] | None = None,
+    labels: Sequence[str] | None = None,
 ) -> VariantEvaluation:
     """Generate an answer for every test row, parse and score it with bootstrap intervals, time it and cost it;
     ``log``, when given, receives a progress line before generating and one after scoring.
 
     An API row's cost is what its calls cost (usage x the deployment's pricing); a local row's is its measured
-    seconds times the configured price of its device per hour (``evaluation.price_per_device_hour_usd``)."""
+    seconds times the configured price of its device per hour (``evaluation.price_per_device_hour_usd``).
+
+    ``labels``: a classification task's label set when it comes from the data (the dataset's
+    ``labels_from_rows``); without it, the labels of the test rows. A row's conversation is its ``messages`` when
+    it has them, else its prompt as one user turn."""
     settings = settings or EvaluationSettings()
-    task_type = get_task_type(task.type)
+    task_type = task_type_for(task, labels)
+    if labels is None and task_type.label_field and getattr(task_type, "labels", ()) is None:
+        task_type = task_type.with_labels(sorted({row[task_type.label_field] for row in test_rows}))
     progress = log or (lambda line: None)
-    conversations = [chat_messages(row["prompt"], system_prompt=task.config.system_prompt) for row in test_rows]
+    conversations = [prompt_messages(row, task.config.system_prompt) for row in test_rows]
     progress(f"{model} {variant}: examples 0/{len(test_rows)}, generating")
     start = time.perf_counter()
     generations = backend.generate(conversations, task.max_new_tokens)
@@ -162,7 +169,7 @@ def comparison_table(task: ResolvedTask, model_names: list[str], evaluations: di
 
     ``delta_<primary metric>`` is each fine-tuned row's gain over its own base row.
     """
-    metric_names = list(get_task_type(task.type).metric_names)
+    metric_names = list(task_type_for(task).metric_names)
     metric_columns = [
         c for m in metric_names for c in ((m,) if m == "parse_failures" else (m, f"{m}_ci_low", f"{m}_ci_high"))
     ]
@@ -214,7 +221,7 @@ def summary_columns(task: ResolvedTask, table: pd.DataFrame) -> list[str]:
     """The columns a reader scans first: metrics (the primary one with its interval), the gain over base and
     whether it is significant, latency percentiles and cost; the full table keeps everything."""
     primary = task.primary_metric
-    metrics = list(get_task_type(task.type).metric_names)
+    metrics = list(task_type_for(task).metric_names)
     wanted = (
         IDENTITY_COLUMNS
         + [primary, f"{primary}_ci_low", f"{primary}_ci_high"]

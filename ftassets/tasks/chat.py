@@ -57,7 +57,7 @@ class ChatTask(TaskType):
 
     def generate(self, count: int, rng: random.Random, params: dict[str, Any]) -> list[dict[str, Any]]:
         raise ValueError(
-            "task type 'chat' has no synthetic generator: give the task a `source` with the conversations, e.g. "
+            "task type 'chat' has no synthetic generator: a chat task needs a `source` with the conversations, e.g. "
             "source: {path: data/chats.jsonl, format: chat}"
         )
 

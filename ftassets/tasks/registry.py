@@ -34,11 +34,14 @@ class ConfiguredTask(Protocol):
     def type(self) -> str: ...
 
     @property
-    def config(self) -> Any: ...
+    def config(self) -> Any:
+        """A ``TaskConfig``: ``params`` and ``source`` are read (a task without them has the type's defaults)."""
 
 
 def task_type_for(task: ConfiguredTask, labels: Sequence[str] | None = None) -> TaskType:
     """The task's type configured by its ``params`` (synthetic unless the task has a ``source``), with ``labels``
     when the label set comes from the data (``labels_from_rows`` at dataset time)."""
-    bound = get_task_type(task.type).bind(task.config.params, synthetic=getattr(task.config, "source", None) is None)
+    config = getattr(task, "config", None)
+    params, source = getattr(config, "params", None) or {}, getattr(config, "source", None)
+    bound = get_task_type(task.type).bind(params, synthetic=source is None)
     return bound.with_labels(labels) if labels is not None else bound

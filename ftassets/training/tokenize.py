@@ -29,6 +29,26 @@ def chat_messages(prompt: str, answer: str | None = None, system_prompt: str | N
     return messages
 
 
+def prompt_messages(row: dict, system_prompt: str | None = None) -> list[dict[str, str]]:
+    """The conversation a stored row shows the model: its ``messages`` (without a final assistant answer) when it
+    has them, else its ``prompt`` as one user turn; the row's own ``system`` text, else ``system_prompt``, leads
+    when the conversation has no system turn."""
+    system = row.get("system") or system_prompt
+    if "messages" not in row:
+        return chat_messages(row["prompt"], system_prompt=system)
+    messages = [{"role": m["role"], "content": m["content"]} for m in row["messages"]]
+    if messages and messages[-1]["role"] == "assistant":
+        messages = messages[:-1]
+    if system and not any(m["role"] == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": system})
+    return messages
+
+
+def is_conversation_row(row: dict) -> bool:
+    """Whether a stored row needs ``tokenize_conversations`` (its own turns or system text)."""
+    return "messages" in row or bool(row.get("system"))
+
+
 def encode_chats(tokenizer, conversations: list[list[dict[str, str]]], add_generation_prompt: bool) -> list[list[int]]:
     """Token ids of each conversation rendered with the tokenizer's chat template."""
     if not tokenizer.chat_template:
@@ -126,8 +146,65 @@ def tokenize_examples(
         rows["input_ids"].append(input_ids)
         rows["labels"].append(labels)
 
-    lengths = [len(ids) for ids in rows["input_ids"]]
-    stats = {
+    return Dataset.from_dict(rows), _stats(rows["input_ids"], truncated, all_masked, answer_tokens)
+
+
+def tokenize_conversations(
+    tokenizer, conversations: list[list[dict[str, str]]], max_length: int, loss_on: str = "all_assistant_turns"
+) -> tuple[Dataset, dict]:
+    """Columns ``input_ids`` and ``labels`` of whole conversations (each ending with an assistant turn), truncated
+    to ``max_length`` from the right: labels are -100 except on the assistant turns' tokens, each through its
+    end-of-turn token; on every assistant turn (``all_assistant_turns``) or only the final one (``last_turn``).
+
+    Each turn is located by rendering the conversation before it with the generation prompt, which must be a
+    prefix of the whole conversation's ids (as in ``tokenize_examples``)."""
+    if loss_on not in ("all_assistant_turns", "last_turn"):
+        raise ValueError(f"loss_on must be 'all_assistant_turns' or 'last_turn', got {loss_on!r}")
+    for index, conversation in enumerate(conversations):
+        if not conversation or conversation[-1]["role"] != "assistant":
+            raise ValueError(f"conversation {index} does not end with an assistant turn")
+    turns = [
+        [k for k, m in enumerate(conv) if m["role"] == "assistant"][-1 if loss_on == "last_turn" else 0 :]
+        for conv in conversations
+    ]
+    full_ids = encode_chats(tokenizer, conversations, add_generation_prompt=False)
+    prefix_ids = iter(encode_chats(tokenizer, [conv[:k] for conv, ks in zip(conversations, turns) for k in ks], True))
+    specials = special_token_ids(tokenizer)
+
+    rows: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
+    truncated = all_masked = answer_tokens = 0
+    for index, (conversation, ids, assistant_turns) in enumerate(zip(conversations, full_ids, turns)):
+        labels = [IGNORE_INDEX] * len(ids)
+        last_end = 0
+        for k in assistant_turns:
+            prefix = next(prefix_ids)
+            completion, end = _split_completion(prefix, ids, specials, tokenizer)
+            if end is None:
+                raise ValueError(
+                    f"conversation {index}, turn {k}: the chat template emits no special end-of-turn token after "
+                    f"the assistant's answer: {tokenizer.decode(completion)!r}"
+                )
+            answer = conversation[k]["content"]
+            if answer.strip() not in tokenizer.decode(completion[:end]):
+                raise ValueError(
+                    f"conversation {index}, turn {k}: the chat template changed the answer {answer!r} into "
+                    f"{tokenizer.decode(completion[:end])!r}"
+                )
+            labels[len(prefix) : len(prefix) + end] = completion[:end]
+            last_end = len(prefix) + end
+        input_ids, labels = ids[:last_end][:max_length], labels[:last_end][:max_length]
+        labelled = sum(label != IGNORE_INDEX for label in labels)
+        truncated += last_end > max_length
+        all_masked += labelled == 0
+        answer_tokens += labelled
+        rows["input_ids"].append(input_ids)
+        rows["labels"].append(labels)
+    return Dataset.from_dict(rows), _stats(rows["input_ids"], truncated, all_masked, answer_tokens)
+
+
+def _stats(input_ids: list[list[int]], truncated: int, all_masked: int, answer_tokens: int) -> dict:
+    lengths = [len(ids) for ids in input_ids]
+    return {
         "examples": len(lengths),
         "truncated": truncated,
         "all_masked": all_masked,
@@ -136,7 +213,6 @@ def tokenize_examples(
         "max_length": max(lengths, default=0),
         "mean_length": sum(lengths) / len(lengths) if lengths else 0.0,
     }
-    return Dataset.from_dict(rows), stats
 
 
 def save_tokenized(out_dir: Path, splits: dict[str, Dataset]) -> None:
