@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -26,7 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--verbose", action="store_true", help="show Dagster's INFO logs")
     run.add_argument("--config-dir", help="configuration folder (default: $FTASSETS_CONFIG_DIR or ./configs)")
-    validate = commands.add_parser("validate", help="load and cross-check configs/*.yaml")
+    validate = commands.add_parser(
+        "validate", help="load and cross-check configs/*.yaml and read each task's own data: counts, labels, problems"
+    )
     validate.add_argument("--config-dir")
     commands.add_parser("recover", help="mark runs whose process was killed as failed and free their gpu pool slots")
     sync = commands.add_parser(
@@ -44,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _validate() -> int:
+    """Load and cross-check the configuration, then read every task's own data as the dataset asset would (without
+    writing or training, and without calling a teacher LLM): row counts per split, labels, and every problem."""
     from ftassets.config import load_project_config
 
     project = load_project_config()
@@ -51,7 +56,31 @@ def _validate() -> int:
         f"{project.config_dir}: {len(project.tasks)} tasks, {len(project.models)} model entries, "
         f"{len(project.recipes)} recipes: valid"
     )
-    return 0
+    failed = 0
+    for name, task in project.tasks.items():
+        source = task.config.source
+        if source is None:
+            continue
+        if source.teacher is not None:
+            teacher = source.teacher
+            print(
+                f"  {name}: teacher {teacher.base!r}, {teacher.count} rows, budget ${teacher.budget_usd:g} (not called)"
+            )
+            continue
+        from ftassets.data.user_data import build_splits_from_source
+
+        try:
+            with tempfile.TemporaryDirectory() as cache:
+                rows, facts = build_splits_from_source(project, task, Path(cache), lambda line: None)
+        except ValueError as error:
+            failed += 1
+            print(f"  {name}: INVALID\n    " + str(error).replace("\n", "\n    "))
+            continue
+        counts = ", ".join(f"{split} {len(split_rows)}" for split, split_rows in rows.items())
+        labels = f"; labels {facts['labels']}" if facts.get("labels") else ""
+        dropped = f"; {facts['duplicates_removed']} duplicate(s) removed" if facts["duplicates_removed"] else ""
+        print(f"  {name}: {facts['schema']} rows from {source.path or source.files}: {counts}{labels}{dropped}")
+    return 1 if failed else 0
 
 
 def _recover() -> int:

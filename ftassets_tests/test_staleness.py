@@ -2,8 +2,10 @@
 whose result it changes; the nightly refresh asks for exactly those; partitions where an asset does not apply
 read as settled, not missing. Each test works on a copy of the e2e world's instance and configs."""
 
+import contextlib
 import datetime
 import shutil
+import sqlite3
 
 import dagster as dg
 import pytest
@@ -21,10 +23,27 @@ TASK = "classification"
 DEFAULT = ("tiny-lora", "tiny-qlora", "tiny-dora", "tiny-full")
 
 
+def snapshot_dagster_home(source, target) -> None:
+    """A consistent copy of a Dagster home that other tests may be writing to: each SQLite database through
+    SQLite's backup API (its write-ahead log included), every other file as it is."""
+    for path in sorted(source.rglob("*")):
+        destination = target / path.relative_to(source)
+        if path.is_dir():
+            destination.mkdir(parents=True, exist_ok=True)
+        elif path.suffix == ".db":
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            with sqlite3.connect(path) as original, sqlite3.connect(destination) as copied:
+                original.backup(copied)
+        elif not path.name.endswith(("-wal", "-shm", "-journal")):
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):  # a compute log the other worker just removed
+                shutil.copy2(path, destination)
+
+
 @pytest.fixture
 def copy(world, tmp_path):
     """The world's Dagster instance copied, with its configs, for a test to edit (artifacts stay the world's)."""
-    shutil.copytree(world["dagster_home"], tmp_path / "dagster_home")
+    snapshot_dagster_home(world["dagster_home"], tmp_path / "dagster_home")
     shutil.copytree(REPO / "configs", tmp_path / "configs")
     instance = dg.DagsterInstance.from_config(str(tmp_path / "dagster_home"))
     yield dict(

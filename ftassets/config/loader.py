@@ -163,10 +163,10 @@ def _resolve_task(path: Path, name: str, task: TaskConfig) -> ResolvedTask:
         raise ConfigError(
             f"{where}.type: unknown task type {task.type!r}; known types: {', '.join(sorted(TASK_TYPES))}"
         )
-    task_type = TASK_TYPES[task.type]
-    problems = task_type.validate_params(task.params)
-    if problems:
-        raise ConfigError(f"{where}.params: " + "; ".join(problems))
+    try:
+        task_type = TASK_TYPES[task.type].bind(task.params, synthetic=task.source is None)
+    except ValueError as error:
+        raise ConfigError(f"{where}.params: {error}") from None
     primary = task.primary_metric or task_type.default_primary_metric
     if primary not in task_type.metric_names:
         raise ConfigError(

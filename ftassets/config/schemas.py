@@ -71,6 +71,10 @@ class TaskConfig(_Strict):
             raise ValueError("a synthetic task (no `source`) needs `sizes` (train, validation, test)")
         if self.source is not None and "checks" not in self.model_fields_set:
             object.__setattr__(self, "checks", OWN_DATA_CHECKS)
+        if self.labels is not None:
+            if "labels" in self.params and list(self.params["labels"]) != list(self.labels):
+                raise ValueError("`labels` and `params.labels` differ; give the labels once")
+            object.__setattr__(self, "params", {**self.params, "labels": list(self.labels)})
         return self
 
     @property

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from ftassets.config import ResolvedTask
-from ftassets.tasks import TaskType, get_task_type
+from ftassets.tasks import TaskType, task_type_for
 
 SPLITS = ("train", "validation", "test")
 MAX_GENERATION_ROUNDS = 20
@@ -33,7 +33,7 @@ def build_splits(task: ResolvedTask) -> dict[str, list[dict[str, Any]]]:
     template), ``answer`` (the reference) and ``rejected`` (a plausible wrong answer, for preference
     training). Splits are disjoint by prompt by construction.
     """
-    task_type = get_task_type(task.type)
+    task_type = task_type_for(task)
     sizes = task.config.sizes
     wanted = sizes.train + sizes.validation + sizes.test
     rng = random.Random(task.config.seed)
@@ -73,7 +73,7 @@ def add_incoming(
     """Append accepted incoming rows (``ftassets/data/incoming.py``) to the train split, rendered like generated
     rows. The validation and test splits stay frozen, so evaluations before and after stay comparable; a row whose
     prompt is already in any split is skipped (no duplicates, no contamination)."""
-    task_type = get_task_type(task.type)
+    task_type = bound_type(task, splits)
     seen = {row["prompt"] for rows in splits.values() for row in rows}
     added, skipped = [], 0
     for record in records:
@@ -91,6 +91,15 @@ def add_incoming(
         "incoming_rows_added": len(added),
         "incoming_rows_skipped": skipped,
     }
+
+
+def bound_type(task: ResolvedTask, splits: dict[str, list[dict[str, Any]]]) -> TaskType:
+    """The task's type configured by its params and, for a labelled task with its own data, the labels its rows
+    hold (a synthetic task's labels come from its params)."""
+    task_type = task_type_for(task)
+    if task.config.source is None or task_type.label_field is None:
+        return task_type
+    return task_type.with_labels(sorted({row[task_type.label_field] for rows in splits.values() for row in rows}))
 
 
 def write_splits(directory: Path, splits: dict[str, list[dict[str, Any]]]) -> None:
@@ -120,7 +129,7 @@ class CheckOutcome:
 
 def check_splits(task: ResolvedTask, splits: dict[str, list[dict[str, Any]]]) -> list[CheckOutcome]:
     """The dataset quality gates: complete rows, label balance, no duplicates, no contamination, lengths."""
-    task_type = get_task_type(task.type)
+    task_type = bound_type(task, splits)
     return [
         _check_fields(task_type, splits),
         _check_balance(task, task_type, splits),
@@ -230,7 +239,7 @@ def length_stats(splits: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
 
 
 def label_distribution(task: ResolvedTask, splits: dict[str, list[dict]]) -> dict[str, dict[str, int]]:
-    label_field = get_task_type(task.type).label_field
+    label_field = bound_type(task, splits).label_field
     if label_field is None:
         return {}
     return {split: dict(sorted(Counter(row[label_field] for row in rows).items())) for split, rows in splits.items()}

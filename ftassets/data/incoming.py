@@ -22,7 +22,7 @@ from typing import Any
 
 from ftassets.artifacts import sha256_file
 from ftassets.config import ProjectConfig, ResolvedTask
-from ftassets.tasks import get_task_type
+from ftassets.tasks import task_type_for
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"
@@ -79,7 +79,7 @@ def ingest(project: ProjectConfig) -> list[IngestOutcome]:
 
 def validate_file(task: ResolvedTask, path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The file's rows, and every problem found: unparsable lines, missing fields, unusable answers."""
-    task_type = get_task_type(task.type)
+    task_type = task_type_for(task)
     rows, problems = [], []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -108,7 +108,7 @@ def validate_file(task: ResolvedTask, path: Path) -> tuple[list[dict[str, Any]],
 
 
 def _row_problems(task: ResolvedTask, row: dict[str, Any]) -> list[str]:
-    task_type = get_task_type(task.type)
+    task_type = task_type_for(task)
     try:
         problems = task_type.validate_record(row)
         if problems:

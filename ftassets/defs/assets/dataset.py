@@ -42,7 +42,7 @@ def build(partitions: ProjectPartitions) -> dg.AssetsDefinition:
             from ftassets.data.user_data import build_splits_from_source
 
             cache = store.root / "cache" / "teacher" / task.name
-            built, origin = build_splits_from_source(task, config.config_dir, cache, context.log.info)
+            built, origin = build_splits_from_source(config, task, cache, context.log.info)
         splits, incoming = data.add_incoming(task, built, accepted_rows(config, task.name))
         outcomes = data.check_splits(task, splits)
         counts = {name: len(rows) for name, rows in splits.items()}

@@ -43,6 +43,7 @@ def build(partitions: ProjectPartitions) -> dg.AssetsDefinition:
         from transformers import AutoTokenizer
 
         from ftassets.data.datasets import read_splits
+        from ftassets.tasks import task_type_for
         from ftassets.training.splits import tokenize_for_recipe
         from ftassets.training.tokenize import save_tokenized
 
@@ -57,7 +58,8 @@ def build(partitions: ProjectPartitions) -> dg.AssetsDefinition:
         tokenizer = AutoTokenizer.from_pretrained(store.path("base_model", base))
         splits = read_splits(store.path("dataset", task_name))
         system_prompt = config.tasks[task_name].config.system_prompt
-        tokenized, stats = tokenize_for_recipe(tokenizer, recipe, splits, system_prompt)
+        loss_on = task_type_for(config.tasks[task_name]).loss_on
+        tokenized, stats = tokenize_for_recipe(tokenizer, recipe, splits, system_prompt, loss_on=loss_on)
         all_masked = sum(s["all_masked"] for s in stats.values())
         directory = store.path("tokenized_splits", model, task_name)
         if all_masked:
