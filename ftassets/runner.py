@@ -128,6 +128,12 @@ class PipelineRunner:
                     f"{flag}: unknown {unknown}; defined in {self.project.config_dir}: {', '.join(known)}"
                 )
 
+    def materialize(self, asset: str, partition, force: bool = False) -> StepOutcome:
+        """One asset partition, if Dagster (or its artifact on disk) says it needs building: the outcome."""
+        report = RunReport()
+        self._step(report, asset, partition, force)
+        return report.outcomes[0]
+
     def needs(self, asset: str, partition) -> str | None:
         """Why ``asset[partition]`` must be built: Dagster's stale status, or an artifact that is not the one
         Dagster recorded (deleted, replaced behind its back, or a file of it missing, truncated or changed against
