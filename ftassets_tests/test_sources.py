@@ -461,3 +461,23 @@ def test_source_version_of_a_saved_dataset_and_of_split_files(tmp_path):
     write(tmp_path, "data/train.jsonl", [{"text": "a"}])
     write(tmp_path, "data/test.jsonl", [{"text": "b"}])
     assert [file["split"] for file in source_version(DataSource(path="data"), tmp_path)["files"]] == ["test", "train"]
+
+
+def test_an_empty_saved_dataset_and_a_split_mapping_to_nothing(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    Dataset.from_dict({"text": []}).save_to_disk(str(tmp_path / "empty"))
+    assert refusal(tmp_path, path="empty").startswith(f"{WHERE}: empty: ")  # datasets 5.2 cannot load it back
+    DatasetDict(train=Dataset.from_list([{"text": "a"}])).save_to_disk(str(tmp_path / "dd"))
+    assert "split: test: dd has no split 'heldout'; it has train" in refusal(
+        tmp_path, path="dd", split={"test": "heldout"}
+    )
+
+
+def test_source_version_of_a_teacher_names_its_seed_file(tmp_path):
+    seed = write(tmp_path, "seed.jsonl", [{"text": "a"}])
+    teacher = {"base": "gpt", "count": 10, "budget_usd": 1.0, "seed_path": "seed.jsonl"}
+    version = source_version(DataSource(teacher=teacher), tmp_path, WHERE)
+    assert version["files"][0]["path"] == str(seed) and version["source"]["teacher"]["count"] == 10
+    with pytest.raises(DataSourceError, match=f"^{WHERE}: nope.jsonl: no such file"):
+        source_version(DataSource(teacher={**teacher, "seed_path": "nope.jsonl"}), tmp_path, WHERE)

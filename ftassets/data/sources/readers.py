@@ -110,11 +110,13 @@ def load_source(source: DataSource, config_dir: Path, where: str, *, max_line_by
     files = [{"split": key, **table.facts} for key, table in tables.items()]
 
     read = sum(len(table.records) for table in tables.values())
+    if not read:
+        raise DataSourceError(f"{where}: {source.path or ', '.join(source.files.values())} holds no rows; give it rows")
     if source.filter:
         for table in tables.values():
             table.records = _filtered(table.records, source.filter, where)
     after_filter = sum(len(table.records) for table in tables.values())
-    if read and not after_filter:
+    if not after_filter:
         raise DataSourceError(f"{where}: filter {source.filter!r} kept none of the {read} rows; loosen it")
     if source.split_column:
         tables = _by_split_column(tables, source, where, problems)
@@ -145,15 +147,16 @@ def load_source(source: DataSource, config_dir: Path, where: str, *, max_line_by
     return SourceRows(schema=schema_of(row_format), splits=splits, provenance=provenance)
 
 
-def source_version(source: DataSource, config_dir: Path) -> dict:
+def source_version(source: DataSource, config_dir: Path, where: str = "source") -> dict:
     """What identifies the source's data without reading it: its settings and each file's path, size and sha256
-    (cached), or a saved dataset's fingerprints. Raises ``DataSourceError`` when a file is missing."""
+    (cached), or a saved dataset's fingerprints. Raises ``DataSourceError`` (starting with ``where``) when a file
+    is missing."""
     settings = source.model_dump(mode="json")
     if source.teacher is not None:
         seed = source.teacher.seed_path
-        files = [_file_version(POOL, resolve_path(seed, config_dir))] if seed else []
+        files = [_file_version(POOL, _existing(seed, config_dir, where))] if seed else []
         return {"source": settings, "files": files}
-    location = _locate(source, config_dir, "source")
+    location = _locate(source, config_dir, where)
     if location[0] == "hf_disk":
         return {"source": settings, "hf_disk": {"path": str(location[1]), "fingerprints": _fingerprints(location[1])}}
     return {"source": settings, "files": [_file_version(key, path) for key, (path, _) in location[1].items()]}
