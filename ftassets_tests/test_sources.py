@@ -257,7 +257,7 @@ BAD_JSONL = {
     "alpaca without output": (
         [{"instruction": "x", "output": "y"}, {"instruction": "z"}],
         {"format": "alpaca"},
-        ["a.jsonl:line 2, column 'output'", "missing; a alpaca row needs instruction and output"],
+        ["a.jsonl:line 2, column 'output'", "missing; alpaca rows need instruction and output"],
     ),
     "empty field": (
         [{"instruction": "  ", "output": "y"}],

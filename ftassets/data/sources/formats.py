@@ -135,7 +135,7 @@ def _text(values: dict, name: str, origin: str, problems: Problems, row_format: 
         problems.add(
             "missing field",
             origin,
-            f"missing; a {row_format} row needs {needed} (map other column names with `columns`)",
+            f"missing; {row_format} rows need {needed} (map other column names with `columns`)",
             name,
         )
     elif not isinstance(value, str) and value is not None:
@@ -158,7 +158,7 @@ def _messages(row_format: str, values: dict, origin: str, problems: Problems) ->
     column = "messages" if row_format == "chat" else "conversations"
     turns = values.get(column)
     if column not in values:
-        problems.add("missing field", origin, f"missing; a {row_format} row needs {column}", column)
+        problems.add("missing field", origin, f"missing; {row_format} rows need {column}", column)
         return []
     if not isinstance(turns, list):
         problems.add("wrong type", origin, f"a {type(turns).__name__}, not a list of turns", column)
