@@ -119,29 +119,22 @@ def write_project(root) -> None:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, tiny_base_dir):
+def project(tmp_path_factory, world):
+    """The six tasks over files written here, and the shipped `tiny-lora` (the embedded base, which the e2e world
+    has built, and the shipped lora recipe)."""
     root = tmp_path_factory.mktemp("own_data")
     (root / "configs").mkdir()
     write_project(root)
+    base = world["home"] / "artifacts" / "base_model" / "tiny"
     (root / "configs" / "models.yaml").write_text(
         yaml.safe_dump(
             {
-                "bases": {"tiny": {"source": "huggingface", "id": str(tiny_base_dir)}},
+                "bases": {"tiny": {"source": "huggingface", "id": str(base)}},
                 "models": {"tiny-lora": {"base": "tiny", "recipe": "lora"}},
             }
         )
     )
-    recipe = {
-        "method": "lora",
-        "epochs": 6,
-        "learning_rate": 5e-3,
-        "batch_size": 16,
-        "max_seq_length": 128,
-        "lr_scheduler": "constant",
-        "eval_steps": 1000,
-        "save_steps": 1000,
-        "lora": {"r": 16, "alpha": 32},
-    }
+    recipe = yaml.safe_load((REPO / "configs" / "experiments.yaml").read_text())["recipes"]["lora"]
     (root / "configs" / "experiments.yaml").write_text(
         yaml.safe_dump(
             {

@@ -175,10 +175,10 @@ def _resolve_task(path: Path, name: str, task: TaskConfig) -> ResolvedTask:
         )
     template = task.prompt_template or task_type.default_prompt_template
     used = {field for _, field, _, _ in string.Formatter().parse(template) if field}
-    if unknown := used - set(task_type.fields):
+    if unknown := used - set(task_type.placeholders):
         raise ConfigError(
             f"{where}.prompt_template: unknown placeholder(s) {sorted(unknown)}; "
-            f"task type {task.type!r} provides: {', '.join('{' + f + '}' for f in task_type.fields)}"
+            f"task type {task.type!r} provides: {', '.join('{' + f + '}' for f in task_type.placeholders)}"
         )
     return ResolvedTask(
         name=name,

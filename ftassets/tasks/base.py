@@ -135,8 +135,16 @@ class TaskType(ABC):
             problems.append("reference answer is empty")
         return problems
 
+    @property
+    def placeholders(self) -> tuple[str, ...]:
+        """What a prompt template may name: the record's fields, plus values the configured type provides."""
+        return self.fields
+
+    def template_values(self, record: dict[str, Any]) -> dict[str, Any]:
+        return {name: record[name] for name in self.fields}
+
     def render_prompt(self, record: dict[str, Any], template: str) -> str:
-        return template.format(**{name: record[name] for name in self.fields})
+        return template.format(**self.template_values(record))
 
     def from_source_row(self, row: dict[str, Any], schema: str) -> dict[str, Any]:
         """A record of this type from a canonical row of the user's data (``_origin`` kept, and ``rejected`` when

@@ -250,6 +250,10 @@ def _hard_review(label: str, domain: str, subject: str, rng: random.Random) -> s
 REVIEW_WRITERS = {"easy": _easy_review, "medium": _medium_review, "hard": _hard_review}
 
 
+OWN_DATA_PROMPT_TEMPLATE = "{text}\nLabel ({labels}):"
+"""The default prompt of a classification task with its own data: the text, then the labels to choose from."""
+
+
 class ClassificationTask(TaskType):
     name = "classification"
     fields = ("text",)
@@ -268,6 +272,7 @@ class ClassificationTask(TaskType):
     )
     default_primary_metric = "accuracy"
     default_prompt_template = "Review: {text}\nIs this review positive, negative or neutral?"
+    """The synthetic reviews' template; a task with its own data defaults to ``OWN_DATA_PROMPT_TEMPLATE``."""
     default_max_new_tokens = 8
     label_field = "label"
     answer_field = "label"
@@ -282,8 +287,18 @@ class ClassificationTask(TaskType):
     def configure(self) -> None:
         declared = self.params.get("labels")
         self.labels = tuple(declared) if declared else (LABELS if self.synthetic else None)
+        if not self.synthetic:
+            self.default_prompt_template = OWN_DATA_PROMPT_TEMPLATE
         self.aliases = dict(self.params.get("aliases", {}))
         self._pattern = None
+
+    @property
+    def placeholders(self) -> tuple[str, ...]:
+        return (*self.fields, "labels")
+
+    def template_values(self, record: dict[str, Any]) -> dict[str, Any]:
+        """The record's text, and ``{labels}``: the task's label set, so a prompt can name the answers it expects."""
+        return {**super().template_values(record), "labels": ", ".join(self.labels or LABELS)}
 
     def with_labels(self, labels: Sequence[str]) -> ClassificationTask:
         if self.params.get("labels") or self.synthetic:
