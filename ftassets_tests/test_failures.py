@@ -2,6 +2,8 @@
 or recorded, and fails again on the next run until its input changes; an artifact whose files no longer match
 its manifest is rebuilt."""
 
+import json
+
 import dagster as dg
 import pytest
 import yaml
@@ -119,3 +121,31 @@ def test_a_damaged_artifact_file_is_noticed_and_rebuilt(project, damage):
     assert why and "test.jsonl" in why, why
     assert again.materialize("dataset", TASK).status == "ran"
     assert path.read_bytes() == content and again.needs("dataset", TASK) is None
+
+
+BAD_FILES = {
+    "not JSON": ('{"text": "fine", "label": "a"}\n{"text": "broken"\n', "line 2"),
+    "empty field": ('{"text": "fine", "label": "a"}\n{"text": "  ", "label": "b"}\n', "line 2"),
+    "missing column": ('{"text": "fine", "label": "a"}\n{"label": "b"}\n', "line 2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_a_bad_data_file_is_refused_naming_file_and_line_and_the_previous_dataset_stays(project, case):
+    """A task over the user's JSONL: a good file builds; the same file made bad is refused by the dataset asset with
+    the file and line named, and the last good dataset stays in place and current in Dagster."""
+    data = project["config_dir"] / "data"
+    data.mkdir()
+    rows = [{"text": f"item {i} {'alpha' if i % 2 else 'beta'}", "label": "a" if i % 2 else "b"} for i in range(40)]
+    (data / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    task = {"type": "classification", "source": {"path": "data/rows.jsonl", "format": "jsonl"}}
+    edit_yaml(project["config_dir"] / "tasks.yaml", lambda d: d["tasks"].update(mine=task))
+    assert runner(project).materialize("dataset", "mine").status == "ran"
+    store = ArtifactStore(project["home"])
+    good = read_manifest(store.path("dataset", "mine"))["fingerprint"]
+    content, where = BAD_FILES[case]
+    (data / "rows.jsonl").write_text(content)
+    outcome = runner(project).materialize("dataset", "mine")
+    assert outcome.status == "failed" and "rows.jsonl" in outcome.error and where in outcome.error, outcome.error
+    assert read_manifest(store.path("dataset", "mine"))["fingerprint"] == good
+    assert latest_version(project["instance"], "dataset", "mine") == good
