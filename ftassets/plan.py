@@ -75,7 +75,7 @@ def dataset_params(project: ProjectConfig, task: str) -> dict[str, Any]:
     from ftassets.data.incoming import accepted_version
 
     config = project.tasks[task].config
-    params = config.model_dump(mode="json", exclude=set(config.presentation_fields), exclude_none=True)
+    params = config.model_dump(mode="json", exclude={*config.presentation_fields, "over_length"}, exclude_none=True)
     if config.source is not None:
         from ftassets.data.sources import source_version
 
@@ -106,6 +106,7 @@ def tokenized_params(project: ProjectConfig, task: str, model: str) -> dict[str,
         "prompt_template": resolved.prompt_template,
         "system_prompt": resolved.config.system_prompt,
         "preference_pairs": recipe is not None and recipe.needs_reference_model,
+        **({"over_length": resolved.config.over_length} if resolved.config.over_length else {}),
     }
 
 

@@ -64,6 +64,9 @@ class TaskConfig(_Strict):
     max_new_tokens: PositiveInt | None = None
     params: dict[str, Any] = {}
     checks: DatasetChecks = DatasetChecks()
+    over_length: Literal["truncate", "drop"] | None = None
+    """Training rows longer than the recipe's ``max_seq_length``: cut from the right (``truncate``, the default) or
+    left out (``drop``); counted in ``tokenized_splits``' metadata either way."""
 
     @model_validator(mode="after")
     def _sizes_or_source(self) -> TaskConfig:

@@ -17,12 +17,17 @@ def tokenize_for_recipe(
     splits: dict[str, list[dict[str, Any]]],
     system_prompt: str | None,
     loss_on: str = "all_assistant_turns",
+    over_length: str = "truncate",
 ) -> tuple[dict[str, Any], dict[str, dict]]:
     """The train and validation splits rendered with the tokenizer's chat template (loss on answer tokens only,
     EOS kept), and for a method that needs a reference model the same prompts as preference pairs.
 
     A split with conversation rows (``messages``, or a row's own ``system`` text) is tokenized as conversations,
-    its loss on the assistant turns chosen by ``loss_on`` (the task type's ``loss_on``)."""
+    its loss on the assistant turns chosen by ``loss_on`` (the task type's ``loss_on``).
+
+    Rows longer than the recipe's ``max_seq_length`` are counted (``truncated``) and, by the task's
+    ``over_length`` policy, cut from the right (``truncate``) or left out (``drop``, counted as
+    ``dropped_over_length``); never silently."""
     tokenized, stats = {}, {}
     for name in TRAINING_SPLITS:
         rows = splits[name]
@@ -41,6 +46,12 @@ def tokenize_for_recipe(
                 recipe.max_seq_length,
                 system_prompt,
             )
+    for name in TRAINING_SPLITS:
+        cut = stats[name].pop("truncated_rows")
+        if over_length == "drop" and cut:
+            dropped = set(cut)
+            tokenized[name] = tokenized[name].select([i for i in range(len(tokenized[name])) if i not in dropped])
+            stats[name] |= {"dropped_over_length": len(cut), "examples": len(tokenized[name])}
     if recipe.needs_reference_model:
         from ftassets.training.dpo import preference_splits
 

@@ -125,6 +125,7 @@ def tokenize_examples(
 
     rows: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
     truncated = all_masked = answer_tokens = 0
+    cut: list[int] = []
     for index, (prompt, ids, answer) in enumerate(zip(prompt_ids, full_ids, answers)):
         completion, end = _split_completion(prompt, ids, specials, tokenizer)
         if end is None:
@@ -141,12 +142,16 @@ def tokenize_examples(
         labels = ([IGNORE_INDEX] * len(prompt) + completion[:end])[:max_length]
         labelled = sum(label != IGNORE_INDEX for label in labels)
         truncated += len(prompt) + end > max_length
+        if len(prompt) + end > max_length:
+            cut.append(index)
         all_masked += labelled == 0
         answer_tokens += labelled
         rows["input_ids"].append(input_ids)
         rows["labels"].append(labels)
 
-    return Dataset.from_dict(rows), _stats(rows["input_ids"], truncated, all_masked, answer_tokens)
+    return Dataset.from_dict(rows), _stats(rows["input_ids"], truncated, all_masked, answer_tokens) | {
+        "truncated_rows": cut
+    }
 
 
 def tokenize_conversations(
@@ -173,6 +178,7 @@ def tokenize_conversations(
 
     rows: dict[str, list[list[int]]] = {"input_ids": [], "labels": []}
     truncated = all_masked = answer_tokens = 0
+    cut: list[int] = []
     for index, (conversation, ids, assistant_turns) in enumerate(zip(conversations, full_ids, turns)):
         labels = [IGNORE_INDEX] * len(ids)
         last_end = 0
@@ -195,11 +201,15 @@ def tokenize_conversations(
         input_ids, labels = ids[:last_end][:max_length], labels[:last_end][:max_length]
         labelled = sum(label != IGNORE_INDEX for label in labels)
         truncated += last_end > max_length
+        if last_end > max_length:
+            cut.append(index)
         all_masked += labelled == 0
         answer_tokens += labelled
         rows["input_ids"].append(input_ids)
         rows["labels"].append(labels)
-    return Dataset.from_dict(rows), _stats(rows["input_ids"], truncated, all_masked, answer_tokens)
+    return Dataset.from_dict(rows), _stats(rows["input_ids"], truncated, all_masked, answer_tokens) | {
+        "truncated_rows": cut
+    }
 
 
 def _stats(input_ids: list[list[int]], truncated: int, all_masked: int, answer_tokens: int) -> dict:

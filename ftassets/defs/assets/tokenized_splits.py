@@ -59,7 +59,8 @@ def build(partitions: ProjectPartitions) -> dg.AssetsDefinition:
         splits = read_splits(store.path("dataset", task_name))
         system_prompt = config.tasks[task_name].config.system_prompt
         loss_on = task_type_for(config.tasks[task_name]).loss_on
-        tokenized, stats = tokenize_for_recipe(tokenizer, recipe, splits, system_prompt, loss_on=loss_on)
+        over_length = config.tasks[task_name].config.over_length or "truncate"
+        tokenized, stats = tokenize_for_recipe(tokenizer, recipe, splits, system_prompt, loss_on, over_length)
         all_masked = sum(s["all_masked"] for s in stats.values())
         directory = store.path("tokenized_splits", model, task_name)
         if all_masked:
@@ -81,6 +82,8 @@ def build(partitions: ProjectPartitions) -> dg.AssetsDefinition:
                 "stats": dg.MetadataValue.json(stats),
                 "train_tokens": stats["train"]["tokens"],
                 "truncated": sum(s["truncated"] for s in stats.values()),
+                "over_length": f"{over_length} (rows longer than max_seq_length {recipe.max_seq_length})",
+                "dropped_over_length": sum(s.get("dropped_over_length", 0) for s in stats.values()),
                 "chat_template": dg.MetadataValue.md(f"```jinja\n{tokenizer.chat_template}\n```"),
             },
             data_version=dg.DataVersion(version),
