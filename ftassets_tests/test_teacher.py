@@ -297,3 +297,43 @@ def test_a_label_given_by_an_alias_or_in_another_case_becomes_the_declared_label
 
     assert 'exactly one of "spam", "ham"' in user
     assert [row["label"] for row in result.rows] == ["spam", "ham"]
+
+
+def test_a_task_defined_in_yaml_gets_its_dataset_from_the_teacher_through_the_dataset_asset(fake, config_dir, tmp_path):
+    """The dataset asset of a task whose source is a teacher: rows generated, validated and split, the teacher's
+    usage and cost in the manifest; materialized again with the same cache, it pays nothing."""
+    import dagster as dg
+
+    from ftassets.artifacts import ArtifactStore, read_manifest
+    from ftassets.definitions import build_definitions
+    from ftassets.defs.observe import observe_configuration
+
+    edit_yaml(config_dir / "models.yaml", lambda d: d["bases"].update({"teacher": teacher_base()}))
+    task = {
+        "type": "classification",
+        "labels": ["positive", "negative", "neutral"],
+        "source": {"teacher": {"base": "teacher", "count": 30, "budget_usd": 50.0, "rows_per_request": 6}},
+    }
+    edit_yaml(config_dir / "tasks.yaml", lambda d: d["tasks"].update({"distilled": task}))
+    home = tmp_path / "home"
+    defs = build_definitions(config_dir, home)
+    with dg.instance_for_test() as instance:
+        observe_configuration(instance, load_project_config(config_dir))
+        job = defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey("dataset")])
+        manifests, requests = [], []
+        for _ in range(2):
+            result = job.execute_in_process(
+                partition_key="distilled",
+                instance=instance,
+                asset_selection=[dg.AssetKey("dataset")],
+                raise_on_error=False,
+            )
+            assert result.success, [e.message for e in result.all_events if e.is_failure]
+            manifests.append(read_manifest(ArtifactStore(home).path("dataset", "distilled")))
+            requests.append(len(fake.chat_requests()))
+    first, again = manifests
+    paid = requests[0]
+    assert sum(first["counts"].values()) == 30 and first["labels"] == ["positive", "negative", "neutral"]
+    assert first["teacher"]["usage"]["cost_usd"] > 0 and first["teacher"]["stopped_because"] == "count reached"
+    assert len(fake.chat_requests()) == paid and again["teacher"]["usage"]["cost_usd"] == 0, "served from the cache"
+    assert again["teacher"]["usage"]["cached_requests"] == first["teacher"]["usage"]["requests"]
