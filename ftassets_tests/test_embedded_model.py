@@ -153,7 +153,7 @@ def test_corpus_is_seeded_and_covers_chat_digits_and_casing():
 @pytest.mark.parametrize("polarity_words", [False, True])
 def test_corpus_holds_no_task_prompts(polarity_words):
     text = "\n".join(generate_corpus(3000, EmbeddedSpec().seed, render_chat, polarity_words=polarity_words))
-    for name, task in TASK_TYPES.items():
+    for name, task in ((name, task) for name, task in TASK_TYPES.items() if task.has_generator):
         prompts = {str(record[field]) for record in task.generate(200, random.Random(0), {}) for field in task.fields}
         assert prompts and not [prompt for prompt in prompts if len(prompt) >= 20 and prompt in text], name
 

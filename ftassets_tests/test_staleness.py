@@ -129,9 +129,9 @@ def test_the_nightly_refresh_asks_for_exactly_what_dagster_reports_stale(copy, m
     monkeypatch.setattr(schedules, "utc_now", lambda: datetime.datetime(2026, 12, 4, 2, 30, tzinfo=datetime.UTC))
     defs = build_definitions(copy["config_dir"], copy["home"])
     sensor = defs.resolve_sensor_def("nightly_stale_refresh")
-    with dg.build_sensor_context(instance=copy["instance"], definitions=defs) as context:
-        result = sensor(context)
-    assert context.cursor == "2026-12-04" and len(result.run_requests) == 1
+    with dg.build_sensor_context(instance=copy["instance"], definitions=defs, resources=defs.resources) as context:
+        result = sensor.evaluate_tick(context)
+    assert result.cursor == "2026-12-04" and len(result.run_requests) == 1
     requested = set(result.run_requests[0].asset_graph_subset.iterate_asset_partitions())
     cell = cell_key(TASK, "tiny-lora")
     expected = {
@@ -143,5 +143,7 @@ def test_the_nightly_refresh_asks_for_exactly_what_dagster_reports_stale(copy, m
     }
     expected |= {AssetKeyPartitionKey(dg.AssetKey("forgetting"), "tiny-lora")}
     assert requested == expected, requested
-    with dg.build_sensor_context(instance=copy["instance"], definitions=defs, cursor="2026-12-04") as context:
-        assert not sensor(context).run_requests, "once a night"
+    with dg.build_sensor_context(
+        instance=copy["instance"], definitions=defs, cursor="2026-12-04", resources=defs.resources
+    ) as context:
+        assert not sensor.evaluate_tick(context).run_requests, "once a night"
