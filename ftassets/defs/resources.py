@@ -3,7 +3,6 @@
 import contextlib
 import json
 import sys
-import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -297,18 +296,6 @@ class ParquetTableIOManager(dg.UPathIOManager):
 
     def load_from_path(self, context: dg.InputContext, path) -> pd.DataFrame:
         return pd.read_parquet(path)
-
-    def load_input(self, context: dg.InputContext):
-        """An input typed ``dict[str, DataFrame]`` gets ``{partition key: table}`` also when its
-        partition mapping yields one partition or none; UPathIOManager alone would pass the bare table or None."""
-        value = super().load_input(context)
-        if (
-            context.has_asset_partitions
-            and typing.get_origin(context.dagster_type.typing_type) is dict
-            and not isinstance(value, dict)
-        ):
-            return {} if value is None else {context.asset_partition_keys[0]: value}
-        return value
 
 
 class TableIOManager(dg.ConfigurableIOManagerFactory):
