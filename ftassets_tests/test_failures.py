@@ -149,3 +149,23 @@ def test_a_bad_data_file_is_refused_naming_file_and_line_and_the_previous_datase
     assert outcome.status == "failed" and "rows.jsonl" in outcome.error and where in outcome.error, outcome.error
     assert read_manifest(store.path("dataset", "mine"))["fingerprint"] == good
     assert latest_version(project["instance"], "dataset", "mine") == good
+
+
+def test_the_incoming_drop_folder_feeds_a_task_with_its_own_data(project):
+    """A JSONL dropped in incoming/<task>/ for a task over the user's file is accepted and joins its train split."""
+    from ftassets.data.incoming import incoming_root, ingest
+
+    data = project["config_dir"] / "data"
+    data.mkdir()
+    rows = [{"text": f"item {i} {'alpha' if i % 2 else 'beta'}", "label": "a" if i % 2 else "b"} for i in range(40)]
+    (data / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    task = {"type": "classification", "source": {"path": "data/rows.jsonl", "format": "jsonl"}}
+    edit_yaml(project["config_dir"] / "tasks.yaml", lambda d: d["tasks"].update(mine=task))
+    config = load_project_config(project["config_dir"])
+    drop = incoming_root(config) / "mine"
+    drop.mkdir(parents=True)
+    (drop / "more.jsonl").write_text(json.dumps({"text": "a brand new alpha row", "label": "a"}) + "\n")
+    assert [(o.task, o.accepted) for o in ingest(config)] == [("mine", True)]
+    assert runner(project).materialize("dataset", "mine").status == "ran"
+    train = (ArtifactStore(project["home"]).path("dataset", "mine") / "train.jsonl").read_text()
+    assert "a brand new alpha row" in train

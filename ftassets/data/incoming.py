@@ -69,7 +69,7 @@ def ingest(project: ProjectConfig) -> list[IngestOutcome]:
             ]
             rows = []
         else:
-            rows, problems = validate_file(project.tasks[folder], path)
+            rows, problems = validate_file(project.tasks[folder], path, _labels(project, folder))
             duplicate = next((p.name for p in accepted_files(project, folder) if sha256_file(p) == digest), None)
             if duplicate and not problems:
                 problems = [f"the same content was already accepted as {ACCEPTED}/{duplicate}"]
@@ -77,9 +77,18 @@ def ingest(project: ProjectConfig) -> list[IngestOutcome]:
     return outcomes
 
 
-def validate_file(task: ResolvedTask, path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+def _labels(project: ProjectConfig, task: str) -> list[str] | None:
+    """A task with its own data takes dropped rows with the labels of its source (synthetic: its params')."""
+    from ftassets.data.user_data import source_labels
+
+    return source_labels(project, project.tasks[task])
+
+
+def validate_file(
+    task: ResolvedTask, path: Path, labels: list[str] | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
     """The file's rows, and every problem found: unparsable lines, missing fields, unusable answers."""
-    task_type = task_type_for(task)
+    task_type = task_type_for(task, labels)
     rows, problems = [], []
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -98,7 +107,7 @@ def validate_file(task: ResolvedTask, path: Path) -> tuple[list[dict[str, Any]],
                 f"line {number}: expected a JSON object with fields {list(task_type.fields)}, got {type(row).__name__}"
             )
             continue
-        if row_problems := _row_problems(task, row):
+        if row_problems := _row_problems(task, task_type, row):
             problems.append(f"line {number}: " + "; ".join(row_problems))
             continue
         rows.append(row)
@@ -107,8 +116,7 @@ def validate_file(task: ResolvedTask, path: Path) -> tuple[list[dict[str, Any]],
     return rows, problems
 
 
-def _row_problems(task: ResolvedTask, row: dict[str, Any]) -> list[str]:
-    task_type = task_type_for(task)
+def _row_problems(task: ResolvedTask, task_type, row: dict[str, Any]) -> list[str]:
     try:
         problems = task_type.validate_record(row)
         if problems:

@@ -64,6 +64,22 @@ def build_splits_from_source(
     return rows, facts
 
 
+def source_labels(project: ProjectConfig, task: ResolvedTask) -> list[str] | None:
+    """The label set of a labelled task with its own data: declared in the task, else read from its source (as the
+    dataset asset reads it); None for a task without labels or without a source, and for a teacher's task whose
+    labels are not declared (they come from the rows it writes)."""
+    task_type = task_type_for(task)
+    source = task.config.source
+    if source is None or task_type.label_field is None:
+        return None
+    if task.config.params.get("labels"):
+        return list(task.config.params["labels"])
+    if source.teacher is not None:
+        return None
+    where = f"{project.config_dir / 'tasks.yaml'}: tasks.{task.name}.source"
+    return task_type.labels_from_rows(_records(task_type, load_source(source, project.config_dir, where), where))
+
+
 def _teacher_records(project, task: ResolvedTask, task_type, cache_dir: Path, log):
     """Rows a teacher LLM writes (``ftassets/data/sources/teacher.py``), with the user's seed rows as examples."""
     from ftassets.data.sources.teacher import generate_rows
