@@ -129,3 +129,14 @@ def test_adding_a_task_or_model_is_a_yaml_edit(config_dir):
     )
     project = load_project_config(config_dir)
     assert "reviews" in project.tasks and "tiny-lora-r4" in project.models
+
+
+def test_a_key_given_twice_is_an_error_naming_both_lines(config_dir):
+    text = (config_dir / "models.yaml").read_text()
+    entry = "  tiny-lora:\n    base: tiny\n    recipe: full\n"
+    (config_dir / "models.yaml").write_text(text.replace("models:\n", "models:\n" + entry, 1))
+    first = 1 + (config_dir / "models.yaml").read_text().splitlines().index("  tiny-lora:")
+    with pytest.raises(ConfigError) as error:
+        load_project_config(config_dir)
+    message = str(error.value)
+    assert "models.yaml" in message and "'tiny-lora' is given twice" in message and f"lines {first} and" in message

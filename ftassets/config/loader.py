@@ -96,13 +96,37 @@ def load_project_config(config_dir: Path | str | None = None) -> ProjectConfig:
     )
 
 
+class DuplicateKey(ValueError):
+    pass
+
+
+class StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error naming both lines (plain YAML
+    keeps the last one silently: a second ``tiny-lora:`` entry would replace the first without a word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise DuplicateKey(
+                    f"key {key!r} is given twice in one mapping, at lines {seen[key]} and {line}; "
+                    "keep one of them (YAML would silently keep only the last)"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _parse_file(path: Path, schema: type[BaseModel]) -> Any:
     if not path.exists():
         if schema is AzureFile:
             return AzureFile()
         raise ConfigError(f"{path}: file not found; every project needs {path.name} in its configs folder")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), Loader=StrictLoader) or {}
+    except DuplicateKey as error:
+        raise ConfigError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if not isinstance(raw, dict):
