@@ -69,13 +69,15 @@ def not_applicable(asset: str) -> str:
 
 
 def dataset_params(project: ProjectConfig, task: str) -> dict[str, Any]:
-    """The task's configuration less its presentation fields (a description changes no row), the identity of its
+    """The task's configuration less the fields that change no row (a description, generation limits), the
+    identity of its data files when it has a source (sizes and sha256: an edited file is a new dataset), and the
+    accepted incoming files when there are any."""The task's configuration less the fields that change no row (a description, generation limits), the identity of its
     data files when it has a source (sizes and sha256: an edited file is a new dataset), and the accepted incoming
     files when there are any."""
     from ftassets.data.incoming import accepted_version
 
     config = project.tasks[task].config
-    params = config.model_dump(mode="json", exclude={*config.presentation_fields, "over_length"}, exclude_none=True)
+    params = config.model_dump(mode="json", exclude=set(config.not_in_rows), exclude_none=True)
     if config.source is not None:
         from ftassets.data.sources import source_version
 

@@ -68,3 +68,23 @@ def test_methods_that_cannot_merge_or_train_in_the_cloud_skip_what_they_cannot_b
     assert (
         plan.cell_plan(project, "classification", "tiny-lora")["tokenized_splits"].params["preference_pairs"] is False
     )
+
+
+def test_only_what_matters_invalidates(config_dir):
+    """A description changes no fingerprint; a generation limit changes only the evaluation's."""
+    before = plan.cell_plan(load_project_config(config_dir), "classification", "tiny-lora")
+    edit_yaml(config_dir / "tasks.yaml", lambda d: d["tasks"]["classification"].update(description="reworded"))
+    assert plan.cell_plan(load_project_config(config_dir), "classification", "tiny-lora") == before
+    edit_yaml(config_dir / "tasks.yaml", lambda d: d["tasks"]["classification"].update(max_new_tokens=9))
+    after = plan.cell_plan(load_project_config(config_dir), "classification", "tiny-lora")
+    assert [a for a in after if after[a].fingerprint != before[a].fingerprint] == ["evaluation"]
+
+
+def test_a_generation_limit_has_an_upper_bound(config_dir):
+    import pytest
+
+    from ftassets.config import ConfigError
+
+    edit_yaml(config_dir / "tasks.yaml", lambda d: d["tasks"]["classification"].update(max_new_tokens=10**9))
+    with pytest.raises(ConfigError, match="max_new_tokens"):
+        load_project_config(config_dir)

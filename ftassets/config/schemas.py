@@ -61,7 +61,7 @@ class TaskConfig(_Strict):
     prompt_template: str | None = None
     system_prompt: str | None = None
     primary_metric: str | None = None
-    max_new_tokens: PositiveInt | None = None
+    max_new_tokens: PositiveInt | None = Field(None, le=16384, description="At most 16384 generated tokens.")
     params: dict[str, Any] = {}
     checks: DatasetChecks = DatasetChecks()
     over_length: Literal["truncate", "drop"] | None = None
@@ -81,9 +81,11 @@ class TaskConfig(_Strict):
         return self
 
     @property
-    def presentation_fields(self) -> tuple[str, ...]:
-        """Fields that describe the task without changing any row, metric or model: never fingerprinted."""
-        return ("description",)
+    def not_in_rows(self) -> tuple[str, ...]:
+        """Fields that change no row of the dataset: a description (never fingerprinted), the evaluation's
+        generation limit and primary metric (fingerprinted by ``evaluation``), the over-length policy
+        (by ``tokenized_splits``). Editing them rebuilds only what reads them."""
+        return ("description", "max_new_tokens", "primary_metric", "over_length")
 
 
 class TasksFile(_Strict):
