@@ -71,9 +71,7 @@ def not_applicable(asset: str) -> str:
 def dataset_params(project: ProjectConfig, task: str) -> dict[str, Any]:
     """The task's configuration less the fields that change no row (a description, generation limits), the
     identity of its data files when it has a source (sizes and sha256: an edited file is a new dataset), and the
-    accepted incoming files when there are any."""The task's configuration less the fields that change no row (a description, generation limits), the identity of its
-    data files when it has a source (sizes and sha256: an edited file is a new dataset), and the accepted incoming
-    files when there are any."""
+    accepted incoming files when there are any."""
     from ftassets.data.incoming import accepted_version
 
     config = project.tasks[task].config
