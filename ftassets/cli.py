@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -140,16 +141,14 @@ def _run(args: argparse.Namespace) -> int:
     if not args.models:
         from ftassets.azure.settings import without_missing_credentials
 
-        models = without_missing_credentials(project, models, print)
+        models = without_missing_credentials(project, models, _say)
 
     from ftassets.definitions import build_definitions
 
     defs = build_definitions(project.config_dir, default_home())
     instance = dg.DagsterInstance.get()
-    print(
-        f"ftassets run: tasks {tasks}, models {models}; "
-        f"instance {os.environ['DAGSTER_HOME']}, artifacts {default_home()}"
-    )
+    _say(f"ftassets run: tasks {', '.join(tasks)}; models {', '.join(models)}")
+    _say(f"  instance {os.environ['DAGSTER_HOME']}, artifacts {default_home()}")
     release_orphaned_runs(instance)
     runner = PipelineRunner(
         defs, project, ArtifactStore(default_home()), instance, dagster_log_level="INFO" if args.verbose else "WARNING"
@@ -157,6 +156,11 @@ def _run(args: argparse.Namespace) -> int:
     report = runner.run(tasks, models, force=args.force, forgetting=not args.no_forgetting)
     print(format_report(report, project, ArtifactStore(default_home()), verbose=args.verbose))
     return 1 if report.failed or len(report.comparisons) < len(tasks) else 0
+
+
+def _say(line: str) -> None:
+    """A terminal line within 120 columns, continued on indented lines."""
+    print(textwrap.fill(line, 120, subsequent_indent="    ", break_on_hyphens=False, break_long_words=False))
 
 
 def ensure_dagster_home() -> Path:
