@@ -3,6 +3,7 @@ or recorded, and fails again on the next run until its input changes; an artifac
 its manifest is rebuilt."""
 
 import json
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -123,6 +124,17 @@ def test_a_damaged_artifact_file_is_noticed_and_rebuilt(project, damage):
     assert path.read_bytes() == content and again.needs("dataset", TASK) is None
 
 
+def own_data_task(project) -> Path:
+    """Task ``mine``: a two-label classification over ``configs/data/rows.jsonl``, 40 rows; returns the data folder."""
+    data = project["config_dir"] / "data"
+    data.mkdir()
+    rows = [{"text": f"item {i} {'alpha' if i % 2 else 'beta'}", "label": "a" if i % 2 else "b"} for i in range(40)]
+    (data / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    task = {"type": "classification", "source": {"path": "data/rows.jsonl", "format": "jsonl"}}
+    edit_yaml(project["config_dir"] / "tasks.yaml", lambda d: d["tasks"].update(mine=task))
+    return data
+
+
 BAD_FILES = {
     "not JSON": ('{"text": "fine", "label": "a"}\n{"text": "broken"\n', "line 2"),
     "empty field": ('{"text": "fine", "label": "a"}\n{"text": "  ", "label": "b"}\n', "line 2"),
@@ -134,12 +146,7 @@ BAD_FILES = {
 def test_a_bad_data_file_is_refused_naming_file_and_line_and_the_previous_dataset_stays(project, case):
     """A task over the user's JSONL: a good file builds; the same file made bad is refused by the dataset asset with
     the file and line named, and the last good dataset stays in place and current in Dagster."""
-    data = project["config_dir"] / "data"
-    data.mkdir()
-    rows = [{"text": f"item {i} {'alpha' if i % 2 else 'beta'}", "label": "a" if i % 2 else "b"} for i in range(40)]
-    (data / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    task = {"type": "classification", "source": {"path": "data/rows.jsonl", "format": "jsonl"}}
-    edit_yaml(project["config_dir"] / "tasks.yaml", lambda d: d["tasks"].update(mine=task))
+    data = own_data_task(project)
     assert runner(project).materialize("dataset", "mine").status == "ran"
     store = ArtifactStore(project["home"])
     good = read_manifest(store.path("dataset", "mine"))["fingerprint"]
@@ -155,12 +162,7 @@ def test_the_incoming_drop_folder_feeds_a_task_with_its_own_data(project):
     """A JSONL dropped in incoming/<task>/ for a task over the user's file is accepted and joins its train split."""
     from ftassets.data.incoming import incoming_root, ingest
 
-    data = project["config_dir"] / "data"
-    data.mkdir()
-    rows = [{"text": f"item {i} {'alpha' if i % 2 else 'beta'}", "label": "a" if i % 2 else "b"} for i in range(40)]
-    (data / "rows.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    task = {"type": "classification", "source": {"path": "data/rows.jsonl", "format": "jsonl"}}
-    edit_yaml(project["config_dir"] / "tasks.yaml", lambda d: d["tasks"].update(mine=task))
+    own_data_task(project)
     config = load_project_config(project["config_dir"])
     drop = incoming_root(config) / "mine"
     drop.mkdir(parents=True)
