@@ -171,3 +171,18 @@ def test_the_incoming_drop_folder_feeds_a_task_with_its_own_data(project):
     assert runner(project).materialize("dataset", "mine").status == "ran"
     train = (ArtifactStore(project["home"]).path("dataset", "mine") / "train.jsonl").read_text()
     assert "a brand new alpha row" in train
+
+
+def test_ftassets_validate_reports_each_sources_counts_labels_and_problems(project, capsys, monkeypatch):
+    from ftassets.cli import main
+
+    data = own_data_task(project)
+    monkeypatch.setenv("FTASSETS_CONFIG_DIR", str(project["config_dir"]))
+    assert main(["validate"]) == 0
+    printed = capsys.readouterr().out
+    assert "mine: fields rows from data/rows.jsonl" in printed and "labels ['a', 'b']" in printed, printed
+    assert "train 32" in printed and "test 4" in printed, printed
+    (data / "rows.jsonl").write_text('{"text": "fine", "label": "a"}\n{"text": "broken"\n')
+    assert main(["validate"]) == 1
+    printed = capsys.readouterr().out
+    assert "mine: INVALID" in printed and "rows.jsonl:line 2" in printed, printed

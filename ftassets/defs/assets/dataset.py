@@ -70,6 +70,7 @@ def build(partitions: ProjectPartitions) -> dg.AssetsDefinition:
                 **incoming,
                 **({"source": dg.MetadataValue.json(origin["source"])} if origin else {}),
                 **({"duplicates_removed": origin["duplicates_removed"]} if origin else {}),
+                **({"teacher": dg.MetadataValue.json(origin["teacher"])} if origin.get("teacher") else {}),
                 "label_distribution": dg.MetadataValue.json(data.label_distribution(task, splits)),
                 "length_statistics": dg.MetadataValue.json(data.length_stats(splits)),
                 "preview": dg.MetadataValue.md(data.preview(splits).to_markdown(index=False)),
