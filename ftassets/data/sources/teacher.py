@@ -19,7 +19,6 @@ import json
 import math
 import os
 import random
-import re
 import tempfile
 from collections import Counter
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from ftassets.azure.settings import required_variables, resolve_base
 from ftassets.config import ConfigError, ProjectConfig, ResolvedTask
 from ftassets.config.schemas import API_SOURCES
 from ftassets.config.sources import TeacherSource
+from ftassets.data.datasets import normalized
 from ftassets.endpoints import ApiTarget
 from ftassets.tasks import TaskType, get_task_type
 
@@ -453,5 +453,4 @@ def _record(
 
 def _dedup_key(task_type: TaskType, task: ResolvedTask, record: dict[str, Any]) -> str:
     """The record's rendered prompt with case, whitespace and punctuation ignored."""
-    text = task_type.render_prompt(record, task.prompt_template)
-    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+    return normalized(task_type.render_prompt(record, task.prompt_template))
