@@ -12,8 +12,10 @@ from typing import Any
 import pandas as pd
 
 from ftassets.backends.base import ModelBackend
+from ftassets.backends.openai_compatible import BackendError
 from ftassets.config import ResolvedTask
 from ftassets.config.schemas import EvaluationSettings
+from ftassets.evaluation.retries import counting_retries, exhausted_retry_budget
 from ftassets.evaluation.significance import compare_rows, latency_summary, metric_intervals
 from ftassets.tasks import task_type_for
 from ftassets.training.tokenize import prompt_messages
@@ -63,6 +65,10 @@ def evaluate_variant(
 
     An API row's cost is what its calls cost (usage x the deployment's pricing); a local row's is its measured
     seconds times the configured price of its device per hour (``evaluation.price_per_device_hour_usd``).
+    What retries cost is recorded too: ``retries`` (requests the client sent again after a 429, a 5xx or a lost
+    connection; refused requests bill no tokens) and ``retry_wait_s`` (seconds waited before them, summed over
+    concurrent requests). An endpoint still refusing when a request's retry budget runs out fails the variant with one
+    ``BackendError`` naming it; nothing is scored.
 
     ``labels``: a classification task's label set when it comes from the data (the dataset's
     ``labels_from_rows``); without it, the labels of the test rows. A row's conversation is its ``messages`` when
@@ -75,7 +81,17 @@ def evaluate_variant(
     conversations = [prompt_messages(row, task.config.system_prompt) for row in test_rows]
     progress(f"{model} {variant}: examples 0/{len(test_rows)}, generating")
     start = time.perf_counter()
-    generations = backend.generate(conversations, task.max_new_tokens)
+    with counting_retries() as retries:
+        try:
+            generations = backend.generate(conversations, task.max_new_tokens)
+        except BackendError as error:
+            if not exhausted_retry_budget(error):
+                raise
+            raise BackendError(
+                f"{model} {variant} on {task.name!r}: {error}; still refused after {retries.retries} retries "
+                f"({retries.wait_s:.1f} s waited), so nothing was scored; try again later, or raise max_retries or "
+                "lower concurrency of this base (configs/models.yaml; an Azure endpoint's in configs/azure.yaml)"
+            ) from None
     seconds = time.perf_counter() - start
     texts = [g.text for g in generations]
     scored = task_type.score(test_rows, texts)
@@ -132,6 +148,8 @@ def evaluate_variant(
         "device": device,
         "cost_usd": cost,
         "cost_per_1k_usd": cost / max(len(test_rows), 1) * 1000,
+        "retries": retries.retries,
+        "retry_wait_s": retries.wait_s,
     }
     predictions = pd.DataFrame(
         {

@@ -21,6 +21,7 @@ import torch
 from datasets import Dataset
 from transformers import PrinterCallback, TrainerCallback, TrainingArguments, set_seed
 
+from ftassets.artifacts import file_inventory, read_manifest, write_manifest
 from ftassets.devices import mixed_precision, peak_memory_mb, reset_peak_memory, resolve_device
 from ftassets.tracking import MlflowRunRef, MlflowStepLogger
 from ftassets.training.quiet import known_harmless_warnings
@@ -128,37 +129,54 @@ def _run_fingerprint(base_dir: Path, splits: dict[str, Dataset], recipe: Recipe)
     }
 
 
-def _complete_checkpoints(checkpoint_dir: Path) -> list[Path]:
-    """Checkpoints with a readable trainer state, oldest first. The Trainer writes that file last, so a
-    process killed while saving leaves a checkpoint without it, which must not be resumed."""
-    complete = []
-    for candidate in checkpoint_dir.glob("checkpoint-*"):
-        try:
-            json.loads((candidate / "trainer_state.json").read_text())
-        except (OSError, ValueError):
-            continue
-        complete.append(candidate)
-    return sorted(complete, key=lambda path: int(path.name.rsplit("-", 1)[1]))
+class _ChecksumCheckpoints(TrainerCallback):
+    """Writes a manifest (size and sha256 of every file) into each checkpoint once the Trainer has saved it, so a
+    checkpoint truncated or garbled later is never resumed."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            write_manifest(Path(args.output_dir) / f"checkpoint-{state.global_step}", step=state.global_step)
+
+
+def _checkpoint_damage(checkpoint: Path) -> str | None:
+    """Why ``checkpoint`` must not be resumed, or None. The Trainer writes ``trainer_state.json`` last, so a process
+    killed while saving leaves a checkpoint without it; a checkpoint whose files no longer match its manifest was
+    truncated or garbled since (one killed between the state and the manifest has no manifest and is complete)."""
+    try:
+        json.loads((checkpoint / "trainer_state.json").read_text())
+        manifest = read_manifest(checkpoint)
+    except (OSError, ValueError):
+        return "it was not completely written"
+    if manifest is None:
+        return None
+    found = file_inventory(checkpoint)
+    for name, facts in manifest["files"].items():
+        if name not in found:
+            return f"{name} is missing"
+        if found[name] != facts:
+            return f"{name} is damaged ({found[name]['bytes']} bytes, sha256 differs from what was saved)"
+    return None
 
 
 def _resume_checkpoint(checkpoint_dir: Path, fingerprint: dict, log: Callable[[str], None]) -> str | None:
-    """The last complete checkpoint of this same run, if any; checkpoints of another run, and incomplete
-    ones, are removed."""
+    """The last sound checkpoint of this same run, if any; checkpoints of another run, incomplete ones and
+    damaged ones are removed, each with a log line saying why."""
     marker = checkpoint_dir / "run.json"
     same_run = marker.exists() and json.loads(marker.read_text()) == fingerprint
-    complete = _complete_checkpoints(checkpoint_dir) if same_run else []
+    candidates = sorted(checkpoint_dir.glob("checkpoint-*"), key=lambda path: int(path.name.rsplit("-", 1)[1]))
+    problems = {path: _checkpoint_damage(path) if same_run else "it belongs to a different run" for path in candidates}
+    sound = [path for path, problem in problems.items() if problem is None]
     if int(os.environ.get("RANK", "0")) != 0:
-        return str(complete[-1]) if complete else None  # in a multi-process launch only rank 0 tidies up
-    for stale in checkpoint_dir.glob("checkpoint-*"):
-        if stale not in complete:
-            log(
-                f"removing {stale}: "
-                + ("it was not completely written" if same_run else "it belongs to a different run")
-            )
-            shutil.rmtree(stale)
-    if complete:
-        log(f"resuming from {complete[-1]}")
-        return str(complete[-1])
+        return str(sound[-1]) if sound else None  # in a multi-process launch only rank 0 tidies up
+    for path, problem in problems.items():
+        if problem is not None:
+            log(f"removing {path}: {problem}")
+            shutil.rmtree(path)
+    if sound:
+        log(f"resuming from {sound[-1]}")
+        return str(sound[-1])
+    if any(problems.values()):
+        log("starting over from step 0: no checkpoint of this run is left to resume from")
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     # Renamed into place: the other ranks of a multi-process launch read it while rank 0 writes it.
     staging = marker.with_name(f".{marker.name}.{os.getpid()}")
@@ -264,7 +282,7 @@ def train(
         disable_tqdm=True,
     )
     guard = _LogAndGuard(log)
-    callbacks = [guard, *([MlflowStepLogger(mlflow_run)] if mlflow_run else []), *callbacks]
+    callbacks = [guard, _ChecksumCheckpoints(), *([MlflowStepLogger(mlflow_run)] if mlflow_run else []), *callbacks]
     trainer = strategy.build_trainer(model, args, splits, tokenizer, callbacks, packing=packing)
     trainer.remove_callback(PrinterCallback)
 

@@ -1,6 +1,7 @@
 """A loopback OpenAI v1 server (``POST /v1/chat/completions``, JSON answers) whose replies come from the test's
 ``responder(body) -> str``; usage counts words (prompt: every message, completion: the reply); ``throttle(n)``
-scripts n 429s with ``retry-after``. Built on ``loopback.py``, which records every request in ``state.requests``."""
+scripts n 429s with ``retry-after`` (a storm), ``fail(n, status, retry_after_s)`` n server errors (a 5xx burst).
+Built on ``loopback.py``, which records every request in ``state.requests``."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ class FakeOpenAIState:
     responder: Callable[[dict[str, Any]], str]
     throttled: int = 0
     retry_after_s: str = "0"
+    failing: int = 0
+    failure_status: int = 503
+    failure_retry_after_s: str | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -42,6 +46,11 @@ class FakeOpenAI(LoopbackServer):
         with self.state.lock:
             self.state.throttled, self.state.retry_after_s = count, retry_after_s
 
+    def fail(self, count: int, status: int = 503, retry_after_s: str | None = None) -> None:
+        with self.state.lock:
+            self.state.failing, self.state.failure_status = count, status
+            self.state.failure_retry_after_s = retry_after_s
+
     def __enter__(self) -> FakeOpenAI:
         self.serve(_Handler)
         return self
@@ -60,6 +69,14 @@ class _Handler(RecordingHandler):
         with self.state.lock:
             throttle = self.state.throttled > 0
             self.state.throttled -= throttle
+            failure = self.state.failing > 0 and not throttle
+            self.state.failing -= failure
+        if failure:
+            return self._send(
+                self.state.failure_status,
+                {"error": {"message": "The server had an error processing your request.", "code": "server_error"}},
+                headers={"retry-after": self.state.failure_retry_after_s} if self.state.failure_retry_after_s else None,
+            )
         if throttle:
             return self._send(
                 429,
