@@ -7,6 +7,7 @@ never leaves half an artifact and a failed run leaves the previous one intact.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -20,7 +21,20 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
+DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 TRACKED_LIBRARIES = ("ftassets", "torch", "transformers", "peft", "tokenizers", "datasets", "dagster")
+
+
+class DiskFull(OSError):
+    """An artifact could not be written for lack of room (a full disk, a quota, a file-size limit)."""
+
+
+def disk_full_reason(error: BaseException) -> str | None:
+    """The reason when ``error`` means no room was left, also where a library (safetensors, pyarrow) wrapped the
+    operating system's error in its own: its message then carries the system's wording."""
+    if isinstance(error, OSError) and error.errno in DISK_FULL:
+        return os.strerror(error.errno)
+    return next((os.strerror(code) for code in DISK_FULL if os.strerror(code) in str(error)), None)
 
 
 def default_home() -> Path:
@@ -108,8 +122,13 @@ class ArtifactStore:
         staging.mkdir()
         try:
             yield staging
-        except BaseException:
+        except BaseException as error:
             shutil.rmtree(staging, ignore_errors=True)
+            if reason := disk_full_reason(error):
+                raise DiskFull(
+                    f"{final}: no room to write it ({reason}); the previous version is kept as it was; "
+                    f"free space on the disk holding {final.parent} and run again"
+                ) from None
             raise
         retired = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
         if final.exists():

@@ -4,6 +4,14 @@ on resume. Each ends either completed (within a stated budget) or with one clear
 
 from __future__ import annotations
 
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from fakes.openai_v1 import FakeOpenAI
 
@@ -94,3 +102,95 @@ def test_a_damaged_checkpoint_is_never_resumed(tiny_base_dir, color_splits_dir, 
     assert sum("is damaged" in line for line in lines) == 2 and not any("resuming" in line for line in lines)
     assert any(line.startswith("starting over from step 0") for line in lines)
     assert restarted.steps == 4 and restarted.final_train_loss == pytest.approx(finished.final_train_loss, abs=1e-4)
+
+
+# Killed and starved writers: each runs in a child process (the hooks folder on its path) through ``run_child``.
+
+HOOKS = Path(__file__).parent / "hooks"
+KILL_AT = "FTASSETS_TEST_KILL_AT"
+CELL = ("tiny-lora", "colors")
+
+
+def run_child(call: str, env: dict[str, str] | None = None, file_size_limit: int | None = None):
+    """``call`` (an expression on this module, imported as ``campaign``) in a new session, with ``env`` added and
+    files larger than ``file_size_limit`` bytes refused (EFBIG, as on a full disk)."""
+
+    def starve():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    return subprocess.run(
+        [sys.executable, "-c", f"import test_fault_campaign as campaign; {call}"],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(HOOKS), str(Path(__file__).parent)]), **(env or {})},
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        preexec_fn=starve if file_size_limit else None,
+        timeout=300,
+    )
+
+
+def merge_cell(root: str, adapter_dir: str, base_dir: str, version: str) -> None:
+    """What the merged_model asset does: merge into a staging folder, manifest, rename into place."""
+    from ftassets.artifacts import ArtifactStore, write_manifest
+    from ftassets.training.recipes import parse_recipe
+    from ftassets.training.strategies import strategy_for
+
+    store = ArtifactStore(root)
+    recipe = parse_recipe(json.loads((Path(adapter_dir) / "recipe.json").read_text()))
+    with store.writing(store.path("merged_model", *CELL)) as staging:
+        summary = strategy_for(recipe).merge(Path(adapter_dir), Path(base_dir), staging)
+        write_manifest(staging, asset="merged_model", fingerprint=version, summary=summary)
+
+
+@pytest.fixture(scope="module")
+def tiny_adapter(tiny_base_dir, color_splits_dir, tmp_path_factory) -> Path:
+    """A two-step LoRA adapter of the tiny base."""
+    from helpers import quick_lora_recipe, train_on_cpu
+
+    from ftassets.training.tokenize import load_tokenized
+
+    root = tmp_path_factory.mktemp("fault_adapter")
+    recipe = quick_lora_recipe().model_copy(update={"max_steps": 2, "save_steps": 2, "eval_steps": 2})
+    train_on_cpu(tiny_base_dir, load_tokenized(color_splits_dir), recipe, root)
+    return root / "adapter"
+
+
+def assert_intact(store, asset: str, version: str) -> None:
+    from ftassets.artifacts import read_manifest
+
+    assert read_manifest(store.path(asset, *CELL))["fingerprint"] == version
+    assert store.damage(asset, *CELL) is None
+
+
+def test_a_merge_killed_before_its_manifest_leaves_the_previous_merge_and_a_rerun_completes(
+    tiny_adapter, tiny_base_dir, tmp_path
+):
+    from ftassets.artifacts import ArtifactStore
+
+    store, args = ArtifactStore(tmp_path), (str(tmp_path), str(tiny_adapter), str(tiny_base_dir))
+    merge_cell(*args, version="first")
+
+    killed = run_child(
+        f"campaign.merge_cell(*{args!r}, version='second')", {KILL_AT: "ftassets.artifacts:write_manifest"}
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert_intact(store, "merged_model", "first")
+
+    merge_cell(*args, version="third")
+    assert_intact(store, "merged_model", "third")
+
+
+def test_a_disk_full_during_a_merge_is_one_line_and_keeps_the_previous_merge(tiny_adapter, tiny_base_dir, tmp_path):
+    from ftassets.artifacts import ArtifactStore
+
+    store, args = ArtifactStore(tmp_path), (str(tmp_path), str(tiny_adapter), str(tiny_base_dir))
+    merge_cell(*args, version="first")
+
+    full = run_child(f"campaign.merge_cell(*{args!r}, version='second')", file_size_limit=1 << 20)
+    error = full.stderr.strip().splitlines()[-1]
+    assert full.returncode == 1 and error.startswith("ftassets.artifacts.DiskFull: "), full.stderr[-2000:]
+    assert f"{store.path('merged_model', *CELL)}: no room to write it (File too large)" in error
+    assert "previous version is kept" in error and "free space" in error
+    assert_intact(store, "merged_model", "first")
+    assert not list(store.path("merged_model", CELL[0]).glob(".*")), "the failed write left its staging folder"

@@ -5,12 +5,19 @@ With ``FTASSETS_TEST_KILL_AFTER_SAVE_STEP=N`` in the environment, ``ftassets.tra
 more callback, ``KillAfterSave(N)``: right after the checkpoint of step N is written it SIGKILLs its whole
 process group, as a crash or an OOM kill would, at the same step on any machine. The variable and this folder
 reach the Dagster step processes with the environment, so a ``dagster asset materialize`` started in its own
-session dies at that step with every process it started."""
+session dies at that step with every process it started.
 
+With ``FTASSETS_TEST_KILL_AT=module:function`` (or ``module:function:N``) the N-th call (default: the first) of
+that function SIGKILLs the process group before it runs: the fault tests kill a merge, a GGUF export or an
+evaluation in the middle of writing its artifact. The function is replaced in its own module at start-up, before
+anything imports it, so ``from module import function`` elsewhere gets the replacement too."""
+
+import importlib
 import os
 import signal
 
 KILL_AFTER_SAVE_STEP = "FTASSETS_TEST_KILL_AFTER_SAVE_STEP"
+KILL_AT = "FTASSETS_TEST_KILL_AT"
 
 
 def _install(step: int) -> None:
@@ -31,5 +38,21 @@ def _install(step: int) -> None:
     trainer.train = train_then_killed
 
 
+def _kill_at(target: str) -> None:
+    module_name, name, *nth = target.split(":")
+    module, calls = importlib.import_module(module_name), [0]
+    function = getattr(module, name)
+
+    def killed_at_call(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == int(nth[0] if nth else 1):
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+        return function(*args, **kwargs)
+
+    setattr(module, name, killed_at_call)
+
+
 if os.environ.get(KILL_AFTER_SAVE_STEP):
     _install(int(os.environ[KILL_AFTER_SAVE_STEP]))
+if os.environ.get(KILL_AT):
+    _kill_at(os.environ[KILL_AT])
