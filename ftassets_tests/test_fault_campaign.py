@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -156,6 +157,14 @@ def tiny_adapter(tiny_base_dir, color_splits_dir, tmp_path_factory) -> Path:
     return root / "adapter"
 
 
+def half_written(store, asset: str) -> list[Path]:
+    """The files a killed run left in its one staging folder beside the artifact (no manifest among them)."""
+    [staging] = store.path(asset, CELL[0]).glob(f".{CELL[1]}.tmp-*")
+    files = sorted(staging.iterdir())
+    assert "manifest.json" not in [p.name for p in files]
+    return files
+
+
 def assert_intact(store, asset: str, version: str) -> None:
     from ftassets.artifacts import read_manifest
 
@@ -175,6 +184,7 @@ def test_a_merge_killed_before_its_manifest_leaves_the_previous_merge_and_a_reru
         f"campaign.merge_cell(*{args!r}, version='second')", {KILL_AT: "ftassets.artifacts:write_manifest"}
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert "model.safetensors" in [p.name for p in half_written(store, "merged_model")]
     assert_intact(store, "merged_model", "first")
 
     merge_cell(*args, version="third")
@@ -194,3 +204,103 @@ def test_a_disk_full_during_a_merge_is_one_line_and_keeps_the_previous_merge(tin
     assert "previous version is kept" in error and "free space" in error
     assert_intact(store, "merged_model", "first")
     assert not list(store.path("merged_model", CELL[0]).glob(".*")), "the failed write left its staging folder"
+
+
+GGUF_SETTINGS = dict(quant_types=("f16", "q8_0"), parity_prompts=2, parity_new_tokens=8, threads=1)
+
+
+def export_cell(root: str, merged_dir: str, version: str) -> None:
+    """What the gguf_export asset does: export, parity gate and manifest in a staging folder, renamed into place."""
+    from ftassets.artifacts import ArtifactStore, write_manifest
+    from ftassets.export.export import ExportSettings, export_gguf
+    from ftassets.training.tokenize import chat_messages
+
+    store = ArtifactStore(root)
+    conversations = [chat_messages(p, system_prompt="Name the color.") for p in ("color: red", "color: blue")]
+    with store.writing(store.path("gguf_export", *CELL)) as staging:
+        result = export_gguf(
+            Path(merged_dir), staging, "-".join(CELL), conversations, ExportSettings(**GGUF_SETTINGS), print
+        )
+        write_manifest(staging, asset="gguf_export", fingerprint=version, summary=result.summary)
+
+
+def test_a_gguf_export_killed_while_quantizing_leaves_the_previous_export_and_a_rerun_completes(
+    tiny_base_dir, tmp_path
+):
+    from ftassets.artifacts import ArtifactStore
+
+    store, args = ArtifactStore(tmp_path), (str(tmp_path), str(tiny_base_dir))
+    export_cell(*args, version="first")
+
+    killed = run_child(
+        f"campaign.export_cell(*{args!r}, version='second')", {KILL_AT: "ftassets.export.quantize:quantize"}
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert [p.name for p in half_written(store, "gguf_export")] == ["tiny-lora-colors-f16.gguf"]
+    assert_intact(store, "gguf_export", "first")
+
+    export_cell(*args, version="third")
+    assert_intact(store, "gguf_export", "third")
+
+
+API_ENTRY = "phi-api"
+
+
+def evaluate_api_cell(config_dir: str, home: str) -> None:
+    """The evaluation asset's work for an API entry (its base's endpoint read from the environment)."""
+    from ftassets.artifacts import ArtifactStore
+    from ftassets.config import load_project_config
+    from ftassets.evaluation.runs import evaluate_cell
+
+    evaluate_cell(load_project_config(Path(config_dir)), ArtifactStore(home), "classification", API_ENTRY, "cpu", print)
+
+
+def test_an_evaluation_killed_while_writing_leaves_the_previous_one_and_a_rerun_completes(tmp_path, monkeypatch):
+    """Killed with its predictions staged: the previous evaluation stays; the rerun reuses the base's scores
+    (stored whole before the kill) without asking the endpoint again."""
+    from helpers import copy_project, edit_yaml
+
+    from ftassets.artifacts import ArtifactStore, read_manifest, write_manifest
+    from ftassets.evaluation.runs import TABLE_FILE
+
+    config_dir, home, _ = copy_project(tmp_path)
+    edit_yaml(config_dir / "models.yaml", lambda d: d["models"].update({API_ENTRY: {"base": "phi-4-mini"}}))
+    store = ArtifactStore(home)
+    with store.writing(store.path("dataset", "classification")) as staging:
+        for split in ("train", "validation", "test"):
+            (staging / f"{split}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in ROWS))
+        write_manifest(staging, fingerprint="dataset-v1")
+    with store.writing(store.path("base_model", "phi-4-mini")) as staging:
+        write_manifest(staging, fingerprint="phi-4-mini-v1")
+
+    with FakeOpenAI(lambda body: "positive") as fake:
+        endpoint = {"AZURE_AI_PHI4_MINI_ENDPOINT": fake.base_url, "AZURE_AI_PHI4_MINI_KEY": "key"}
+        for name, value in endpoint.items():
+            monkeypatch.setenv(name, value)
+        fake.throttle(2, retry_after_s="0.01")
+        evaluate_api_cell(str(config_dir), str(home))
+        evaluated = store.path("evaluation", API_ENTRY, "classification")
+        first = read_manifest(evaluated)["rows"]
+        assert first[0]["retries"] == 2 and first[0]["accuracy"] == 1.0
+
+        # The base's scores are cached by their own key; drop that cache so the killed run asks the endpoint again.
+        for cache in (home / "cache" / "base_evaluation").iterdir():
+            shutil.rmtree(cache)
+        killed = run_child(
+            f"campaign.evaluate_api_cell({str(config_dir)!r}, {str(home)!r})",
+            {KILL_AT: "ftassets.artifacts:write_manifest", **endpoint},
+        )
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+        [staging] = evaluated.parent.glob(f".{evaluated.name}.tmp-*")
+        assert sorted(p.name for p in staging.iterdir()) == ["predictions.parquet", TABLE_FILE]
+        assert (
+            read_manifest(evaluated)["rows"] == first
+            and store.damage("evaluation", API_ENTRY, "classification") is None
+        )
+
+        asked = len(fake.chat_requests())
+        evaluate_api_cell(str(config_dir), str(home))
+        assert len(fake.chat_requests()) == asked, "the rerun reuses the base's scores the killed run stored"
+    rerun = read_manifest(evaluated)["rows"]
+    assert rerun[0]["accuracy"] == 1.0 and rerun[0]["retries"] == 0
+    assert store.damage("evaluation", API_ENTRY, "classification") is None

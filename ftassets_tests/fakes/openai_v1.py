@@ -1,7 +1,8 @@
-"""A loopback OpenAI v1 server (``POST /v1/chat/completions``, JSON answers) whose replies come from the test's
-``responder(body) -> str``; usage counts words (prompt: every message, completion: the reply); ``throttle(n)``
-scripts n 429s with ``retry-after`` (a storm), ``fail(n, status, retry_after_s)`` n server errors (a 5xx burst).
-Built on ``loopback.py``, which records every request in ``state.requests``."""
+"""A loopback OpenAI v1 server (``POST /v1/chat/completions``; JSON answers, or server-sent events when the
+request streams) whose replies come from the test's ``responder(body) -> str``; usage counts words (prompt: every
+message, completion: the reply); ``throttle(n)`` scripts n 429s with ``retry-after`` (a storm),
+``fail(n, status, retry_after_s)`` n server errors (a 5xx burst). Built on ``loopback.py``, which records every
+request in ``state.requests``."""
 
 from __future__ import annotations
 
@@ -86,6 +87,13 @@ class _Handler(RecordingHandler):
         payload = json.loads(body)
         content = self.state.responder(payload)
         prompt_tokens = sum(words(message["content"]) for message in payload["messages"])
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": words(content),
+            "total_tokens": prompt_tokens + words(content),
+        }
+        if payload.get("stream"):
+            return self._stream(payload, content, usage)
         self._send(
             200,
             {
@@ -96,10 +104,25 @@ class _Handler(RecordingHandler):
                 "choices": [
                     {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
                 ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": words(content),
-                    "total_tokens": prompt_tokens + words(content),
-                },
+                "usage": usage,
             },
         )
+
+    def _stream(self, payload: dict[str, Any], content: str, usage: dict[str, int]) -> None:
+        """Server-sent events: the answer in one chunk, the finish, usage when asked for, ``[DONE]``."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        base = {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": payload["model"]}
+        chunks = [
+            {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": content}}]},
+            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+        ]
+        if payload.get("stream_options", {}).get("include_usage"):
+            chunks.append({**base, "choices": [], "usage": usage})
+        for chunk in chunks:
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
