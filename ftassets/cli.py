@@ -37,11 +37,26 @@ def main(argv: list[str] | None = None) -> int:
         "sync", help="record configs/*.yaml in the Dagster instance: model partitions and what an edit made stale"
     )
     sync.add_argument("--config-dir")
+    incoming = commands.add_parser(
+        "incoming", help="the drop folder incoming/<task>/: list its files, withdraw an accepted one from the dataset"
+    )
+    incoming_commands = incoming.add_subparsers(dest="incoming_command", required=True)
+    listed = incoming_commands.add_parser("list", help="pending, accepted, rejected and withdrawn files of each task")
+    listed.add_argument("--task", help="only this task")
+    listed.add_argument("--config-dir")
+    withdrawn = incoming_commands.add_parser(
+        "withdraw", help="move an accepted file to incoming/<task>/withdrawn/: its rows leave the task's dataset"
+    )
+    withdrawn.add_argument("task")
+    withdrawn.add_argument("file", help="the accepted file's name (as listed), or the name it was dropped as")
+    withdrawn.add_argument("--config-dir")
     args = parser.parse_args(argv)
     if getattr(args, "config_dir", None):
         os.environ["FTASSETS_CONFIG_DIR"] = str(Path(args.config_dir).resolve())
     try:
-        return {"validate": _validate, "recover": _recover, "sync": _sync}.get(args.command, lambda: _run(args))()
+        return {"validate": _validate, "recover": _recover, "sync": _sync, "incoming": lambda: _incoming(args)}.get(
+            args.command, lambda: _run(args)
+        )()
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
@@ -82,6 +97,40 @@ def _validate() -> int:
         dropped = f"; {facts['duplicates_removed']} duplicate(s) removed" if facts["duplicates_removed"] else ""
         print(f"  {name}: {facts['schema']} rows from {source.path or source.files}: {counts}{labels}{dropped}")
     return 1 if failed else 0
+
+
+def _incoming(args: argparse.Namespace) -> int:
+    """``incoming list``: each task's drop-folder files by state (a rejected file with its reason's first lines, and
+    the files the sensor ignores); ``incoming withdraw``: an accepted file taken back out of the dataset."""
+    from ftassets.config import load_project_config
+    from ftassets.data.incoming import IncomingError, ignored_files, incoming_root, listing, withdraw
+
+    project = load_project_config()
+    try:
+        if args.incoming_command == "withdraw":
+            moved = withdraw(project, args.task, args.file)
+            print(
+                f"withdrew {args.file} from task {args.task!r}: moved to {moved}; its rows leave the dataset, so the "
+                f"task's lineage is stale and `ftassets run` rebuilds it"
+            )
+            return 0
+        folders = listing(project, args.task)
+    except IncomingError as error:
+        print(f"ftassets incoming: {error}", file=sys.stderr)
+        return 1
+    print(f"{incoming_root(project)}:")
+    for task, files in folders.items():
+        print(f"  {task}: " + ", ".join(f"{len(paths)} {state}" for state, paths in files.items()))
+        for state, paths in files.items():
+            for path in paths:
+                print(f"    {state:<9} {path.name}")
+                reason = path.with_name(path.name + ".reason.txt")
+                if state == "rejected" and reason.exists():
+                    print("              " + "\n              ".join(reason.read_text().splitlines()[:3]))
+    for path, why in ignored_files(project).items():
+        if args.task is None or path.startswith(f"{args.task}/"):
+            print(f"  ignored   {path}: {why}")
+    return 0
 
 
 def _recover() -> int:

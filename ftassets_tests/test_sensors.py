@@ -114,7 +114,9 @@ def test_a_dropped_file_requests_exactly_its_tasks_lineage_once_and_a_bad_file_i
     assert rejected.read_text().count("\n") == 4, "a rejected file is kept untouched"
     reason = rejected.with_name(rejected.name + ".reason.txt").read_text()
     assert (
-        "line 2: not valid JSON" in reason and "line 3: field 'label'" in reason and "line 4: answer 'maybe'" in reason
+        "line 2: not valid JSON" in reason
+        and "line 3: field 'label'" in reason
+        and "line 4: label 'maybe' is not one of the task's labels" in reason
     ), reason
     assert "nothing from it entered the dataset" in reason
     unknown_reason = next((project_dir / "incoming" / "translation" / "rejected").glob("*.reason.txt")).read_text()
@@ -222,3 +224,33 @@ def test_new_data_for_a_task_never_evaluated_requests_the_default_experiments_en
     assert local and requested(result)["evaluation"] == {cell_key("classification", m) for m in local}, (
         "API entries without credentials are left out, as in `ftassets run`"
     )
+
+
+def test_files_the_drop_folder_never_reads_are_logged_once_each_and_a_withdrawn_file_dropped_again_triggers(
+    project_dir, instance, capfd
+):
+    """A ``*.json`` or ``*.csv`` in a task folder and a file directly in ``incoming/`` are named with what to do on
+    the first tick and not again (the cursor keeps them while they are there); an accepted file withdrawn and
+    dropped again is new data."""
+    from ftassets.cli import main
+
+    config_dir = project_dir / "configs"
+    defs = build_definitions(config_dir, project_dir / "home")
+    root = incoming_root(load_project_config(config_dir))
+    write_jsonl(root / "classification" / "good.jsonl", GOOD_ROWS)
+    for stray in ("classification/rows.json", "classification/rows.csv", "rows.jsonl"):
+        (root / stray).write_text("{}\n")
+    sync_model_partitions(instance, load_project_config(config_dir).models)
+
+    first, cursor = tick(defs, "incoming_data_sensor", instance)
+    logged = [line for line in capfd.readouterr().err.splitlines() if ": ignored: " in line]
+    assert len(logged) == 3 and first.run_requests, logged
+    assert any("rows.json: ignored: only *.jsonl files are read" in line for line in logged), logged
+    assert any(f"rows.jsonl: ignored: a file directly in {root} is never read" in line for line in logged), logged
+    second, cursor = tick(defs, "incoming_data_sensor", instance, cursor)
+    assert not second.run_requests and ": ignored: " not in capfd.readouterr().err
+
+    assert main(["incoming", "withdraw", "classification", "good.jsonl", "--config-dir", str(config_dir)]) == 0
+    write_jsonl(root / "classification" / "good.jsonl", GOOD_ROWS)
+    third, _ = tick(defs, "incoming_data_sensor", instance, cursor)
+    assert requested(third)["dataset"] == {"classification"}, "the same rows back after a withdrawal are new data"

@@ -224,14 +224,19 @@ def _check_lengths(task: ResolvedTask, splits: dict[str, list[dict]]) -> CheckOu
     )
 
 
+def prompt_words(prompt: str) -> int:
+    """A prompt's length as the ``length_statistics`` gate counts it (``checks.max_prompt_words``)."""
+    return len(prompt.split())
+
+
 def length_stats(splits: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
     stats = {}
     for split, rows in splits.items():
-        prompt_words = [len(row["prompt"].split()) for row in rows] or [0]
+        prompt_words_of = [prompt_words(row["prompt"]) for row in rows] or [0]
         answer_words = [len(row["answer"].split()) for row in rows] or [0]
         stats[split] = {
-            "prompt_words_mean": round(statistics.fmean(prompt_words), 1),
-            "prompt_words_max": max(prompt_words),
+            "prompt_words_mean": round(statistics.fmean(prompt_words_of), 1),
+            "prompt_words_max": max(prompt_words_of),
             "answer_words_mean": round(statistics.fmean(answer_words), 1),
             "answer_words_max": max(answer_words),
         }

@@ -16,7 +16,7 @@ from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraph
 from dagster._core.definitions.events import AssetKeyPartitionKey
 
 from ftassets.config import ProjectConfig, load_project_config
-from ftassets.data.incoming import accepted_version, ingest
+from ftassets.data.incoming import accepted_version, ignored_files, incoming_root, ingest
 from ftassets.defs.partitions import ProjectPartitions, cell_key, sync_model_partitions
 from ftassets.defs.resources import ProjectResource
 
@@ -107,10 +107,14 @@ def build_sensors(partitions: ProjectPartitions) -> list[dg.SensorDefinition]:
         asset_selection=dg.AssetSelection.assets("dataset").downstream(),
     )
     def incoming_data_sensor(context: dg.SensorEvaluationContext, project: ProjectResource):
-        """JSONL files dropped into ``incoming/<task>/``: valid files join the task's dataset (train split) and start a
-        backfill of that task's lineage for the model entries evaluated on it so far; a bad file is moved to
-        ``rejected/`` with a reason
-        file. The cursor holds the sha256 of every accepted file already requested, so each triggers once."""
+        """JSONL files dropped into ``incoming/<task>/``: a file the task's dataset would build with joins it (train
+        split) and starts a backfill of that task's lineage for the model entries evaluated on it so far; any other is
+        moved to ``rejected/`` with a reason file. Files the drop folder never reads (another extension, a file
+        directly in ``incoming/``) are logged once each.
+
+        The cursor holds the accepted files already requested (by name: a withdrawn file dropped again is new) and the
+        ignored files already reported (while they are there): the sensor's own state, kept by Dagster with its ticks,
+        so the drop folder holds only the user's files."""
         config = load_project_config(project.config_dir)
         for outcome in ingest(config):
             if outcome.accepted:
@@ -119,13 +123,24 @@ def build_sensors(partitions: ProjectPartitions) -> list[dg.SensorDefinition]:
                 )
             else:
                 context.log.warning(f"{outcome.reason}; moved to {outcome.path}")
-        requested = set(json.loads(context.cursor)["requested"]) if context.cursor else set()
+        state = json.loads(context.cursor) if context.cursor else {}
+        ignored, reported = ignored_files(config), set(state.get("reported", []))
+        for path in sorted(set(ignored) - reported):
+            context.log.warning(f"{incoming_root(config) / path}: ignored: {ignored[path]}")
+        requested = set(state.get("requested", []))
         new = {
-            task: [f for f in accepted_version(config, task) if f["sha256"] not in requested] for task in config.tasks
+            task: [f for f in accepted_version(config, task) if not {f["file"], f["sha256"]} & requested]
+            for task in config.tasks
         }
         new = {task: files for task, files in new.items() if files}
+        cursor = {
+            "requested": sorted(requested | {f["file"] for fs in new.values() for f in fs}),
+            "reported": sorted(ignored),
+        }
         if not new:
-            return dg.SkipReason("no new accepted file in the incoming folders")
+            return dg.SensorResult(
+                skip_reason="no new accepted file in the incoming folders", cursor=json.dumps(cursor)
+            )
         sync_model_partitions(context.instance, config.models)
         tasks = sorted(new)
         asset_graph = context.repository_def.asset_graph
@@ -143,7 +158,7 @@ def build_sensors(partitions: ProjectPartitions) -> list[dg.SensorDefinition]:
         )
         return dg.SensorResult(
             run_requests=[dg.RunRequest.for_asset_graph_subset(subset, tags={"ftassets/trigger": "incoming-data"})],
-            cursor=json.dumps({"requested": sorted(requested | {f["sha256"] for fs in new.values() for f in fs})}),
+            cursor=json.dumps(cursor),
         )
 
     @dg.sensor(
