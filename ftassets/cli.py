@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import sys
 import tempfile
 import textwrap
@@ -213,14 +212,13 @@ def _say(line: str) -> None:
 
 
 def ensure_dagster_home() -> Path:
-    """Use $DAGSTER_HOME (default ./.dagster_home) and give it the project's dagster.yaml if it has none."""
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path.cwd() / ".dagster_home"))).resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        for candidate in (Path.cwd() / "dagster.yaml", Path(__file__).resolve().parents[1] / "dagster.yaml"):
-            if candidate.exists():
-                shutil.copy(candidate, home / "dagster.yaml")
-                break
+    """$DAGSTER_HOME (``ftassets/home.py``: set, or a one-line error), created with the project's dagster.yaml if it
+    has none and checked writable; exported absolute for the Dagster instance."""
+    from ftassets.home import configured_dagster_home, prepare_dagster_home
+
+    home = configured_dagster_home()
+    project_configs = (Path.cwd() / "dagster.yaml", Path(__file__).resolve().parents[1] / "dagster.yaml")
+    os.environ["DAGSTER_HOME"] = str(prepare_dagster_home(home, project_configs))
     return home
 
 

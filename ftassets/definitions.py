@@ -1,5 +1,6 @@
 """The code location: ``dagster dev``, ``dagster asset materialize -m ftassets.definitions`` and the UI load
-``defs``."""
+``defs``. Its runs refuse to start on an instance that keeps nothing (``ftassets/home.py``): with DAGSTER_HOME
+unset, Dagster's CLIs record into a temporary home deleted on exit."""
 
 from __future__ import annotations
 
@@ -27,10 +28,25 @@ from ftassets.defs.resources import (
 )
 from ftassets.defs.schedules import build_automation_sensor, build_schedules
 from ftassets.defs.sensors import build_sensors
+from ftassets.home import not_set_message
 
 # Multi-to-single-dimension partition mappings and user data versions are beta in Dagster 1.13; the
 # graph relies on both on purpose (see README), so their warnings would only be noise in every run.
 warnings.filterwarnings("ignore", category=dg.BetaWarning)
+
+
+@dg.executor(
+    name="configured_home_executor",
+    config_schema=dg.multi_or_in_process_executor.config_schema,
+    requirements=dg.multi_or_in_process_executor.get_requirements,
+)
+def configured_home_executor(init_context: dg.InitExecutorContext):
+    """Dagster's default executor, once the run's instance is the configured $DAGSTER_HOME."""
+    if init_context.instance.is_ephemeral or not os.environ.get("DAGSTER_HOME"):
+        raise dg.DagsterInvariantViolationError(
+            not_set_message("this run records into a temporary Dagster instance, deleted when the command exits")
+        )
+    return dg.multi_or_in_process_executor.executor_creation_fn(init_context)
 
 
 def build_definitions(config_dir: Path | str | None = None, home: Path | str | None = None) -> dg.Definitions:
@@ -45,6 +61,7 @@ def build_definitions(config_dir: Path | str | None = None, home: Path | str | N
         schedules=schedules,
         jobs=[*jobs, azure_teardown, publish_to_model_store],
         loggers={**dg.default_loggers(), "progress": progress_logger},
+        executor=configured_home_executor,
         resources={
             "project": ProjectResource(config_dir=str(project.config_dir)),
             "artifacts": ArtifactStoreResource(root=str(home)),
