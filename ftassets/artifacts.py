@@ -1,7 +1,9 @@
 """Artifact directories on disk: atomic writes, manifests, and the project's home layout.
 
 Every artifact is written to a temporary sibling directory and renamed into place, so a killed run
-never leaves half an artifact and a failed run leaves the previous one intact.
+never leaves half an artifact and a failed run leaves the previous one intact. The writer holds a lock on its
+staging directory; one that no live process holds, left by a killed run, is removed the next time that artifact
+is written and when a run opens the store (``sweep_staging``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -21,6 +24,10 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
+STAGING = re.compile(r"^\.(?P<final>.+)\.(?P<kind>tmp|old)-[0-9a-f]{8}$")
+OWNERLESS_BEFORE = time.time() - 1.0
+"""A staging directory last changed over a second before this process started, and unlocked, has no live writer
+(a writer locks its directory right after creating it); a newer one may be a writer's between those two calls."""
 DISK_FULL = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 TRACKED_LIBRARIES = ("ftassets", "torch", "transformers", "peft", "tokenizers", "datasets", "dagster")
 
@@ -116,25 +123,38 @@ class ArtifactStore:
 
     @contextlib.contextmanager
     def writing(self, final: Path) -> Iterator[Path]:
-        """Yield a fresh temporary directory that replaces ``final`` only if the block succeeds."""
+        """Yield a fresh temporary directory that replaces ``final`` only if the block succeeds. The directory is
+        locked while it is written; leftovers of killed writers of ``final`` are removed first."""
         final.parent.mkdir(parents=True, exist_ok=True)
+        remove_abandoned_staging(final.parent, final.name)
         staging = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
         staging.mkdir()
+        owner = os.open(staging, os.O_RDONLY)
         try:
-            yield staging
-        except BaseException as error:
-            shutil.rmtree(staging, ignore_errors=True)
-            if reason := disk_full_reason(error):
-                raise DiskFull(
-                    f"{final}: no room to write it ({reason}); the previous version is kept as it was; "
-                    f"free space on the disk holding {final.parent} and run again"
-                ) from None
-            raise
-        retired = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
-        if final.exists():
-            final.rename(retired)
-        staging.rename(final)
-        shutil.rmtree(retired, ignore_errors=True)
+            fcntl.flock(owner, fcntl.LOCK_EX)
+            try:
+                yield staging
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            retired = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
+            if final.exists():
+                final.rename(retired)
+            staging.rename(final)
+            shutil.rmtree(retired, ignore_errors=True)
+        finally:
+            os.close(owner)
+
+    def sweep_staging(self) -> list[Path]:
+        """Remove the staging directories under ``artifacts/`` and ``cache/`` that killed runs left behind (none that
+        a live writer holds); returns them."""
+        removed = []
+        for top in (self.root / "artifacts", self.root / "cache"):
+            for directory, subdirectories, _ in os.walk(top):
+                if any(STAGING.match(name) for name in subdirectories):
+                    removed += remove_abandoned_staging(Path(directory))
+                subdirectories[:] = [name for name in subdirectories if not STAGING.match(name)]
+        return removed
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
@@ -147,6 +167,35 @@ class ArtifactStore:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def remove_abandoned_staging(parent: Path, final_name: str | None = None) -> list[Path]:
+    """Remove the staging (``.<name>.tmp-*``) and retired (``.<name>.old-*``) directories in ``parent`` (of
+    ``final_name`` only, when given) that no live process writes: unlocked and older than this process. A retired
+    directory is removed only beside its replacement, so the last good artifact is never the one deleted."""
+    removed = []
+    for candidate in sorted(parent.iterdir()):
+        match = STAGING.match(candidate.name)
+        if not match or (final_name is not None and match["final"] != final_name) or not candidate.is_dir():
+            continue
+        if match["kind"] == "old" and not (parent / match["final"]).exists():
+            continue
+        try:
+            if candidate.stat().st_mtime >= OWNERLESS_BEFORE:
+                continue
+            handle = os.open(candidate, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue
+        else:
+            shutil.rmtree(candidate, ignore_errors=True)
+            removed.append(candidate)
+        finally:
+            os.close(handle)
+    return removed
 
 
 def write_manifest(directory: Path, **facts: Any) -> dict[str, Any]:

@@ -7,7 +7,8 @@ lineage order through Dagster's API, each recorded in the instance like a UI lau
 (``ftassets/defs/staleness.py``) whether the partition is missing or stale, so it decides exactly as the
 UI shows; the configuration was observed first (``ftassets/defs/observe.py``), so a YAML edit is already a
 stale cause. Partitions where an asset does not apply (the cell plan, ``ftassets/plan.py``) are skipped.
-A failed step blocks only what depends on it.
+A failed step blocks only what depends on it. Staging folders that killed runs left in the store are removed
+first.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ class PipelineRunner:
 
     def run(self, tasks: list[str], models: list[str], force: bool = False, forgetting: bool = True) -> RunReport:
         self._check_selection(tasks, models)
+        for leftover in self.store.sweep_staging():
+            self.log(f"  removed  {leftover} (left by a killed run)")
         observe_configuration(self.instance, self.project, self.log)
         report = RunReport()
         failed_roots = set()
