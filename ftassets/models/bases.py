@@ -34,9 +34,12 @@ def prepare_base(name: str, base: BaseConfig, out_dir: Path, log: Callable[[str]
 
 
 def _copy_pretrained(name: str, base: HuggingFaceBase, out_dir: Path, log: Callable[[str], None]) -> None:
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log(f"loading base {name!r} from {base.id} (revision {base.revision or 'default'})")
+    if Path(base.id).is_dir():
+        _check_weight_files(name, Path(base.id))
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             base.id, revision=base.revision, trust_remote_code=base.trust_remote_code
@@ -48,6 +51,11 @@ def _copy_pretrained(name: str, base: HuggingFaceBase, out_dir: Path, log: Calla
         raise BaseModelError(
             f"base {name!r} (configs/models.yaml bases.{name}.id = {base.id!r}) could not be loaded: {error}. "
             "Use a local directory with save_pretrained files, or a hub id on a machine that reaches the hub."
+        ) from None
+    except SafetensorError as error:
+        raise BaseModelError(
+            f"base {name!r} (configs/models.yaml bases.{name}.id = {base.id!r}): a weights file is unreadable "
+            f"({error}); download it again (`hf download {base.id} --force-download`) and run again"
         ) from None
     if base.chat_template:
         tokenizer.chat_template = base.chat_template
@@ -61,6 +69,22 @@ def _copy_pretrained(name: str, base: HuggingFaceBase, out_dir: Path, log: Calla
         )
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+
+
+def _check_weight_files(name: str, folder: Path) -> None:
+    """Every ``*.safetensors`` file of a local base folder opens (its header covers the whole file), so a truncated
+    or corrupt copy fails here by name instead of deep inside ``from_pretrained``."""
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(path, framework="pt"):
+                pass
+        except SafetensorError as error:
+            raise BaseModelError(
+                f"base {name!r} (configs/models.yaml bases.{name}.id): {path.name} in {folder} is truncated or "
+                f"corrupt ({error}); download it again (or save_pretrained the model into {folder} again) and run again"
+            ) from None
 
 
 def describe_model_dir(model_dir: Path) -> dict[str, Any]:
