@@ -2,7 +2,11 @@
 server, an Azure AI serverless endpoint), the environment variables it reads, and its client. Azure OpenAI's own
 resolution (deployments, Entra ID, API versions) builds on this in ``ftassets/azure/settings.py``.
 
-Missing variables are reported all at once, by name, before any request is made.
+Missing variables are reported all at once, by name, before any request is made. An endpoint that cannot be
+connected to (refused, unknown host, no answer within ``CONNECT_TIMEOUT_S``) fails in seconds: the connection is
+tried ``CONNECT_RETRIES`` more times (httpx's own connection retries, 0.5 s and 1 s apart), then the request
+fails with ``EndpointUnreachable``, which the openai client passes on as it is, without its own retries (those,
+with their backoff, stay for answers: 429, 5xx, a timeout while reading).
 """
 
 from __future__ import annotations
@@ -11,10 +15,15 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx2
+from openai import APIConnectionError
+
 from ftassets.config import ConfigError
 from ftassets.config.schemas import OpenAICompatibleBase, TokenPricing
 
 REASONING_MODEL_PREFIXES = ("gpt-5", "o1", "o3", "o4")
+CONNECT_RETRIES = 2
+CONNECT_TIMEOUT_S = 10.0
 
 
 class MissingCredentials(ConfigError):
@@ -41,6 +50,8 @@ class ApiTarget:
     max_retries: int
     pricing: TokenPricing | None
     ad_token_env: str | None = None
+    url_from: str | None = None
+    """Where ``url`` comes from, for messages: ``$VAR (configs/... field)``."""
     secret: str | None = field(default=None, repr=False)
 
     def describe(self) -> dict[str, Any]:
@@ -96,18 +107,47 @@ def openai_compatible_target(
         timeout_s=config.timeout_s,
         max_retries=config.max_retries,
         pricing=config.pricing,
+        url_from=f"${config.base_url_env} (configs/models.yaml bases.{base}.base_url_env)",
         secret=values.get(config.api_key_env) if config.api_key_env else None,
     )
 
 
 def openai_compatible_client(target: ApiTarget):
-    """An ``OpenAI`` client for any server of the v1 API; retries (429, 5xx, connection errors; honouring
-    ``retry-after``) and timeouts are the client's own."""
+    """An ``OpenAI`` client for any server of the v1 API; retries (429, 5xx; honouring ``retry-after``) and
+    timeouts are the client's own, a connection that cannot be made fails fast (``client_options``)."""
     from openai import OpenAI
 
-    return OpenAI(
-        base_url=target.url,
-        api_key=target.secret or "not-needed",
-        timeout=target.timeout_s,
+    return OpenAI(base_url=target.url, api_key=target.secret or "not-needed", **client_options(target))
+
+
+class EndpointUnreachable(APIConnectionError):
+    """No connection to the endpoint after ``CONNECT_RETRIES`` retries; the message says why and for how long."""
+
+
+class _FailFastTransport(httpx2.HTTPTransport):
+    def __init__(self) -> None:
+        super().__init__(retries=CONNECT_RETRIES)
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        try:
+            return super().handle_request(request)
+        except (httpx2.ConnectError, httpx2.ConnectTimeout) as error:
+            timeout = (request.extensions.get("timeout") or {}).get("connect")
+            reason = str(error) or f"no connection within {timeout:g} s"
+            raise EndpointUnreachable(
+                message=f"cannot connect to {request.url.scheme}://{request.url.netloc.decode()} ({reason}; "
+                f"{CONNECT_RETRIES + 1} attempts, connect timeout {timeout:g} s)",
+                request=request,
+            ) from error
+
+
+def client_options(target: ApiTarget) -> dict[str, Any]:
+    """Keyword arguments of an openai client for ``target``: its timeout and retries (those answers earn), a connect
+    timeout of at most ``CONNECT_TIMEOUT_S`` and an HTTP client that fails fast where no connection can be made."""
+    from openai import DefaultHttpx2Client
+
+    return dict(
+        timeout=httpx2.Timeout(target.timeout_s, connect=min(target.timeout_s, CONNECT_TIMEOUT_S)),
         max_retries=target.max_retries,
+        http_client=DefaultHttpx2Client(transport=_FailFastTransport()),
     )

@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 from ftassets.azure.settings import ENTRA_SCOPE, management_variables
 from ftassets.config.schemas import AzureFile
-from ftassets.endpoints import ApiTarget, openai_compatible_client, require_variables
+from ftassets.endpoints import ApiTarget, client_options, openai_compatible_client, require_variables
 
 
 class StaticTokenCredential:
@@ -49,12 +49,13 @@ def azure_credential(token_env: str | None):
 def openai_client(target: ApiTarget):
     """An ``AzureOpenAI`` client for deployment routes, an ``OpenAI`` client for the v1 API and other servers.
 
-    Retries (429, 5xx, connection errors; honouring ``retry-after``) and timeouts are the client's own."""
+    Retries (429, 5xx; honouring ``retry-after``) and timeouts are the client's own; a connection that cannot be
+    made fails fast (``ftassets.endpoints.client_options``)."""
     from openai import AzureOpenAI, OpenAI
 
     if target.source == "openai_compatible":
         return openai_compatible_client(target)
-    common = dict(timeout=target.timeout_s, max_retries=target.max_retries)
+    common = client_options(target)
     token_provider = None
     if target.auth == "entra_id":
         from azure.identity import get_bearer_token_provider

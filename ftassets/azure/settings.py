@@ -79,5 +79,6 @@ def resolve_base(project: ProjectConfig, base: str, deployment: str | None = Non
         max_retries=endpoint.max_retries,
         pricing=project.azure.pricing.get(model_family(spec.model)),
         ad_token_env=endpoint.ad_token_env,
+        url_from=f"${endpoint.endpoint_env} (configs/azure.yaml endpoints.{spec.endpoint}.endpoint_env)",
         secret=values.get(endpoint.api_key_env) if endpoint.auth == "api_key" else None,
     )

@@ -27,5 +27,6 @@ class AzureOpenAIBackend(OpenAICompatibleBackend):
             verbosity=target.verbosity,
             concurrency=target.concurrency,
             pricing=target.pricing,
+            url_from=target.url_from,
             **kwargs,
         )

@@ -31,6 +31,7 @@ def api_backend(target: ApiTarget, name: str) -> OpenAICompatibleBackend:
         verbosity=target.verbosity,
         concurrency=target.concurrency,
         pricing=target.pricing,
+        url_from=target.url_from,
     )
 
 

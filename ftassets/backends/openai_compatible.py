@@ -5,7 +5,8 @@ Each conversation is one request; requests run concurrently up to ``concurrency`
 order. Streaming (on by default) measures time to first token and reads usage from the final chunk
 (``stream_options.include_usage``). Reasoning models (the GPT-5 family, o-series) reject ``temperature`` and
 ``max_tokens``: they get ``max_completion_tokens`` (answer plus thinking budget), ``reasoning_effort`` and
-``verbosity`` instead. Retries with backoff (honouring ``retry-after``) and timeouts are the openai client's.
+``verbosity`` instead. Retries with backoff (honouring ``retry-after``) and timeouts are the openai client's. Once
+one request could not connect at all, the requests still waiting fail at once with the same message.
 """
 
 from __future__ import annotations
@@ -39,10 +40,12 @@ class OpenAICompatibleBackend(ModelBackend):
         concurrency: int = 8,
         pricing: TokenPricing | None = None,
         extra_body: dict[str, Any] | None = None,
+        url_from: str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-        self.client, self.model, self.name = client, model, name
+        self.client, self.model, self.name, self.url_from = client, model, name, url_from
+        self.unreachable: str | None = None
         self.reasoning_model, self.reasoning_effort, self.verbosity = reasoning_model, reasoning_effort, verbosity
         self.reasoning_budget_tokens, self.stream, self.concurrency = reasoning_budget_tokens, stream, concurrency
         self.pricing, self.extra_body = pricing, extra_body
@@ -77,8 +80,10 @@ class OpenAICompatibleBackend(ModelBackend):
             return list(pool.map(lambda messages: self._complete(messages, params), conversations))
 
     def _complete(self, messages: list[dict[str, str]], params: dict[str, Any]) -> Generation:
-        from openai import OpenAIError
+        from openai import APIConnectionError, APITimeoutError, OpenAIError
 
+        if self.unreachable:
+            raise BackendError(self.unreachable)
         started = time.perf_counter()
         try:
             if self.stream:
@@ -87,6 +92,13 @@ class OpenAICompatibleBackend(ModelBackend):
                 response = self.client.chat.completions.create(model=self.model, messages=messages, **params)
                 text, usage, first_token_s = response.choices[0].message.content or "", response.usage, None
         except OpenAIError as error:
+            if isinstance(error, APIConnectionError) and not isinstance(error, APITimeoutError):
+                where = f" in {self.url_from}" if self.url_from else ""
+                self.unreachable = (
+                    f"model backend {self.name!r} (model {self.model!r} at {self.client.base_url}): {error}; check "
+                    f"that the server is up and reachable from here and its URL{where}, then run again"
+                )
+                raise BackendError(self.unreachable) from None
             raise BackendError(
                 f"model backend {self.name!r} (model {self.model!r} at {self.client.base_url}): {error}"
             ) from None
