@@ -208,9 +208,12 @@ class PipelineRunner:
         return False
 
     def _loggers(self) -> dict:
-        """Dagster's console logger at the chosen level; below INFO's verbosity, the steps' own messages only."""
-        console = {"console": {"config": {"log_level": self.dagster_log_level}}}
-        return console if self.dagster_log_level in ("INFO", "DEBUG") else {**console, "progress": {}}
+        """Dagster's console logger at INFO or DEBUG (``--verbose``: every event, a failed step's stack trace
+        included); else the steps' own messages only, a failure being the one line ``_step`` prints (its trace
+        stays in the run's log in the instance)."""
+        if self.dagster_log_level in ("INFO", "DEBUG"):
+            return {"console": {"config": {"log_level": self.dagster_log_level}}}
+        return {"progress": {}}
 
     def _latest_version(self, asset: str, partition) -> str | None:
         records = self.instance.fetch_materializations(
@@ -223,10 +226,14 @@ class PipelineRunner:
 
 
 def root_cause_message(error) -> str:
-    """The innermost error's message: the user's problem, not Dagster's wrapping of it."""
+    """The innermost error's message: the user's problem, not Dagster's wrapping of it. The class name is left out
+    where the error is ftassets' own or a ``dg.Failure`` (their messages are written to be read alone)."""
     while error.cause is not None:
         error = error.cause
-    return error.message.strip()
+    message = error.message.strip()
+    where, _, text = message.partition(": ")
+    own = where.startswith("ftassets.") or where == "dagster._core.definitions.events.Failure"
+    return text if own and where.endswith(f".{error.cls_name}") else message
 
 
 def format_report(report: RunReport, project: ProjectConfig, store: ArtifactStore, verbose: bool = False) -> str:
