@@ -4,7 +4,7 @@ resolution (deployments, Entra ID, API versions) builds on this in ``ftassets/az
 
 Missing variables are reported all at once, by name, before any request is made. An endpoint that cannot be
 connected to (refused, unknown host, no answer within ``CONNECT_TIMEOUT_S``) fails in seconds: the connection is
-tried ``CONNECT_RETRIES`` more times (httpx's own connection retries, 0.5 s and 1 s apart), then the request
+tried ``CONNECT_RETRIES`` more times (httpx's own connection retries: at once, then 0.5 s later), then the request
 fails with ``EndpointUnreachable``, which the openai client passes on as it is, without its own retries (those,
 with their backoff, stay for answers: 429, 5xx, a timeout while reading).
 """
