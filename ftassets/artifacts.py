@@ -134,8 +134,13 @@ class ArtifactStore:
             fcntl.flock(owner, fcntl.LOCK_EX)
             try:
                 yield staging
-            except BaseException:
+            except BaseException as error:
                 shutil.rmtree(staging, ignore_errors=True)
+                if reason := disk_full_reason(error):
+                    raise DiskFull(
+                        f"{final}: no room to write it ({reason}); the previous version is kept as it was; "
+                        f"free space on the disk holding {final.parent} and run again"
+                    ) from None
                 raise
             retired = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:8]}"
             if final.exists():
@@ -145,16 +150,17 @@ class ArtifactStore:
         finally:
             os.close(owner)
 
-    def sweep_staging(self) -> list[Path]:
-        """Remove the staging directories under ``artifacts/`` and ``cache/`` that killed runs left behind (none that
-        a live writer holds); returns them."""
-        removed = []
+    def sweep_staging(self) -> list[tuple[str, Path]]:
+        """Clear what killed runs left under ``artifacts/`` and ``cache/`` (nothing a live writer holds): staging
+        directories are removed, a retired artifact left without its replacement is put back. Returns
+        ``("removed", staging)`` and ``("restored", artifact)`` pairs."""
+        cleared = []
         for top in (self.root / "artifacts", self.root / "cache"):
             for directory, subdirectories, _ in os.walk(top):
                 if any(STAGING.match(name) for name in subdirectories):
-                    removed += remove_abandoned_staging(Path(directory))
+                    cleared += remove_abandoned_staging(Path(directory))
                 subdirectories[:] = [name for name in subdirectories if not STAGING.match(name)]
-        return removed
+        return cleared
 
     @contextlib.contextmanager
     def lock(self, name: str) -> Iterator[None]:
@@ -169,16 +175,19 @@ class ArtifactStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def remove_abandoned_staging(parent: Path, final_name: str | None = None) -> list[Path]:
+def remove_abandoned_staging(parent: Path, final_name: str | None = None) -> list[tuple[str, Path]]:
     """Remove the staging (``.<name>.tmp-*``) and retired (``.<name>.old-*``) directories in ``parent`` (of
     ``final_name`` only, when given) that no live process writes: unlocked and older than this process. A retired
-    directory is removed only beside its replacement, so the last good artifact is never the one deleted."""
-    removed = []
+    directory is removed only beside its replacement; without one it is the last good artifact and is put back."""
+    cleared = []
     for candidate in sorted(parent.iterdir()):
         match = STAGING.match(candidate.name)
         if not match or (final_name is not None and match["final"] != final_name) or not candidate.is_dir():
             continue
-        if match["kind"] == "old" and not (parent / match["final"]).exists():
+        final = parent / match["final"]
+        if match["kind"] == "old" and not final.exists():
+            if restore_retired(candidate, final):
+                cleared.append(("restored", final))
             continue
         try:
             if candidate.stat().st_mtime >= OWNERLESS_BEFORE:
@@ -192,10 +201,31 @@ def remove_abandoned_staging(parent: Path, final_name: str | None = None) -> lis
             continue
         else:
             shutil.rmtree(candidate, ignore_errors=True)
-            removed.append(candidate)
+            cleared.append(("removed", candidate))
         finally:
             os.close(handle)
-    return removed
+    return cleared
+
+
+def restore_retired(retired: Path, final: Path) -> bool:
+    """Put back a retired artifact that a writer killed between its two renames left without a replacement, unless
+    a live writer of ``final`` still holds its staging directory (it is about to rename it into place)."""
+    for staging in final.parent.glob(f".{final.name}.tmp-*"):
+        try:
+            handle = os.open(staging, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        finally:
+            os.close(handle)
+    try:
+        retired.rename(final)
+    except OSError:
+        return False
+    return True
 
 
 def write_manifest(directory: Path, **facts: Any) -> dict[str, Any]:

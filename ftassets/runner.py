@@ -72,8 +72,9 @@ class PipelineRunner:
 
     def run(self, tasks: list[str], models: list[str], force: bool = False, forgetting: bool = True) -> RunReport:
         self._check_selection(tasks, models)
-        for leftover in self.store.sweep_staging():
-            self.log(f"  removed  {leftover} (left by a killed run)")
+        for action, path in self.store.sweep_staging():
+            why = "left by a killed run" if action == "removed" else "a killed run had set it aside unreplaced"
+            self.log(f"  {action:<8} {path} ({why})")
         observe_configuration(self.instance, self.project, self.log)
         report = RunReport()
         failed_roots = set()

@@ -146,9 +146,20 @@ def test_a_sweep_removes_only_what_no_live_writer_holds_and_never_the_last_good_
     only_copy = _leftover(adapters, ".sql.old-0badc0de")
     with store.writing(store.path("adapter", "tiny-full", TASK)) as live:
         os.utime(live, (AN_HOUR_AGO, AN_HOUR_AGO))
-        assert sorted(store.sweep_staging()) == sorted([killed, cached, retired])
+        cleared = [("removed", killed), ("removed", cached), ("removed", retired), ("restored", adapters / "sql")]
+        assert sorted(store.sweep_staging()) == sorted(cleared)
         assert live.exists(), "a concurrent run's staging folder is locked by its writer: kept"
-    assert only_copy.exists(), "a retired artifact whose replacement never landed is the last good one: kept"
+    assert not only_copy.exists() and (adapters / "sql").is_dir(), "a retired artifact never replaced is put back"
+
+
+def test_a_retired_artifact_stays_aside_while_its_writer_is_still_renaming(tmp_path):
+    store = ArtifactStore(tmp_path)
+    final = store.path("adapter", "tiny-lora", TASK)
+    with store.writing(final) as live:
+        os.utime(live, (AN_HOUR_AGO, AN_HOUR_AGO))
+        retired = _leftover(final.parent, f".{TASK}.old-0badc0de")
+        assert store.sweep_staging() == [] and retired.exists(), "the writer is between its two renames"
+    assert store.sweep_staging() == [("removed", retired)] and final.is_dir()
 
 
 def test_a_run_removes_the_staging_folders_killed_runs_left_and_says_so(tmp_path):
