@@ -222,6 +222,12 @@ def cell_plan(project: ProjectConfig, task: str, model: str) -> dict[str, Step]:
     return plan
 
 
+def comparison_step(project: ProjectConfig, task: str) -> Step:
+    """A task's comparison lists every model entry, in the configuration's order: adding or removing an entry
+    changes it (once), although no evaluation it reads changed."""
+    return Step("comparison", True, {"models": list(project.models)})
+
+
 def forgetting_step(project: ProjectConfig, model: str) -> Step:
     """The cross-task matrix exists for fine-tuned entries only; its configuration is every task's evaluation
     settings (the fine-tunes and datasets it reads are its upstream assets)."""

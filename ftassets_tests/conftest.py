@@ -105,13 +105,16 @@ def _shared_world_root(tmp_path_factory) -> Path:
 
 
 # Slow modules first, so that pytest-xdist's loadscope (one module per worker at a time) ends both workers
-# at about the same time; the modules that need the world last, test_e2e.py first among them.
+# at about the same time; the modules that need the world last, the two longest first among them.
+WORLD_MODULES_FIRST = ("test_e2e.py", "test_e2e_runs.py")
 SLOW_MODULES = ("test_ui.py", "test_trainer_resource.py", "test_dpo.py", "test_automation.py")
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Order modules: slow ones first, those using the ``world`` fixture last. Under xdist, start building the
-    world in the background as soon as a worker collects a test that needs it, while both workers run the others."""
+    """Order modules: slow ones first, those using the ``world`` fixture last (``--no-loadscope-reorder`` keeps
+    this order; xdist's default puts the modules with most tests first). Under xdist, start building the world in
+    the background as soon as a worker collects a test that needs it, while both workers, at a lower priority,
+    run the others."""
     from filelock import FileLock
 
     modules_needing_world = {item.path.name for item in items if "world" in getattr(item, "fixturenames", ())}
@@ -119,7 +122,7 @@ def pytest_collection_modifyitems(session, config, items):
     def rank(item):
         name = item.path.name
         if name in modules_needing_world:
-            return (2, name != "test_e2e.py")
+            return (2, WORLD_MODULES_FIRST.index(name) if name in WORLD_MODULES_FIRST else len(WORLD_MODULES_FIRST))
         return (0, SLOW_MODULES.index(name)) if name in SLOW_MODULES else (1, 0)
 
     items.sort(key=rank)  # stable: tests keep their order within a module
@@ -130,6 +133,10 @@ def pytest_collection_modifyitems(session, config, items):
         with FileLock(str(root) + ".lock"):
             if not e2e_world.being_built(root):
                 config._ftassets_world_build = e2e_world.start_in_background(root)
+    if os.environ.get("PYTEST_XDIST_WORKER") and not getattr(config, "_ftassets_niced", False):
+        # The world build is the run's critical path: both workers (and what they start) yield a core to it.
+        os.nice(5)
+        config._ftassets_niced = True
 
 
 def pytest_unconfigure(config):

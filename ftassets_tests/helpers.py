@@ -4,8 +4,10 @@ shipped project, and a responder for the loopback fakes that answers from the cl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -93,3 +95,29 @@ def split_oracle(home: Path, is_finetuned: Callable[[str], bool]) -> Callable[[s
         return answer if is_finetuned(model) or index % 4 else "I cannot tell."
 
     return respond
+
+
+def snapshot_dagster_home(source, target) -> None:
+    """A consistent copy of a Dagster (or ftassets) home that other tests may be writing to: each SQLite database
+    through SQLite's backup API (its write-ahead log included), every other file as it is."""
+    for path in sorted(source.rglob("*")):
+        destination = target / path.relative_to(source)
+        if path.is_dir():
+            destination.mkdir(parents=True, exist_ok=True)
+        elif path.suffix == ".db":
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            with sqlite3.connect(path) as original, sqlite3.connect(destination) as copied:
+                original.backup(copied)
+        elif not path.name.endswith(("-wal", "-shm", "-journal")):
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):  # a compute log the other worker just removed
+                shutil.copy2(path, destination)
+
+
+def copy_world(world: dict, root: Path) -> tuple[Path, Path]:
+    """A copy of the e2e world (its Dagster home and its ftassets home, some 70 MB) that a test may change without
+    touching the world the other tests read. Returns (dagster_home, ftassets_home)."""
+    dagster_home, home = root / "dagster_home", root / "ftassets_home"
+    snapshot_dagster_home(world["dagster_home"], dagster_home)
+    snapshot_dagster_home(world["home"], home)
+    return dagster_home, home

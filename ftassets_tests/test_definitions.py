@@ -80,6 +80,7 @@ CONFIGURED = (
     "merged_model",
     "gguf_export",
     "evaluation",
+    "comparison",
     "forgetting",
 )
 

@@ -75,25 +75,33 @@ def test_dagster_cli_materializes_one_partition(world):
     assert records.records, "the CLI run is recorded in the persistent instance"
 
 
-def test_an_entry_without_recipe_is_evaluated_as_base_only(world, tmp_path):
+def test_an_entry_without_recipe_is_evaluated_as_base_only_and_leaves_the_comparison_once_removed(world, tmp_path):
+    """On a copy of the world: an entry without a recipe is evaluated as its base only and joins the comparison;
+    removed from models.yaml, it makes the comparison rebuild once (the entry list is its configuration), without
+    it, and the run after that finds everything current."""
     import yaml
+    from helpers import copy_world
 
+    dagster_home, home = copy_world(world, tmp_path)
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
     config_dir = tmp_path / "configs"
     shutil.copytree(REPO / "configs", config_dir)
     models = yaml.safe_load((config_dir / "models.yaml").read_text())
     models["models"]["tiny-base"] = {"base": "tiny"}
     (config_dir / "models.yaml").write_text(yaml.safe_dump(models))
-    project = load_project_config(config_dir)
-    defs = build_definitions(config_dir, world["home"])
-    runner = PipelineRunner(defs, project, ArtifactStore(world["home"]), world["instance"], log=print)
-    report = runner.run(["classification"], ["tiny-base"])
+
+    def runner(config_dir: Path, lines: list[str]) -> PipelineRunner:
+        project, defs = load_project_config(config_dir), build_definitions(config_dir, home)
+        return PipelineRunner(defs, project, ArtifactStore(home), instance, log=lines.append)
+
+    added = []
+    report = runner(config_dir, added).run(["classification"], ["tiny-base"])
     assert not report.failed, [(o.assets, o.error) for o in report.failed]
     table = report.comparisons["classification"].set_index(["model", "variant"])
     assert ("tiny-base", "finetuned") not in table.index or table.loc[("tiny-base", "finetuned")]["status"] == "missing"
     assert table.loc[("tiny-base", "base")]["accuracy"] == table.loc[("tiny-lora", "base")]["accuracy"]
     adapter = (
-        world["instance"]
-        .fetch_materializations(
+        instance.fetch_materializations(
             dg.AssetRecordsFilter(
                 asset_key=dg.AssetKey("adapter"), asset_partitions=[cell_key("classification", "tiny-base")]
             ),
@@ -103,9 +111,19 @@ def test_an_entry_without_recipe_is_evaluated_as_base_only(world, tmp_path):
         .asset_materialization
     )
     assert adapter.metadata["applicable"].value is False and "no recipe" in adapter.metadata["reason"].value
-    assert not ArtifactStore(world["home"]).path("adapter", "tiny-base", "classification").exists(), (
-        "no placeholder files"
-    )
+    assert not ArtifactStore(home).path("adapter", "tiny-base", "classification").exists(), "no placeholder files"
+
+    removed = []
+    report = runner(REPO / "configs", removed).run(["classification"], ["tiny-lora"], forgetting=False)
+    assert [(o.assets, o.partition) for o in report.ran] == [
+        (("comparison",), "classification"),
+        (("leaderboard",), "all"),
+    ]
+    assert "config/comparison" in report.ran[0].reason, removed
+    assert "tiny-base" not in set(report.comparisons["classification"].model)
+    again = runner(REPO / "configs", []).run(["classification"], ["tiny-lora"], forgetting=False)
+    assert not again.ran, [(o.assets, o.partition, o.reason) for o in again.ran]
+    instance.dispose()
 
 
 def test_a_killed_training_run_resumes_from_its_last_checkpoint(world, tmp_path):
@@ -202,3 +220,33 @@ def test_a_killed_training_run_resumes_from_its_last_checkpoint(world, tmp_path)
     )
     assert resumed["final_train_loss"] == pytest.approx(uninterrupted.final_train_loss, abs=1e-3)
     assert resumed["final_val_loss"] == pytest.approx(uninterrupted.final_val_loss, abs=1e-3)
+
+
+def test_a_deleted_or_truncated_file_of_a_cell_rebuilds_exactly_that_artifact(world, tmp_path):
+    """On a copy of the world: a merged model's weights deleted and a q8_0 GGUF truncated to 60 % are noticed
+    against their manifests by the next ftassets run, which rebuilds those two artifacts and nothing else."""
+    from helpers import copy_world
+
+    dagster_home, home = copy_world(world, tmp_path)
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
+    store = ArtifactStore(home)
+    weights = store.path("merged_model", "tiny-lora", "classification") / "model.safetensors"
+    weights.unlink()
+    [gguf] = store.path("gguf_export", "tiny-full", "classification").glob("*q8_0*.gguf")
+    content = gguf.read_bytes()
+    gguf.write_bytes(content[: len(content) * 6 // 10])
+
+    project = load_project_config(REPO / "configs")
+    runner = PipelineRunner(build_definitions(REPO / "configs", home), project, store, instance, log=print)
+    report = runner.run(["classification"], ["tiny-lora", "tiny-full"], forgetting=False)
+    assert not report.failed, [(o.assets, o.error) for o in report.failed]
+    ran = {(o.assets[0], o.partition): o.reason for o in report.ran}
+    assert set(ran) == {
+        ("merged_model", str(cell_key("classification", "tiny-lora"))),
+        ("gguf_export", str(cell_key("classification", "tiny-full"))),
+    }, ran
+    assert "model.safetensors missing" in ran[("merged_model", str(cell_key("classification", "tiny-lora")))]
+    assert gguf.name in ran[("gguf_export", str(cell_key("classification", "tiny-full")))]
+    assert weights.exists() and gguf.stat().st_size == len(content)
+    assert not runner.run(["classification"], ["tiny-lora", "tiny-full"], forgetting=False).ran
+    instance.dispose()

@@ -113,3 +113,22 @@ def test_a_swapped_cell_key_in_dagster_asset_materialize_says_the_right_order(tm
         f"dagster asset materialize: partition '{TASK}|tiny-lora': a (task, model) cell's key is <model>|<task> "
         f"(Dagster orders the dimensions by name), e.g. --partition 'tiny-lora|{TASK}'"
     ), run.stderr
+
+
+def test_a_selection_naming_an_unknown_task_or_entry_lists_what_the_configuration_defines(tmp_path):
+    import dagster as dg
+
+    from ftassets.artifacts import ArtifactStore
+    from ftassets.config import ConfigError, load_project_config
+    from ftassets.definitions import build_definitions
+    from ftassets.runner import PipelineRunner
+
+    config_dir, home, _ = copy_project(tmp_path)
+    project = load_project_config(config_dir)
+    with dg.instance_for_test() as instance:
+        runner = PipelineRunner(build_definitions(config_dir, home), project, ArtifactStore(home), instance)
+        with pytest.raises(ConfigError, match=r"--models: unknown \['tiny-lroa'\]; defined in .*: .*tiny-lora"):
+            runner.run([TASK], ["tiny-lroa"])
+        with pytest.raises(ConfigError, match=r"--tasks: unknown \['clasification'\]; defined in .*classification"):
+            runner.run(["clasification"], ["tiny-lora"])
+        assert not (home / "artifacts").exists(), "nothing ran"

@@ -2,14 +2,12 @@
 whose result it changes; the nightly refresh asks for exactly those; partitions where an asset does not apply
 read as settled, not missing. Each test works on a copy of the e2e world's instance and configs."""
 
-import contextlib
 import datetime
 import shutil
-import sqlite3
 
 import dagster as dg
 import pytest
-from helpers import REPO, edit_yaml
+from helpers import REPO, edit_yaml, snapshot_dagster_home
 
 from ftassets import plan
 from ftassets.config import load_project_config
@@ -21,23 +19,6 @@ from ftassets.defs.staleness import Staleness
 pytestmark = pytest.mark.e2e
 TASK = "classification"
 DEFAULT = ("tiny-lora", "tiny-qlora", "tiny-dora", "tiny-full")
-
-
-def snapshot_dagster_home(source, target) -> None:
-    """A consistent copy of a Dagster home that other tests may be writing to: each SQLite database through
-    SQLite's backup API (its write-ahead log included), every other file as it is."""
-    for path in sorted(source.rglob("*")):
-        destination = target / path.relative_to(source)
-        if path.is_dir():
-            destination.mkdir(parents=True, exist_ok=True)
-        elif path.suffix == ".db":
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            with sqlite3.connect(path) as original, sqlite3.connect(destination) as copied:
-                original.backup(copied)
-        elif not path.name.endswith(("-wal", "-shm", "-journal")):
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):  # a compute log the other worker just removed
-                shutil.copy2(path, destination)
 
 
 @pytest.fixture

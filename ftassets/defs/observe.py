@@ -24,6 +24,7 @@ CONFIGURED_ASSETS = {
     "dataset": "task",
     "base_model": "model",
     **{asset: "task_model" for asset in plan.CELL_ASSETS},
+    "comparison": "task",
     "forgetting": "model",
 }
 """Every asset whose result depends on configuration, with the partitions definition it and its source use."""
@@ -48,6 +49,8 @@ def steps_by_partition(project: ProjectConfig, asset: str) -> dict[str, plan.Ste
         return {task: plan.dataset_step(project, task) for task in project.tasks}
     if asset == "base_model":
         return {model: plan.base_step(project, model) for model in project.models}
+    if asset == "comparison":
+        return {task: plan.comparison_step(project, task) for task in project.tasks}
     if asset == "forgetting":
         return {model: plan.forgetting_step(project, model) for model in project.models}
     return {

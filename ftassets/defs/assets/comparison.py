@@ -5,7 +5,7 @@ import pandas as pd
 
 from ftassets import plan
 from ftassets.artifacts import write_manifest
-from ftassets.defs.assets.common import GROUP, OWNERS, TASK_OF_CELL
+from ftassets.defs.assets.common import GROUP, OWNERS, TASK_OF_CELL, config_key
 from ftassets.defs.metadata import table_metadata
 from ftassets.defs.partitions import ProjectPartitions
 from ftassets.defs.resources import ArtifactStoreResource, MlflowResource, ProjectResource
@@ -15,7 +15,7 @@ from ftassets.defs.schedules import refresh_when_upstream_updates
 def build(partitions: ProjectPartitions) -> dg.AssetsDefinition:
     @dg.asset(
         partitions_def=partitions.task,
-        deps=[dg.AssetDep("evaluation", partition_mapping=TASK_OF_CELL)],
+        deps=[config_key("comparison"), dg.AssetDep("evaluation", partition_mapping=TASK_OF_CELL)],
         group_name=GROUP,
         owners=OWNERS,
         kinds={"pandas"},
