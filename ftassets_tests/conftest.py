@@ -90,7 +90,11 @@ def world(tmp_path_factory, worker_id):
 
     import e2e_world
 
-    if worker_id == "master":
+    reused = os.environ.get("FTASSETS_TEST_WORLD")
+    if reused and (Path(reused) / e2e_world.REPORT).exists():
+        # While iterating on one world test: a world an earlier run built (as the other tests left it).
+        root = Path(reused)
+    elif worker_id == "master":
         root = tmp_path_factory.mktemp("e2e")
         e2e_world.build(root)
     else:

@@ -120,4 +120,18 @@ def copy_world(world: dict, root: Path) -> tuple[Path, Path]:
     dagster_home, home = root / "dagster_home", root / "ftassets_home"
     snapshot_dagster_home(world["dagster_home"], dagster_home)
     snapshot_dagster_home(world["home"], home)
+    _end_runs_copied_mid_flight(dagster_home)
     return dagster_home, home
+
+
+def _end_runs_copied_mid_flight(dagster_home: Path) -> None:
+    """A run the other worker had in flight when the world was copied is, in the copy, a run that will never end:
+    its process is alive (that worker), so ``release_orphaned_runs`` keeps it, and it holds the ``gpu`` pool slot
+    that every training step in the copy would wait for forever. Mark such runs failed and free their slots."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        in_flight = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+        for record in instance.get_run_records(dg.RunsFilter(statuses=in_flight)):
+            instance.report_run_failed(record.dagster_run, "in flight in the world when it was copied")
+            instance.event_log_storage.free_concurrency_slots_for_run(record.dagster_run.run_id)

@@ -1,6 +1,7 @@
 """End to end, in the shared world's instance: runs that change it or start processes (a failed training, the
-Dagster CLI, an entry without a recipe, a killed and resumed training). A module of their own so that
-pytest-xdist's loadscope runs them beside test_e2e.py, on the other worker."""
+Dagster CLI, an entry without a recipe, a killed and resumed training). Those that add entries or damage files
+work on a copy of the world (``helpers.copy_world``), which the other worker's runs cannot change under them.
+A module of their own so that pytest-xdist's loadscope runs them beside test_e2e.py, on the other worker."""
 
 import os
 import shutil
@@ -129,11 +130,13 @@ def test_an_entry_without_recipe_is_evaluated_as_base_only_and_leaves_the_compar
 def test_a_killed_training_run_resumes_from_its_last_checkpoint(world, tmp_path):
     """A `dagster asset materialize` of an adapter SIGKILLed right after its step-30 checkpoint is saved (by the
     ``hooks/sitecustomize.py`` callback); materializing again resumes from that checkpoint and ends with the loss
-    of an uninterrupted run."""
+    of an uninterrupted run. On a copy of the world: its new entry would otherwise be pruned from the world's
+    ``models`` partitions by any ``ftassets run`` the other worker makes meanwhile."""
     import json
     import signal
 
     import yaml
+    from helpers import copy_world
 
     from ftassets.defs.assets.adapter import AdapterConfig, resolve_recipe
     from ftassets.training.tokenize import load_tokenized
@@ -145,14 +148,16 @@ def test_a_killed_training_run_resumes_from_its_last_checkpoint(world, tmp_path)
     models["models"]["tiny-resume"] = {"base": "tiny", "recipe": "lora"}
     (config_dir / "models.yaml").write_text(yaml.safe_dump(models))
     project = load_project_config(config_dir)
-    sync_model_partitions(world["instance"], project.models)  # what `ftassets sync` does before a CLI materialization
-    defs = build_definitions(config_dir, world["home"])
+    dagster_home, home = copy_world(world, tmp_path / "world")
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
+    sync_model_partitions(instance, project.models)  # what `ftassets sync` does before a CLI materialization
+    defs = build_definitions(config_dir, home)
     for asset, partition in (
         ("base_model", "tiny-resume"),
         ("tokenized_splits", cell_key("classification", "tiny-resume")),
     ):
         defs.resolve_implicit_job_def_def_for_assets([dg.AssetKey(asset)]).execute_in_process(
-            partition_key=partition, instance=world["instance"], asset_selection=[dg.AssetKey(asset)]
+            partition_key=partition, instance=instance, asset_selection=[dg.AssetKey(asset)]
         )
 
     overrides = {"max_steps": 120, "save_steps": 10, "eval_steps": 40, "logging_steps": 10}
@@ -173,12 +178,12 @@ def test_a_killed_training_run_resumes_from_its_last_checkpoint(world, tmp_path)
     ]
     env = {
         **os.environ,
-        "DAGSTER_HOME": str(world["dagster_home"]),
-        "FTASSETS_HOME": str(world["home"]),
+        "DAGSTER_HOME": str(dagster_home),
+        "FTASSETS_HOME": str(home),
         "FTASSETS_CONFIG_DIR": str(config_dir),
         "OMP_NUM_THREADS": "1",
     }
-    store = ArtifactStore(world["home"])
+    store = ArtifactStore(home)
     checkpoints = store.work_path("adapter", "tiny-resume", "classification")
     adapter_dir = store.path("adapter", "tiny-resume", "classification")
 
@@ -220,6 +225,7 @@ def test_a_killed_training_run_resumes_from_its_last_checkpoint(world, tmp_path)
     )
     assert resumed["final_train_loss"] == pytest.approx(uninterrupted.final_train_loss, abs=1e-3)
     assert resumed["final_val_loss"] == pytest.approx(uninterrupted.final_val_loss, abs=1e-3)
+    instance.dispose()
 
 
 def test_a_deleted_or_truncated_file_of_a_cell_rebuilds_exactly_that_artifact(world, tmp_path):
