@@ -49,13 +49,35 @@ def main(argv: list[str] | None = None) -> int:
     withdrawn.add_argument("task")
     withdrawn.add_argument("file", help="the accepted file's name (as listed), or the name it was dropped as")
     withdrawn.add_argument("--config-dir")
+    serve = commands.add_parser(
+        "serve",
+        help="serve one cell (a model entry's fine-tune, base or GGUF on a task) as an OpenAI-compatible HTTP API",
+    )
+    serve.add_argument("model", help="the model entry (models.yaml)")
+    serve.add_argument("--task", required=True, help="the task it was fine-tuned on")
+    serve.add_argument(
+        "--variant", default="finetuned", help="finetuned (default), base, or gguf-<quant> such as gguf-q8_0"
+    )
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--queue", type=int, default=4, help="requests that may wait for the one generating (then 429)")
+    serve.add_argument("--max-tokens", type=int, default=512, help="the most tokens one answer may ask for")
+    serve.add_argument("--device", default="auto", help="torch device for transformers variants (auto, cpu, cuda)")
+    serve.add_argument(
+        "--allow-stale", action="store_true", help="serve the last materialized version of a cell that is not current"
+    )
+    serve.add_argument("--config-dir")
     args = parser.parse_args(argv)
     if getattr(args, "config_dir", None):
         os.environ["FTASSETS_CONFIG_DIR"] = str(Path(args.config_dir).resolve())
     try:
-        return {"validate": _validate, "recover": _recover, "sync": _sync, "incoming": lambda: _incoming(args)}.get(
-            args.command, lambda: _run(args)
-        )()
+        return {
+            "validate": _validate,
+            "recover": _recover,
+            "sync": _sync,
+            "incoming": lambda: _incoming(args),
+            "serve": lambda: _serve(args),
+        }.get(args.command, lambda: _run(args))()
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
         return 2
@@ -160,6 +182,58 @@ def _sync() -> int:
         print(f"  changed config/{asset}: {', '.join(sorted(partitions))}")
     if not changed:
         print("  no configuration change since the last observation")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Resolve the cell's artifact through the lineage (current, or ``--allow-stale``), load it once, and serve it
+    until interrupted."""
+    ensure_dagster_home()
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    import dagster as dg
+
+    from ftassets.artifacts import ArtifactStore, default_home
+    from ftassets.config import load_project_config
+    from ftassets.definitions import build_definitions
+    from ftassets.defs.observe import observe_configuration
+    from ftassets.runner import PipelineRunner
+    from ftassets.serving.resolve import NotServable, load_engine, resolve_variant
+    from ftassets.serving.server import Limits, create_app
+
+    if args.queue < 0 or args.max_tokens < 1:
+        raise ConfigError(f"--queue must be 0 or more and --max-tokens 1 or more (got {args.queue}, {args.max_tokens})")
+    project = load_project_config()
+    instance = dg.DagsterInstance.get()
+    observe_configuration(instance, project, lambda line: None)  # an edit since the last run makes the cell stale
+    runner = PipelineRunner(
+        build_definitions(project.config_dir, default_home()), project, ArtifactStore(default_home()), instance
+    )
+    try:
+        served = resolve_variant(runner, args.task, args.model, args.variant, allow_stale=args.allow_stale)
+    except NotServable as error:
+        print(f"ftassets serve: {error}", file=sys.stderr)
+        return 1
+    if served.stale:
+        print(f"warning: serving a version that is not current ({served.stale})", file=sys.stderr)
+    engine = load_engine(runner, served, device=args.device)
+    app = create_app(
+        engine,
+        served.data_version,
+        Limits(max_tokens=args.max_tokens, queue=args.queue),
+        description=f"{served.asset} [{served.task}, {served.model}] at {served.path}",
+    )
+    _say(
+        f"serving {served.served_name} ({served.asset}, data version {served.data_version}, {served.path}) at "
+        f"http://{args.host}:{args.port}/v1; model name {served.served_name!r}; context {engine.context_length} "
+        f"tokens; Ctrl-C stops"
+    )
+    sys.stdout.flush()
+    import uvicorn
+
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        engine.close()
     return 0
 
 

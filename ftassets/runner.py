@@ -146,7 +146,7 @@ class PipelineRunner:
             return why
         if asset in ("leaderboard", "forgetting"):
             return None
-        recorded = self._latest_version(asset, partition)
+        recorded = self.recorded_version(asset, partition)
         manifest = read_manifest(self.store.path(asset, *self._artifact_parts(asset, partition)))
         if not self._applies(asset, partition):
             return None
@@ -216,7 +216,8 @@ class PipelineRunner:
             return {"console": {"config": {"log_level": self.dagster_log_level}}}
         return {"progress": {}}
 
-    def _latest_version(self, asset: str, partition) -> str | None:
+    def recorded_version(self, asset: str, partition) -> str | None:
+        """The data version of ``asset[partition]``'s latest materialization (None if it has none)."""
         records = self.instance.fetch_materializations(
             dg.AssetRecordsFilter(
                 asset_key=dg.AssetKey(asset), asset_partitions=[str(partition)] if partition is not None else None
