@@ -25,6 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--no-forgetting", action="store_true", help="skip the cross-task forgetting matrix of each model entry"
     )
+    run.add_argument(
+        "--plan",
+        action="store_true",
+        help="train nothing: print each cell's parameters, trainable parameters, estimated peak memory and tokens",
+    )
+    run.add_argument(
+        "--device", default="cpu", help="with --plan: the device to estimate training memory for (cpu, cuda)"
+    )
     run.add_argument("--verbose", action="store_true", help="show Dagster's INFO logs")
     run.add_argument("--config-dir", help="configuration folder (default: $FTASSETS_CONFIG_DIR or ./configs)")
     validate = commands.add_parser(
@@ -238,6 +246,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.plan:
+        return _plan(args)
     ensure_dagster_home()
     if not args.verbose:
         logging.getLogger("dagster").setLevel(logging.WARNING)
@@ -250,16 +260,7 @@ def _run(args: argparse.Namespace) -> int:
     from ftassets.runner import PipelineRunner, format_report, release_orphaned_runs
 
     project = load_project_config()
-    if args.experiment:
-        if args.experiment not in project.experiments.experiments:
-            raise ConfigError(
-                f"--experiment: unknown {args.experiment!r}; defined: {', '.join(project.experiments.experiments)}"
-            )
-        experiment = project.experiments.experiments[args.experiment]
-        tasks, models = list(experiment.tasks), list(experiment.models)
-    else:
-        tasks, models = project.default_selection()
-    tasks, models = args.tasks or tasks, args.models or models
+    tasks, models = _selection(project, args)
     if not args.models:
         from ftassets.azure.settings import without_missing_credentials
 
@@ -278,6 +279,43 @@ def _run(args: argparse.Namespace) -> int:
     report = runner.run(tasks, models, force=args.force, forgetting=not args.no_forgetting)
     print(format_report(report, project, ArtifactStore(default_home()), verbose=args.verbose))
     return 1 if report.failed or len(report.comparisons) < len(tasks) else 0
+
+
+def _selection(project, args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """The tasks and model entries ``--tasks``, ``--models`` and ``--experiment`` select (default: the default
+    experiment's)."""
+    if args.experiment:
+        if args.experiment not in project.experiments.experiments:
+            raise ConfigError(
+                f"--experiment: unknown {args.experiment!r}; defined: {', '.join(project.experiments.experiments)}"
+            )
+        experiment = project.experiments.experiments[args.experiment]
+        tasks, models = list(experiment.tasks), list(experiment.models)
+    else:
+        tasks, models = project.default_selection()
+    tasks, models = args.tasks or tasks, args.models or models
+    project.check_selection(tasks, models)
+    return tasks, models
+
+
+def _plan(args: argparse.Namespace) -> int:
+    """``ftassets run --plan``: what each selected cell would train, sized without training or loading weights."""
+    warnings.simplefilter("ignore", FutureWarning)
+    from ftassets.artifacts import ArtifactStore, default_home
+    from ftassets.config import load_project_config
+    from ftassets.sizing import format_sizes, plan_note, size_cells
+
+    project = load_project_config()
+    tasks, models = _selection(project, args)
+    try:
+        sizes = size_cells(project, ArtifactStore(default_home()), tasks, models, device=args.device)
+    except ValueError as error:
+        print(f"ftassets run --plan: {error}", file=sys.stderr)
+        return 1
+    _say(f"ftassets run --plan: tasks {', '.join(tasks)}; models {', '.join(models)}; nothing is trained")
+    print(format_sizes(sizes))
+    _say(plan_note())
+    return 0
 
 
 def _say(line: str) -> None:

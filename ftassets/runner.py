@@ -23,7 +23,7 @@ import pandas as pd
 
 from ftassets import plan
 from ftassets.artifacts import ArtifactStore, read_manifest
-from ftassets.config import ConfigError, ProjectConfig
+from ftassets.config import ProjectConfig
 from ftassets.defs.observe import observe_configuration
 from ftassets.defs.partitions import cell_key
 from ftassets.defs.staleness import Staleness
@@ -71,7 +71,7 @@ class PipelineRunner:
         self.staleness = Staleness(instance, defs.resolve_asset_graph())
 
     def run(self, tasks: list[str], models: list[str], force: bool = False, forgetting: bool = True) -> RunReport:
-        self._check_selection(tasks, models)
+        self.project.check_selection(tasks, models)
         for action, path in self.store.sweep_staging():
             why = "left by a killed run" if action == "removed" else "a killed run had set it aside unreplaced"
             self.log(f"  {action:<8} {path} ({why})")
@@ -124,13 +124,6 @@ class PipelineRunner:
             return self.defs.load_asset_value(asset, partition_key=partition, instance=self.instance)
         finally:
             logging.disable(previous)
-
-    def _check_selection(self, tasks: list[str], models: list[str]) -> None:
-        for flag, chosen, known in (("--tasks", tasks, self.project.tasks), ("--models", models, self.project.models)):
-            if unknown := [name for name in chosen if name not in known]:
-                raise ConfigError(
-                    f"{flag}: unknown {unknown}; defined in {self.project.config_dir}: {', '.join(known)}"
-                )
 
     def materialize(self, asset: str, partition, force: bool = False) -> StepOutcome:
         """One asset partition, if Dagster (or its artifact on disk) says it needs building: the outcome."""

@@ -64,6 +64,12 @@ class ProjectConfig:
         experiment = self.experiments.experiments[self.experiments.default_experiment]
         return list(experiment.tasks), list(experiment.models)
 
+    def check_selection(self, tasks: list[str], models: list[str]) -> None:
+        """A ``ConfigError`` naming the flag, the unknown names and what the configuration defines."""
+        for flag, chosen, known in (("--tasks", tasks, self.tasks), ("--models", models, self.models)):
+            if unknown := [name for name in chosen if name not in known]:
+                raise ConfigError(f"{flag}: unknown {unknown}; defined in {self.config_dir}: {', '.join(known)}")
+
 
 def default_config_dir() -> Path:
     """``$FTASSETS_CONFIG_DIR``, else ``./configs``, else the repository's own ``configs/``."""

@@ -202,6 +202,22 @@ def pretrain(
     return loss_log.losses
 
 
+def embedded_config(spec: EmbeddedSpec, vocab_size: int | None = None, **token_ids: int) -> LlamaConfig:
+    """The embedded model's architecture: ``spec``'s shape with ``vocab_size`` tokens (the trained tokenizer's
+    size; ``spec.vocab_size`` before it is trained)."""
+    return LlamaConfig(
+        vocab_size=vocab_size or spec.vocab_size,
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_hidden_layers,
+        num_attention_heads=spec.num_attention_heads,
+        num_key_value_heads=spec.num_key_value_heads,
+        max_position_embeddings=spec.max_position_embeddings,
+        tie_word_embeddings=True,
+        **token_ids,
+    )
+
+
 def build_embedded_model(
     out_dir: Path, spec: EmbeddedSpec = EmbeddedSpec(), log: Callable[[str], None] = print
 ) -> dict[str, Any]:
@@ -216,18 +232,8 @@ def build_embedded_model(
     blocks = pack_blocks(corpus, tokenizer, spec.pretrain_seq_length)
 
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIAL_TOKENS}
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=spec.hidden_size,
-        intermediate_size=spec.intermediate_size,
-        num_hidden_layers=spec.num_hidden_layers,
-        num_attention_heads=spec.num_attention_heads,
-        num_key_value_heads=spec.num_key_value_heads,
-        max_position_embeddings=spec.max_position_embeddings,
-        bos_token_id=ids[BOS_TOKEN],
-        eos_token_id=ids[EOS_TOKEN],
-        pad_token_id=ids[PAD_TOKEN],
-        tie_word_embeddings=True,
+    config = embedded_config(
+        spec, len(tokenizer), bos_token_id=ids[BOS_TOKEN], eos_token_id=ids[EOS_TOKEN], pad_token_id=ids[PAD_TOKEN]
     )
     set_seed(spec.seed)
     model = LlamaForCausalLM(config)
