@@ -95,7 +95,9 @@ def base_config(project: ProjectConfig, store: ArtifactStore, base: str):
 
     built = store.path("base_model", base)
     if (built / "config.json").exists():
-        return AutoConfig.from_pretrained(built), f"the built base at {built}"
+        from ftassets.loading import load_config
+
+        return load_config(built), f"the built base at {built}"
     spec = project.bases[base]
     if isinstance(spec, EmbeddedBase):
         from ftassets.models.embedded import EmbeddedSpec, embedded_config

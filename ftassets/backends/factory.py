@@ -82,9 +82,8 @@ def backend_for_finetune(
 ) -> ModelBackend:
     """The fine-tune of ``model`` on ``task_name``: its merged weights, its adapter on the base (not mergeable),
     or the deployment a cloud fine-tune was deployed to."""
-    from transformers import AutoTokenizer
-
     from ftassets.backends.local_hf import LocalHFBackend
+    from ftassets.loading import load_tokenizer
     from ftassets.training.quiet import known_harmless_warnings
     from ftassets.training.strategies import strategy_for
 
@@ -110,7 +109,7 @@ def backend_for_finetune(
         weights = strategy_for(recipe).load_finetuned(adapter_dir, base_dir, device)
     return LocalHFBackend(
         weights,
-        AutoTokenizer.from_pretrained(base_dir),
+        load_tokenizer(base_dir),
         device=device,
         batch_size=settings.batch_size,
         max_batch_tokens=settings.max_batch_tokens,

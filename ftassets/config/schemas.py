@@ -118,6 +118,12 @@ class HuggingFaceBase(_Strict):
     revision: str | None = None
     trust_remote_code: bool = False
     chat_template: str | None = Field(None, description="Overrides the tokenizer's template when it has none.")
+    pad_token: Literal["eos", "add"] = Field(
+        "eos",
+        description="When the tokenizer has no pad token (Llama 3, Mistral): 'eos' pads with its end-of-sequence "
+        "token (padding is masked out of attention and loss, so the model still learns to stop); 'add' adds a "
+        "dedicated <|pad|> token and resizes the embeddings. A tokenizer with a pad token keeps it.",
+    )
 
 
 class AzureOpenAIBase(_Strict):

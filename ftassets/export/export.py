@@ -63,8 +63,7 @@ def export_gguf(
     log: Callable[[str], None] = print,
 ) -> ExportResult:
     """GGUF files of ``merged_dir`` in ``out_dir`` (one per quant type), a Modelfile, and the parity gate."""
-    from transformers import AutoConfig
-
+    from ftassets.loading import load_config
     from ftassets.training.strategies import load_tokenizer
 
     if "f16" not in settings.quant_types or settings.gated_quant_type not in settings.quant_types:
@@ -78,7 +77,7 @@ def export_gguf(
         merged_dir, out_dir, label, tokenizer, conversations[: settings.parity_prompts], settings
     )
     checks = _gate(report, settings)
-    context_length = AutoConfig.from_pretrained(merged_dir).max_position_embeddings
+    context_length = load_config(merged_dir).max_position_embeddings
     modelfile_text, modelfile_problem = _modelfile(
         tokenizer, stop_ids, gguf_file_name(label, settings.modelfile_quant_type), context_length
     )

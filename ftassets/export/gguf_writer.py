@@ -119,12 +119,12 @@ def load_state_dict(model_dir: Path) -> dict[str, np.ndarray]:
 
 def write_gguf(model_dir: Path, out_path: Path, name: str) -> dict[str, Any]:
     """Write ``model_dir`` (config, safetensors, tokenizer) as an f16 GGUF at ``out_path``; return a summary."""
-    from transformers import AutoConfig, AutoTokenizer
+    from ftassets.loading import load_config, load_tokenizer
 
     model_dir = Path(model_dir)
     layout = layout_for(model_dir)
-    config = AutoConfig.from_pretrained(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    config = load_config(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     rope = getattr(config, "rope_parameters", None) or {
         "rope_type": "default",
         "rope_theta": getattr(config, "rope_theta", 10000.0),

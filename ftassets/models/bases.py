@@ -27,13 +27,15 @@ def prepare_base(name: str, base: BaseConfig, out_dir: Path, log: Callable[[str]
         log(f"building the embedded base {name!r}: {spec}")
         build_embedded_model(out_dir, spec, log)
     elif isinstance(base, HuggingFaceBase):
-        _copy_pretrained(name, base, out_dir, log)
+        padding = _copy_pretrained(name, base, out_dir, log)
+        return describe_model_dir(out_dir) | {"pad_token_source": padding}
     else:
         raise BaseModelError(f"base {name!r}: source {base.source!r} has no local weights to prepare")
     return describe_model_dir(out_dir)
 
 
-def _copy_pretrained(name: str, base: HuggingFaceBase, out_dir: Path, log: Callable[[str], None]) -> None:
+def _copy_pretrained(name: str, base: HuggingFaceBase, out_dir: Path, log: Callable[[str], None]) -> str:
+    """Load, validate and save the base into ``out_dir``; returns where its pad token came from."""
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -57,18 +59,49 @@ def _copy_pretrained(name: str, base: HuggingFaceBase, out_dir: Path, log: Calla
             f"base {name!r} (configs/models.yaml bases.{name}.id = {base.id!r}): a weights file is unreadable "
             f"({error}); download it again (`hf download {base.id} --force-download`) and run again"
         ) from None
+    except ValueError as error:
+        if "trust_remote_code" not in str(error):
+            raise
+        raise BaseModelError(
+            f"base {name!r} ({base.id}) ships its own model code, which runs only when allowed: read it, then set "
+            f"bases.{name}.trust_remote_code: true in configs/models.yaml"
+        ) from None
     if base.chat_template:
         tokenizer.chat_template = base.chat_template
     if not tokenizer.chat_template:
         raise BaseModelError(
             f"base {name!r} ({base.id}) has no chat template; set bases.{name}.chat_template in configs/models.yaml"
         )
-    if tokenizer.pad_token_id is None:
-        raise BaseModelError(
-            f"base {name!r} ({base.id}) has no pad token; pick a model with one or add it to the tokenizer first"
-        )
+    padding = _ensure_pad_token(name, base, tokenizer, model, log)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
+    return padding
+
+
+PAD_TOKEN = "<|pad|>"
+
+
+def _ensure_pad_token(name: str, base: HuggingFaceBase, tokenizer, model, log: Callable[[str], None]) -> str:
+    """The tokenizer's own pad token, else ``bases.<name>.pad_token``'s choice applied to tokenizer and model: the
+    eos token ("eos"), or a new ``<|pad|>`` token with the embeddings resized ("add"). Returns which it was."""
+    if tokenizer.pad_token_id is not None:
+        return "tokenizer"
+    if base.pad_token == "eos":
+        if tokenizer.eos_token_id is None:
+            raise BaseModelError(
+                f"base {name!r} ({base.id}) has neither a pad nor an eos token; set bases.{name}.pad_token: add in "
+                "configs/models.yaml to add a dedicated pad token"
+            )
+        tokenizer.pad_token = tokenizer.eos_token
+        log(f"base {name!r} has no pad token: padding with its eos token {tokenizer.eos_token!r} (pad_token: eos)")
+    else:
+        tokenizer.add_special_tokens({"pad_token": PAD_TOKEN})
+        model.resize_token_embeddings(len(tokenizer))
+        log(f"base {name!r} has no pad token: added {PAD_TOKEN} as id {tokenizer.pad_token_id}, embeddings resized")
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return f"{base.pad_token} (bases.{name}.pad_token)"
 
 
 def _check_weight_files(name: str, folder: Path) -> None:
@@ -91,10 +124,11 @@ def describe_model_dir(model_dir: Path) -> dict[str, Any]:
     """Architecture, parameter count, special tokens and chat-template hash of a saved model."""
     import torch
     from safetensors import safe_open
-    from transformers import AutoConfig, AutoTokenizer
 
-    config = AutoConfig.from_pretrained(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    from ftassets.loading import load_config, load_tokenizer
+
+    config = load_config(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     parameters = 0
     for shard in sorted(model_dir.glob("*.safetensors")):
         with safe_open(shard, framework="pt") as handle:

@@ -35,9 +35,6 @@ from peft.utils.constants import (
     TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING,
 )
 from transformers import (
-    AutoConfig,
-    AutoModelForCausalLM,
-    AutoTokenizer,
     DataCollatorWithFlattening,
     PrinterCallback,
     Trainer,
@@ -47,6 +44,7 @@ from transformers import (
 from transformers.pytorch_utils import Conv1D
 from trl import DPOConfig
 
+from ftassets import loading
 from ftassets.devices import inference_dtype
 from ftassets.training.dpo import (
     PREFERENCE_PREFIX,
@@ -76,7 +74,7 @@ class RecipeError(ValueError):
 
 
 def load_tokenizer(directory: Path):
-    return AutoTokenizer.from_pretrained(directory)
+    return loading.load_tokenizer(directory)
 
 
 def artifact_tokenizer(artifact_dir: Path, base_dir: Path):
@@ -85,12 +83,12 @@ def artifact_tokenizer(artifact_dir: Path, base_dir: Path):
 
 
 def load_causal_lm(directory: Path, device: str, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
-    return AutoModelForCausalLM.from_pretrained(directory, dtype=dtype).to(device)
+    return loading.load_causal_lm(directory, dtype=dtype).to(device)
 
 
 def checkpoint_dtype(directory: Path) -> torch.dtype:
     """The dtype a checkpoint was saved in, if it is 16/32-bit floating point; fp32 otherwise."""
-    dtype = getattr(AutoConfig.from_pretrained(directory), "dtype", None)
+    dtype = getattr(loading.load_config(directory), "dtype", None)
     return dtype if dtype in SIXTEEN_OR_32_BIT else torch.float32
 
 
@@ -338,7 +336,7 @@ class QLoraStrategy(LoraStrategy):
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute_dtype,
         )
-        base = AutoModelForCausalLM.from_pretrained(
+        base = loading.load_causal_lm(
             base_dir, quantization_config=quantization, dtype=compute_dtype, device_map=device
         )
         self.validate(recipe, base)

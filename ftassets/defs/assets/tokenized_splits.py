@@ -40,9 +40,8 @@ def build(partitions: ProjectPartitions) -> dg.AssetsDefinition:
 
         For a method that trains against a reference model (DPO), also the same prompts as preference pairs
         (reference answer chosen, wrong answer rejected)."""
-        from transformers import AutoTokenizer
-
         from ftassets.data.datasets import read_splits
+        from ftassets.loading import load_tokenizer
         from ftassets.tasks import task_type_for
         from ftassets.training.splits import tokenize_for_recipe
         from ftassets.training.tokenize import save_tokenized
@@ -55,7 +54,7 @@ def build(partitions: ProjectPartitions) -> dg.AssetsDefinition:
         recipe, base = config.recipe_of(model), config.base_of(model)
         upstream = upstream_versions(store, dataset=("dataset", task_name), base_model=("base_model", base))
         version = plan.fingerprint("tokenized_splits", step.params, upstream)
-        tokenizer = AutoTokenizer.from_pretrained(store.path("base_model", base))
+        tokenizer = load_tokenizer(store.path("base_model", base))
         splits = read_splits(store.path("dataset", task_name))
         system_prompt = config.tasks[task_name].config.system_prompt
         loss_on = task_type_for(config.tasks[task_name]).loss_on
