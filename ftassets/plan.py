@@ -14,9 +14,11 @@ result it changes.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ftassets.config import ProjectConfig
@@ -164,7 +166,30 @@ def not_exportable_reason(project: ProjectConfig, model: str) -> str | None:
         return (
             f"method {recipe.method!r} keeps its trained virtual tokens outside the weights, which a GGUF cannot hold"
         )
+    if base.source == "huggingface" and Path(base.id).is_dir():
+        refusal = _export_refusal(str(Path(base.id).resolve()), _config_stamp(Path(base.id)))
+        if refusal:
+            return f"base {project.base_of(model)!r} cannot be exported to GGUF: {refusal}"
     return None
+
+
+def _config_stamp(folder: Path) -> tuple:
+    """What the export decision reads from a local base folder, by size and time: a replaced file decides anew."""
+    stamps = []
+    for name in ("config.json", "tokenizer.json"):
+        try:
+            stat = (folder / name).stat()
+            stamps.append((name, stat.st_size, stat.st_mtime_ns))
+        except OSError:
+            stamps.append((name, None, None))
+    return tuple(stamps)
+
+
+@functools.lru_cache(maxsize=64)
+def _export_refusal(folder: str, stamp: tuple) -> str | None:
+    from ftassets.export.gguf_writer import export_refusal
+
+    return export_refusal(Path(folder))
 
 
 def dataset_step(project: ProjectConfig, task: str) -> Step:

@@ -104,6 +104,42 @@ def interleave_rotary_halves(weight: np.ndarray, n_head: int) -> np.ndarray:
     return weight.reshape(n_head, 2, rows // n_head // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
+def rope_parameters(config, model_dir: Path) -> dict[str, Any]:
+    """The checkpoint's rope settings, if they are the default rope (the only kind this writer writes)."""
+    rope = getattr(config, "rope_parameters", None) or {
+        "rope_type": "default",
+        "rope_theta": getattr(config, "rope_theta", 10000.0),
+    }
+    if rope.get("rope_type", "default") != "default":
+        raise UnsupportedModelError(
+            f"{model_dir / 'config.json'}: rope_type {rope['rope_type']!r} is not supported by the GGUF exporter "
+            "(default rope only)"
+        )
+    return rope
+
+
+def export_refusal(model_dir: Path) -> str | None:
+    """Why a checkpoint of this architecture and tokenizer cannot be written, decided from its ``config.json`` and
+    ``tokenizer.json`` alone (no weights read), or None. A fine-tune keeps its base's architecture and tokenizer, so
+    the base's folder answers for every fine-tune of it before any is trained."""
+    from ftassets.loading import load_config
+
+    model_dir = Path(model_dir)
+    try:
+        layout_for(model_dir)
+        rope_parameters(load_config(model_dir), model_dir)
+        tokenizer_file = model_dir / "tokenizer.json"
+        if not tokenizer_file.exists():
+            raise UnsupportedModelError(
+                f"{model_dir}: no tokenizer.json (a SentencePiece tokenizer.model only); the GGUF exporter writes "
+                "byte-level BPE vocabularies"
+            )
+        pre_tokenizer_name(json.loads(tokenizer_file.read_text()), tokenizer_file)
+    except UnsupportedModelError as refusal:
+        return str(refusal)
+    return None
+
+
 def load_state_dict(model_dir: Path) -> dict[str, np.ndarray]:
     """Every tensor of the checkpoint's safetensors files as float32 numpy arrays."""
     from safetensors.torch import load_file
@@ -125,15 +161,7 @@ def write_gguf(model_dir: Path, out_path: Path, name: str) -> dict[str, Any]:
     layout = layout_for(model_dir)
     config = load_config(model_dir)
     tokenizer = load_tokenizer(model_dir)
-    rope = getattr(config, "rope_parameters", None) or {
-        "rope_type": "default",
-        "rope_theta": getattr(config, "rope_theta", 10000.0),
-    }
-    if rope.get("rope_type", "default") != "default":
-        raise UnsupportedModelError(
-            f"{model_dir / 'config.json'}: rope_type {rope['rope_type']!r} is not supported by the GGUF exporter "
-            "(default rope only)"
-        )
+    rope = rope_parameters(config, model_dir)
     n_head, n_kv_head = config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head
 
