@@ -18,6 +18,18 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def environment_restored():
+    """Each test leaves the process environment as it found it: ``ftassets`` commands run in-process set
+    ``FTASSETS_CONFIG_DIR`` and ``DAGSTER_HOME``, and a leaked value would point a later test's child processes
+    (``ftassets serve`` on the shared world, say) at another test's configuration."""
+    saved = dict(os.environ)
+    yield
+    if dict(os.environ) != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def single_cpu_thread():
     """Tiny models on a shared 2-core machine run several times faster on one thread than on two

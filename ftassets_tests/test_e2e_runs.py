@@ -46,7 +46,12 @@ def test_a_failed_training_run_leaves_the_previous_adapter_intact(world):
 
 
 def test_dagster_cli_materializes_one_partition(world):
-    env = {**os.environ, "DAGSTER_HOME": str(world["dagster_home"]), "FTASSETS_HOME": str(world["home"])}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(world["dagster_home"]),
+        "FTASSETS_HOME": str(world["home"]),
+        "FTASSETS_CONFIG_DIR": str(world["project"].config_dir),
+    }
     result = subprocess.run(
         [
             sys.executable,

@@ -240,7 +240,12 @@ def test_ftassets_serve_serves_a_gguf_variant_on_the_command_line(world):
     from ftassets.backends.llama_cpp_server import free_port
 
     port = free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(world["dagster_home"]), "FTASSETS_HOME": str(world["home"])}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(world["dagster_home"]),
+        "FTASSETS_HOME": str(world["home"]),
+        "FTASSETS_CONFIG_DIR": str(world["project"].config_dir),
+    }
     command = [sys.executable, "-m", "ftassets", "serve", "tiny-lora", "--task", TASK, "--variant", "gguf-q8_0"]
     process = subprocess.Popen(
         [*command, "--port", str(port)], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
