@@ -234,6 +234,8 @@ def write_manifest(directory: Path, **facts: Any) -> dict[str, Any]:
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **facts,
         "libraries": library_versions(),
+        "machine": machine_facts(),
+        "source": source_commit(),
         "files": file_inventory(directory),
     }
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
@@ -273,3 +275,50 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
+
+
+def machine_facts() -> dict[str, Any]:
+    """What the figures of an artifact may depend on besides its inputs: CPU model, cores, torch threads, GPU."""
+    import platform
+    import sys
+
+    facts: dict[str, Any] = {"cpu": _cpu_model(), "cores": os.cpu_count(), "system": platform.system()}
+    torch = sys.modules.get("torch")  # only where this process already uses it: importing it costs seconds
+    if torch is not None:
+        facts["torch_threads"] = torch.get_num_threads()
+        if torch.cuda.is_available():
+            facts["gpu"] = torch.cuda.get_device_name()
+    return facts
+
+
+def _cpu_model() -> str:
+    import platform
+
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+_COMMIT: dict[str, str | None] = {}
+
+
+def source_commit() -> str | None:
+    """The git commit of the ftassets checkout that produced an artifact (``+dirty`` with uncommitted changes to
+    tracked files), or None for an installed package outside a checkout. Read once per process."""
+    if "commit" not in _COMMIT:
+        import subprocess
+
+        checkout = Path(__file__).resolve().parents[1]
+        commit = None
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            if (checkout / ".git").exists():
+                git = ["git", "-C", str(checkout)]
+                run = dict(capture_output=True, text=True, timeout=10)
+                head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], **run)
+                dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], **run)
+                if head.returncode == 0:
+                    commit = head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+        _COMMIT["commit"] = commit
+    return _COMMIT["commit"]

@@ -57,6 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     withdrawn.add_argument("task")
     withdrawn.add_argument("file", help="the accepted file's name (as listed), or the name it was dropped as")
     withdrawn.add_argument("--config-dir")
+    report = commands.add_parser(
+        "report", help="the recorded comparisons as Markdown with where their figures came from (commit, machine)"
+    )
+    report.add_argument("--tasks", nargs="+", help="tasks (default: the default experiment's)")
+    report.add_argument("--readme", help="rewrite the generated block of this Markdown file (e.g. README.md)")
+    report.add_argument("--config-dir")
     serve = commands.add_parser(
         "serve",
         help="serve one cell (a model entry's fine-tune, base or GGUF on a task) as an OpenAI-compatible HTTP API",
@@ -85,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             "sync": _sync,
             "incoming": lambda: _incoming(args),
             "serve": lambda: _serve(args),
+            "report": lambda: _report(args),
         }.get(args.command, lambda: _run(args))()
     except ConfigError as error:
         print(f"configuration error: {error}", file=sys.stderr)
@@ -190,6 +197,46 @@ def _sync() -> int:
         print(f"  changed config/{asset}: {', '.join(sorted(partitions))}")
     if not changed:
         print("  no configuration change since the last observation")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """Print (or write into ``--readme``) the current recorded comparison of each task; a comparison that is not
+    current is refused, since its table would not be what the configuration now gives."""
+    ensure_dagster_home()
+    logging.getLogger("dagster").setLevel(logging.WARNING)
+    import dagster as dg
+
+    from ftassets.artifacts import ArtifactStore, default_home
+    from ftassets.config import load_project_config
+    from ftassets.definitions import build_definitions
+    from ftassets.defs.observe import observe_configuration
+    from ftassets.results import replace_block, results_markdown
+    from ftassets.runner import PipelineRunner
+
+    project = load_project_config()
+    tasks = args.tasks or project.default_selection()[0]
+    project.check_selection(tasks, [])
+    instance = dg.DagsterInstance.get()
+    observe_configuration(instance, project, lambda line: None)
+    store = ArtifactStore(default_home())
+    runner = PipelineRunner(build_definitions(project.config_dir, default_home()), project, store, instance)
+    stale = {task: why for task in tasks if (why := runner.needs("comparison", task)) is not None}
+    if stale:
+        for task, why in stale.items():
+            print(f"ftassets report: comparison [{task}] is not current ({why}); run `ftassets run --tasks {task}`")
+        return 1
+    markdown = results_markdown(project, store, tasks)
+    if not args.readme:
+        print(markdown)
+        return 0
+    path = Path(args.readme)
+    try:
+        path.write_text(replace_block(path.read_text(), markdown, path))
+    except (OSError, ValueError) as error:
+        print(f"ftassets report: {error}", file=sys.stderr)
+        return 1
+    print(f"wrote the results of {', '.join(tasks)} into {path}")
     return 0
 
 
