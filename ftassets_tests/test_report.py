@@ -104,3 +104,21 @@ def test_leaderboard_best_rows_and_average_ranks(task):
     assert best.set_index("task").model.to_dict() == {"t1": "a", "t2": "b"}
     assert board.set_index("model").average_rank.to_dict() == {"a": 1.5, "b": 1.5}
     assert list(board.columns[:3]) == ["model", "average_rank", "tasks"]
+
+
+def test_the_report_says_what_its_intervals_cover_and_warns_where_they_do_not_support_a_difference(task):
+    """Entry "a" gains 0.8 (significant); "b" gains 0.1 (not significant); "c" and "d" fine-tune to 0.80 and 0.78
+    with overlapping intervals."""
+    rows = {name: evaluation_rows(name, 0.0, tuned) for name, tuned in (("a", 0.95), ("b", 0.1), ("c", 0.8))}
+    rows["d"] = evaluation_rows("d", 0.0, 0.78)
+    table = comparison_table(task, list(rows), rows)
+    table.loc[table.variant == "finetuned", "delta_ci_low"] = [0.7, -0.05, 0.6, 0.6]
+    table.loc[table.variant == "finetuned", "delta_ci_high"] = [0.9, 0.25, 0.9, 0.9]
+    report = render(task, table, pd.DataFrame())
+    assert "## How to read these numbers" in report.markdown and "<h2>How to read these numbers</h2>" in report.html
+    notes = report.markdown.split("## How to read these numbers")[1]
+    assert "same 10 test examples" in notes and "one seed" in notes and "paired bootstrap" in notes
+    assert "b finetuned is not distinguishable from its base (gain +0.100, interval [-0.050, +0.250]" in notes
+    assert "a finetuned is not distinguishable" not in notes
+    assert "c (0.800) and d (0.780) have overlapping intervals" in notes
+    assert "a (0.950) and c" not in notes, "0.95 +- 0.05 and 0.80 +- 0.05 do not overlap"

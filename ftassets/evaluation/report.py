@@ -105,6 +105,46 @@ class Report:
             (directory / "figures" / name).write_bytes(png)
 
 
+def reading_notes(table: pd.DataFrame, metric: str) -> list[str]:
+    """What a reader needs before trusting a difference: the test size, what the intervals cover and what they do
+    not, and every gain or ranking the intervals do not support."""
+    evaluated = table[table.status == "ok"]
+    if evaluated.empty:
+        return []
+    sizes = sorted({int(n) for n in evaluated["n"].dropna()}) if "n" in evaluated else []
+    notes = [
+        f"Every row is scored on the same {sizes[0]} test examples."
+        if len(sizes) == 1
+        else f"Rows were scored on different numbers of test examples ({', '.join(map(str, sizes))}): compare "
+        "with care.",
+        f"Intervals are 95 % bootstrap intervals of {metric} over the test examples. The gain over an entry's own base "
+        "is a paired bootstrap over the same examples, called significant when its interval excludes 0 (with "
+        "McNemar's test for 0/1 scores).",
+        "Each fine-tune is one training run (one seed): the intervals cover the choice of test examples, not the "
+        "randomness of training, which on a small model can move a result by more than its interval.",
+    ]
+    low, high = f"{metric}_ci_low", f"{metric}_ci_high"
+    for row in evaluated.itertuples():
+        significant = getattr(row, "significant", None)
+        if row.variant != "base" and significant is not None and not pd.isna(significant) and not significant:
+            gain = getattr(row, f"delta_{metric}", float("nan"))
+            interval = f"[{row.delta_ci_low:+.3f}, {row.delta_ci_high:+.3f}]" if "delta_ci_low" in table else ""
+            notes.append(
+                f"Warning: {row.model} {row.variant} is not distinguishable from its base (gain {gain:+.3f}, "
+                f"interval {interval} includes 0)."
+            )
+    tuned = evaluated[evaluated.variant == "finetuned"]
+    if low in tuned and high in tuned:
+        rows = list(tuned.sort_values(metric, ascending=False).itertuples())
+        for better, worse in zip(rows, rows[1:]):
+            if getattr(better, metric) != getattr(worse, metric) and getattr(worse, high) >= getattr(better, low):
+                notes.append(
+                    f"Warning: {better.model} ({getattr(better, metric):.3f}) and {worse.model} "
+                    f"({getattr(worse, metric):.3f}) have overlapping intervals: this test does not rank them."
+                )
+    return notes
+
+
 def render(task: ResolvedTask, table: pd.DataFrame, predictions: pd.DataFrame) -> Report:
     evaluated = table[table.status == "ok"].reset_index(drop=True)
     primary = task.primary_metric
@@ -124,7 +164,10 @@ def render(task: ResolvedTask, table: pd.DataFrame, predictions: pd.DataFrame) -
     title = f"{task.name}: base against fine-tuned (primary metric: {primary})"
 
     matrices = confusion_matrices(predictions) if task.type == "classification" and "parsed" in predictions else {}
+    notes = reading_notes(table, primary)
     markdown = [f"# {title}", "", markdown_table(summary), "", pending_line, ""]
+    if notes:
+        markdown += ["## How to read these numbers", "", *[f"- {note}" for note in notes], ""]
     markdown += [f"![{alt}]({uri})" for alt, uri in images]
     for model, matrix in matrices.items():
         markdown += ["", f"## Confusion matrix: {model} (rows: reference, columns: answer)", "", matrix.to_markdown()]
@@ -140,6 +183,9 @@ def render(task: ResolvedTask, table: pd.DataFrame, predictions: pd.DataFrame) -
         f"<h1>{html.escape(title)}</h1>",
         summary.to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep=""),
         f"<p>{html.escape(pending_line)}</p>" if pending_line else "",
+        "<h2>How to read these numbers</h2><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
+        if notes
+        else "",
         *[f"<h2>{html.escape(alt)}</h2><img alt='{html.escape(alt)}' src='{uri}'>" for alt, uri in images],
     ]
     for model, matrix in matrices.items():
