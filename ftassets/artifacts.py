@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -291,6 +292,7 @@ def machine_facts() -> dict[str, Any]:
     return facts
 
 
+@functools.cache
 def _cpu_model() -> str:
     import platform
 
@@ -301,24 +303,19 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-_COMMIT: dict[str, str | None] = {}
-
-
+@functools.cache
 def source_commit() -> str | None:
     """The git commit of the ftassets checkout that produced an artifact (``+dirty`` with uncommitted changes to
     tracked files), or None for an installed package outside a checkout. Read once per process."""
-    if "commit" not in _COMMIT:
-        import subprocess
+    import subprocess
 
-        checkout = Path(__file__).resolve().parents[1]
-        commit = None
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            if (checkout / ".git").exists():
-                git = ["git", "-C", str(checkout)]
-                run = dict(capture_output=True, text=True, timeout=10)
-                head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], **run)
-                dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], **run)
-                if head.returncode == 0:
-                    commit = head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-        _COMMIT["commit"] = commit
-    return _COMMIT["commit"]
+    checkout = Path(__file__).resolve().parents[1]
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        if (checkout / ".git").exists():
+            git = ["git", "-C", str(checkout)]
+            run = dict(capture_output=True, text=True, timeout=10)
+            head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], **run)
+            dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], **run)
+            if head.returncode == 0:
+                return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    return None

@@ -200,9 +200,10 @@ def _sync() -> int:
     return 0
 
 
-def _report(args: argparse.Namespace) -> int:
-    """Print (or write into ``--readme``) the current recorded comparison of each task; a comparison that is not
-    current is refused, since its table would not be what the configuration now gives."""
+def _lineage():
+    """A ``PipelineRunner`` on the configured instance and store, with the configuration observed first (as
+    ``ftassets sync`` does), so that its ``needs`` sees an edit made since the last run: what ``ftassets report`` and
+    ``ftassets serve`` read the recorded lineage through."""
     ensure_dagster_home()
     logging.getLogger("dagster").setLevel(logging.WARNING)
     import dagster as dg
@@ -211,22 +212,29 @@ def _report(args: argparse.Namespace) -> int:
     from ftassets.config import load_project_config
     from ftassets.definitions import build_definitions
     from ftassets.defs.observe import observe_configuration
-    from ftassets.results import replace_block, results_markdown
     from ftassets.runner import PipelineRunner
 
     project = load_project_config()
-    tasks = args.tasks or project.default_selection()[0]
-    project.check_selection(tasks, [])
     instance = dg.DagsterInstance.get()
     observe_configuration(instance, project, lambda line: None)
-    store = ArtifactStore(default_home())
-    runner = PipelineRunner(build_definitions(project.config_dir, default_home()), project, store, instance)
+    defs = build_definitions(project.config_dir, default_home())
+    return PipelineRunner(defs, project, ArtifactStore(default_home()), instance)
+
+
+def _report(args: argparse.Namespace) -> int:
+    """Print (or write into ``--readme``) the current recorded comparison of each task; a comparison that is not
+    current is refused, since its table would not be what the configuration now gives."""
+    from ftassets.results import replace_block, results_markdown
+
+    runner = _lineage()
+    tasks = args.tasks or runner.project.default_selection()[0]
+    runner.project.check_selection(tasks, [])
     stale = {task: why for task in tasks if (why := runner.needs("comparison", task)) is not None}
     if stale:
         for task, why in stale.items():
             print(f"ftassets report: comparison [{task}] is not current ({why}); run `ftassets run --tasks {task}`")
         return 1
-    markdown = results_markdown(project, store, tasks)
+    markdown = results_markdown(runner.project, runner.store, tasks)
     if not args.readme:
         print(markdown)
         return 0
@@ -243,26 +251,12 @@ def _report(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     """Resolve the cell's artifact through the lineage (current, or ``--allow-stale``), load it once, and serve it
     until interrupted."""
-    ensure_dagster_home()
-    logging.getLogger("dagster").setLevel(logging.WARNING)
-    import dagster as dg
-
-    from ftassets.artifacts import ArtifactStore, default_home
-    from ftassets.config import load_project_config
-    from ftassets.definitions import build_definitions
-    from ftassets.defs.observe import observe_configuration
-    from ftassets.runner import PipelineRunner
     from ftassets.serving.resolve import NotServable, load_engine, resolve_variant
     from ftassets.serving.server import Limits, create_app
 
     if args.queue < 0 or args.max_tokens < 1:
         raise ConfigError(f"--queue must be 0 or more and --max-tokens 1 or more (got {args.queue}, {args.max_tokens})")
-    project = load_project_config()
-    instance = dg.DagsterInstance.get()
-    observe_configuration(instance, project, lambda line: None)  # an edit since the last run makes the cell stale
-    runner = PipelineRunner(
-        build_definitions(project.config_dir, default_home()), project, ArtifactStore(default_home()), instance
-    )
+    runner = _lineage()
     try:
         served = resolve_variant(runner, args.task, args.model, args.variant, allow_stale=args.allow_stale)
     except NotServable as error:

@@ -272,14 +272,19 @@ def release_orphaned_runs(instance: dg.DagsterInstance, log: Callable[[str], Non
         if not pids or any(_process_alive(pid) for pid in pids):
             continue
         message = f"its process (pid {', '.join(map(str, sorted(pids)))}) is gone: killed or crashed"
-        instance.report_run_failed(run, message)
-        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        end_run(instance, run, message)
         log(
             f"run {run.run_id} ({run.job_name}, {run.tags.get('dagster/partition', 'unpartitioned')}) "
             f"marked failed: {message}"
         )
         released.append(run.run_id)
     return released
+
+
+def end_run(instance: dg.DagsterInstance, run: dg.DagsterRun, message: str) -> None:
+    """Mark ``run`` failed with ``message`` and free the pool slots it holds, for a run that will never end itself."""
+    instance.report_run_failed(run, message)
+    instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
 
 
 def _process_alive(pid: int) -> bool:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from ftassets.artifacts import ArtifactStore, read_manifest
 from ftassets.config import ProjectConfig
-from ftassets.config.schemas import EmbeddedBase, HuggingFaceBase
+from ftassets.config.schemas import API_SOURCES, EmbeddedBase, HuggingFaceBase
 from ftassets.training.recipes import is_cloud
 
 GIB = 1024**3
@@ -80,7 +80,7 @@ def size_cells(
 
 def _nothing_to_train(project: ProjectConfig, model: str, recipe) -> str | None:
     source = project.bases[project.base_of(model)].source
-    if source in ("azure_openai", "openai_compatible"):
+    if source in API_SOURCES:
         return f"served by an API ({source}): nothing to train here"
     if recipe is None:
         return "no recipe: evaluated as a base only"

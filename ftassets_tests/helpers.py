@@ -130,8 +130,9 @@ def _end_runs_copied_mid_flight(dagster_home: Path) -> None:
     that every training step in the copy would wait for forever. Mark such runs failed and free their slots."""
     import dagster as dg
 
+    from ftassets.runner import end_run
+
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
         in_flight = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
         for record in instance.get_run_records(dg.RunsFilter(statuses=in_flight)):
-            instance.report_run_failed(record.dagster_run, "in flight in the world when it was copied")
-            instance.event_log_storage.free_concurrency_slots_for_run(record.dagster_run.run_id)
+            end_run(instance, record.dagster_run, "in flight in the world when it was copied")

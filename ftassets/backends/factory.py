@@ -83,9 +83,7 @@ def backend_for_finetune(
     """The fine-tune of ``model`` on ``task_name``: its merged weights, its adapter on the base (not mergeable),
     or the deployment a cloud fine-tune was deployed to."""
     from ftassets.backends.local_hf import LocalHFBackend
-    from ftassets.loading import load_tokenizer
-    from ftassets.training.quiet import known_harmless_warnings
-    from ftassets.training.strategies import strategy_for
+    from ftassets.training.strategies import load_adapter_on_base
 
     recipe = parse_recipe(read_manifest(adapter_dir)["recipe"])
     if is_cloud(recipe):
@@ -105,11 +103,10 @@ def backend_for_finetune(
             max_batch_tokens=settings.max_batch_tokens,
             name=model,
         )
-    with known_harmless_warnings():
-        weights = strategy_for(recipe).load_finetuned(adapter_dir, base_dir, device)
+    weights, tokenizer = load_adapter_on_base(recipe, adapter_dir, base_dir, device)
     return LocalHFBackend(
         weights,
-        load_tokenizer(base_dir),
+        tokenizer,
         device=device,
         batch_size=settings.batch_size,
         max_batch_tokens=settings.max_batch_tokens,

@@ -14,11 +14,10 @@ from pathlib import Path
 
 from ftassets.artifacts import read_manifest
 from ftassets.config import ProjectConfig
+from ftassets.config.schemas import API_SOURCES
 from ftassets.defs.partitions import cell_key
 from ftassets.plan import not_exportable_reason
 from ftassets.training.recipes import is_cloud
-
-API_SOURCES = ("azure_openai", "openai_compatible")
 
 
 class NotServable(ValueError):
@@ -133,17 +132,15 @@ def load_engine(runner, served: ServedArtifact, device: str = "auto", threads: i
             threads=threads or default_threads(),
         )
     from ftassets.devices import inference_dtype, resolve_device
-    from ftassets.training.strategies import artifact_tokenizer, load_causal_lm, load_tokenizer, strategy_for
+    from ftassets.training.strategies import load_adapter_on_base, load_causal_lm, load_tokenizer
 
     device = resolve_device(device)
     if served.asset == "adapter":
-        from ftassets.training.quiet import known_harmless_warnings
         from ftassets.training.recipes import parse_recipe
 
         base_dir = store.path("base_model", project.base_of(served.model))
         recipe = parse_recipe(read_manifest(served.path)["recipe"])
-        with known_harmless_warnings():
-            model = strategy_for(recipe).load_finetuned(served.path, base_dir, device)
-        return TransformersEngine(model, artifact_tokenizer(served.path, base_dir), served.served_name)
+        model, tokenizer = load_adapter_on_base(recipe, served.path, base_dir, device)
+        return TransformersEngine(model, tokenizer, served.served_name)
     model = load_causal_lm(served.path, device, inference_dtype(device))
     return TransformersEngine(model, load_tokenizer(served.path), served.served_name)

@@ -82,6 +82,15 @@ def artifact_tokenizer(artifact_dir: Path, base_dir: Path):
     return load_tokenizer(artifact_dir if (artifact_dir / "tokenizer_config.json").exists() else base_dir)
 
 
+def load_adapter_on_base(recipe: Recipe, adapter_dir: Path, base_dir: Path, device: str):
+    """A trained adapter (or prompt encoder) applied to its base, and the tokenizer it was trained with."""
+    from ftassets.training.quiet import known_harmless_warnings
+
+    with known_harmless_warnings():
+        model = strategy_for(recipe).load_finetuned(adapter_dir, base_dir, device)
+    return model, artifact_tokenizer(adapter_dir, base_dir)
+
+
 def load_causal_lm(directory: Path, device: str, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     return loading.load_causal_lm(directory, dtype=dtype).to(device)
 
