@@ -112,11 +112,14 @@ def reading_notes(table: pd.DataFrame, metric: str) -> list[str]:
     if evaluated.empty:
         return []
     sizes = sorted({int(n) for n in evaluated["n"].dropna()}) if "n" in evaluated else []
-    notes = [
-        f"Every row is scored on the same {sizes[0]} test examples."
-        if len(sizes) == 1
-        else f"Rows were scored on different numbers of test examples ({', '.join(map(str, sizes))}): compare "
-        "with care.",
+    notes = []
+    if len(sizes) == 1:
+        notes.append(f"Every row is scored on the same {sizes[0]} test examples.")
+    elif sizes:
+        notes.append(
+            f"Rows were scored on different numbers of test examples ({', '.join(map(str, sizes))}): compare with care."
+        )
+    notes += [
         f"Intervals are 95 % bootstrap intervals of {metric} over the test examples. The gain over an entry's own base "
         "is a paired bootstrap over the same examples, called significant when its interval excludes 0 (with "
         "McNemar's test for 0/1 scores).",
