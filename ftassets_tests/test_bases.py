@@ -150,3 +150,67 @@ def test_a_base_with_its_own_code_is_loaded_with_it_at_every_later_step(tiny_bas
     assert type(load_config(out)).__name__ == "TinyRemoteConfig"
     assert type(load_causal_lm(out)).__name__ == "TinyRemoteForCausalLM"
     assert load_tokenizer(out).eos_token == AutoTokenizer.from_pretrained(tiny_base_dir).eos_token
+
+
+def _copy_without_template(tiny_base_dir, folder):
+    import shutil
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base_dir)
+    tokenizer.chat_template = None
+    tokenizer.save_pretrained(folder)
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    for name in ("config.json", "model.safetensors", "generation_config.json"):
+        shutil.copy(tiny_base_dir / name, folder / name)
+    return folder
+
+
+# Not llama3 here: its header ends in "\n\n", which the tiny GPT-2-style pre-tokenizer splits differently before an
+# answer than at the end of a prompt (Llama 3's own pre-tokenizer keeps newline runs whole); tokenization refuses
+# that combination with a message naming where prompt and conversation diverge.
+@pytest.mark.parametrize("family", ["phi3", "gemma"])
+def test_a_named_family_template_adds_its_turn_tokens_and_ends_answers_with_its_own(family, tiny_base_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    from ftassets.models.templates import FAMILY_TEMPLATES
+    from ftassets.training.tokenize import IGNORE_INDEX, end_of_turn_id, stop_token_ids, tokenize_examples
+
+    source = _copy_without_template(tiny_base_dir, tmp_path / "bare")
+    before = len(AutoTokenizer.from_pretrained(source))
+    lines = []
+    base = HuggingFaceBase(source="huggingface", id=str(source), chat_template=family)
+    summary = prepare_base("family", base, tmp_path / "out", lines.append)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "out")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    spec = FAMILY_TEMPLATES[family]
+    assert summary["chat_template_source"] == f"family:{family}" and summary["chat_template"] == spec.template
+    assert len(tokenizer) == before + len(spec.special_tokens)
+    assert model.get_input_embeddings().weight.shape[0] >= len(tokenizer)
+    assert all(len(tokenizer.encode(token, add_special_tokens=False)) == 1 for token in spec.special_tokens)
+    end = tokenizer.convert_tokens_to_ids(spec.end_of_turn)
+    assert end_of_turn_id(tokenizer) == end and stop_token_ids(tokenizer)[0] == end
+    split, _ = tokenize_examples(tokenizer, ["a prompt"], ["yes"], max_length=64, system_prompt="Be brief.")
+    labels = [label for label in split[0]["labels"] if label != IGNORE_INDEX]
+    assert labels[-1] == end and tokenizer.decode(labels[:-1]).strip() == "yes"
+    assert any(f"the {family} chat template" in line for line in lines)
+
+
+@pytest.mark.parametrize("family", ["chatml", "llama3", "phi3", "gemma"])
+def test_family_templates_render_the_same_prompt_in_transformers_and_llama_cpp(family, tiny_base_dir):
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    from ftassets.models.templates import FAMILY_TEMPLATES
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base_dir)
+    template = FAMILY_TEMPLATES[family].template
+    messages = [
+        {"role": "system", "content": "Answer with one word."},
+        {"role": "user", "content": "Is this review positive?\nGreat value."},
+        {"role": "assistant", "content": "positive"},
+        {"role": "user", "content": "And this one? Awful."},
+    ]
+    rendered = tokenizer.apply_chat_template(
+        messages, chat_template=template, add_generation_prompt=True, tokenize=False
+    )
+    formatter = Jinja2ChatFormatter(template, eos_token=tokenizer.eos_token, bos_token=tokenizer.bos_token or "")
+    assert formatter(messages=messages).prompt == rendered
+    assert "Answer with one word." in rendered and rendered.count("positive") == 2

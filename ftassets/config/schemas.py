@@ -117,7 +117,11 @@ class HuggingFaceBase(_Strict):
     id: str = Field(min_length=1, description="Hub id such as Qwen/Qwen2.5-0.5B-Instruct, or a local path.")
     revision: str | None = None
     trust_remote_code: bool = False
-    chat_template: str | None = Field(None, description="Overrides the tokenizer's template when it has none.")
+    chat_template: str | None = Field(
+        None,
+        description="The chat template, over the tokenizer's own: a Jinja template, or a family's name (chatml, "
+        "llama3, phi3, gemma: ftassets/models/templates.py), whose special tokens are added where missing.",
+    )
     pad_token: Literal["eos", "add"] = Field(
         "eos",
         description="When the tokenizer has no pad token (Llama 3, Mistral): 'eos' pads with its end-of-sequence "

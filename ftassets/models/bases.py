@@ -27,15 +27,15 @@ def prepare_base(name: str, base: BaseConfig, out_dir: Path, log: Callable[[str]
         log(f"building the embedded base {name!r}: {spec}")
         build_embedded_model(out_dir, spec, log)
     elif isinstance(base, HuggingFaceBase):
-        padding = _copy_pretrained(name, base, out_dir, log)
-        return describe_model_dir(out_dir) | {"pad_token_source": padding}
+        sources = _copy_pretrained(name, base, out_dir, log)
+        return describe_model_dir(out_dir) | sources
     else:
         raise BaseModelError(f"base {name!r}: source {base.source!r} has no local weights to prepare")
     return describe_model_dir(out_dir)
 
 
-def _copy_pretrained(name: str, base: HuggingFaceBase, out_dir: Path, log: Callable[[str], None]) -> str:
-    """Load, validate and save the base into ``out_dir``; returns where its pad token came from."""
+def _copy_pretrained(name: str, base: HuggingFaceBase, out_dir: Path, log: Callable[[str], None]) -> dict[str, str]:
+    """Load, validate and save the base into ``out_dir``; returns where its pad token and chat template came from."""
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -66,16 +66,35 @@ def _copy_pretrained(name: str, base: HuggingFaceBase, out_dir: Path, log: Calla
             f"base {name!r} ({base.id}) ships its own model code, which runs only when allowed: read it, then set "
             f"bases.{name}.trust_remote_code: true in configs/models.yaml"
         ) from None
-    if base.chat_template:
-        tokenizer.chat_template = base.chat_template
-    if not tokenizer.chat_template:
-        raise BaseModelError(
-            f"base {name!r} ({base.id}) has no chat template; set bases.{name}.chat_template in configs/models.yaml"
-        )
+    template = _apply_chat_template(name, base, tokenizer, model, log)
     padding = _ensure_pad_token(name, base, tokenizer, model, log)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    return padding
+    return {"pad_token_source": padding, "chat_template_source": template}
+
+
+def _apply_chat_template(name: str, base: HuggingFaceBase, tokenizer, model, log: Callable[[str], None]) -> str:
+    """``bases.<name>.chat_template`` (a family's name or a Jinja template) over the tokenizer's own; returns where
+    the template came from."""
+    from ftassets.models.templates import FAMILY_TEMPLATES, apply_family_template, family_template
+
+    family = family_template(base.chat_template)
+    if family is not None:
+        added = apply_family_template(tokenizer, model, family)
+        log(
+            f"base {name!r}: the {base.chat_template} chat template"
+            + (f", special tokens {', '.join(added)} added and embeddings resized" if added else "")
+        )
+        return f"family:{base.chat_template}"
+    if base.chat_template:
+        tokenizer.chat_template = base.chat_template
+        return "configs/models.yaml"
+    if not tokenizer.chat_template:
+        raise BaseModelError(
+            f"base {name!r} ({base.id}) has no chat template; set bases.{name}.chat_template in configs/models.yaml "
+            f"to a Jinja template or to a family's: {', '.join(FAMILY_TEMPLATES)}"
+        )
+    return "tokenizer"
 
 
 PAD_TOKEN = "<|pad|>"
