@@ -1,4 +1,5 @@
-"""GGUF export on the embedded tiny Llama and a tiny random Qwen2: the files load in llama.cpp and generate, the
+"""GGUF export on the embedded tiny Llama, a tiny random Qwen2 and Mistral, and the tiny Llama's trained weights
+refitted as Phi-3 and Qwen3 or given Llama 3.1's rope scaling: the files load in llama.cpp and generate, the
 parity gate holds (token ids, template, special ids, greedy decoding, logits), K-quants are real or their
 fallback is reported, the Modelfile is derived from the chat template, and a GGUF served by llama_cpp.server
 answers through the OpenAI-compatible backend with the embedded template."""
@@ -16,13 +17,16 @@ import numpy as np
 import pytest
 
 from ftassets.config import load_project_config
+from ftassets.export import parity
 from ftassets.export.export import ExportSettings, export_gguf, gguf_file_name
 from ftassets.export.gguf_writer import (
     PRE_TOKENIZER_PATTERNS,
     UnsupportedModelError,
+    gguf_model_name,
     interleave_rotary_halves,
     layout_for,
     pre_tokenizer_name,
+    write_gguf,
 )
 from ftassets.export.llama_runtime import load_llama
 from ftassets.export.modelfile import TemplateDerivationError, go_template, role_frames
@@ -37,26 +41,79 @@ PROMPTS = [
     "Where is my refund? 2 weeks now",
 ]
 SETTINGS = ExportSettings(parity_prompts=3, parity_new_tokens=12, threads=1)
+FAMILY_SETTINGS = ExportSettings(quant_types=("f16", "q8_0"), parity_prompts=3, parity_new_tokens=12, threads=1)
+LLAMA3_ROPE = {
+    "rope_type": "llama3",
+    "rope_theta": 10000.0,
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 32,
+}
 
 
 def conversations():
     return [chat_messages(p, system_prompt="Label the review.") for p in PROMPTS]
 
 
-@pytest.fixture(scope="module")
-def tiny_export(tiny_base_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("tiny_gguf")
-    return out, export_gguf(tiny_base_dir, out, "tiny", conversations(), SETTINGS, log=lambda line: None)
-
-
-@pytest.fixture(scope="module")
-def qwen2_dir(tiny_base_dir, tmp_path_factory):
-    """A random Qwen2 (attention biases, untied lm_head, hidden 128 so K-quants must fall back) with the tiny
-    tokenizer given Qwen2's pre-tokenizer regex and, like Qwen2's, no BOS token; saved locally: no hub."""
+def refit_tiny_llama(tiny_base_dir: Path, folder: Path, config_class, model_class, **config) -> Path:
+    """The tiny base's trained weights in another family's layout, with that family's real config class: q, k, v
+    rows fused into ``qkv_proj`` and gate, up rows into ``gate_up_proj`` where the family fuses them, weights it adds
+    (Qwen3's q/k norms) drawn around one, an untied ``lm_head`` copied from the embedding; the tiny tokenizer and
+    template beside them. A trained model decides its greedy tokens clearly, where a random one is full of ties."""
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import LlamaForCausalLM
 
-    out = tmp_path_factory.mktemp("qwen2")
+    llama = LlamaForCausalLM.from_pretrained(tiny_base_dir)
+    shape = {
+        key: getattr(llama.config, key)
+        for key in (
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "num_key_value_heads",
+            "max_position_embeddings",
+            "rms_norm_eps",
+            "bos_token_id",
+            "eos_token_id",
+            "pad_token_id",
+        )
+    }
+    model = model_class(config_class(**(shape | config)))
+    source = llama.state_dict()
+    fused = {"qkv_proj": ("q_proj", "k_proj", "v_proj"), "gate_up_proj": ("gate_proj", "up_proj")}
+    generator = torch.Generator().manual_seed(0)
+    weights = {}
+    for name, tensor in model.state_dict().items():
+        module = name.split(".")[-2]
+        if module in fused:
+            weights[name] = torch.cat([source[name.replace(module, part)] for part in fused[module]])
+        elif module in ("q_norm", "k_norm"):
+            weights[name] = 1 + 0.3 * torch.randn(tensor.shape, generator=generator)
+        elif name == "lm_head.weight":
+            weights[name] = source["model.embed_tokens.weight"].clone()
+        else:
+            weights[name] = source[name]
+    model.load_state_dict(weights)
+    model.save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy(tiny_base_dir / name, folder / name)
+    return folder
+
+
+def tiny_phi3(tiny_base_dir: Path, folder: Path, **config) -> Path:
+    """The tiny base as a Phi-3 with an untied head: the same function as the tiny Llama in transformers."""
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    return refit_tiny_llama(
+        tiny_base_dir, folder, Phi3Config, Phi3ForCausalLM, **({"tie_word_embeddings": False} | config)
+    )
+
+
+def qwen_tokenizer(tiny_base_dir: Path, out: Path) -> None:
+    """The tiny tokenizer given Qwen2's (and Qwen3's) pre-tokenizer regex and, like theirs, no BOS token."""
     shutil.copy(tiny_base_dir / "chat_template.jinja", out / "chat_template.jinja")
     tokenizer_config = json.loads((tiny_base_dir / "tokenizer_config.json").read_text())
     del tokenizer_config["bos_token"]
@@ -75,7 +132,24 @@ def qwen2_dir(tiny_base_dir, tmp_path_factory):
         ],
     }
     (out / "tokenizer.json").write_text(json.dumps(tokenizer_json))
-    vocab = len(tokenizer_json["model"]["vocab"])
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tiny_base_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny_gguf")
+    return out, export_gguf(tiny_base_dir, out, "tiny", conversations(), SETTINGS, log=lambda line: None)
+
+
+@pytest.fixture(scope="module")
+def qwen2_dir(tiny_base_dir, tmp_path_factory):
+    """A random Qwen2 (attention biases, untied lm_head, hidden 128 so K-quants must fall back) with the tiny
+    tokenizer given Qwen2's pre-tokenizer regex and, like Qwen2's, no BOS token; saved locally: no hub."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    out = tmp_path_factory.mktemp("qwen2")
+    qwen_tokenizer(tiny_base_dir, out)
+    vocab = len(json.loads((out / "tokenizer.json").read_text())["model"]["vocab"])
     config = Qwen2Config(
         vocab_size=vocab,
         hidden_size=128,
@@ -211,12 +285,118 @@ def test_qwen2_exports_with_biases_untied_head_and_reported_fallbacks(qwen2_dir,
     assert fallbacks and "blk.0.attn_q.weight" in fallbacks and not fallbacks["blk.0.attn_q.weight"].endswith("_K")
 
 
+@pytest.mark.e2e
+def test_phi3_exports_its_fused_projections_as_llama_cpp_reads_them(tiny_base_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model_dir = tiny_phi3(tiny_base_dir, tmp_path / "phi3")
+    ids = torch.tensor([list(range(4, 60))])
+    with torch.inference_mode():
+        llama, phi3 = (AutoModelForCausalLM.from_pretrained(d)(ids).logits for d in (tiny_base_dir, model_dir))
+    assert torch.allclose(llama, phi3, atol=1e-5), "the fused layout is the tiny Llama's function"
+    result = export_gguf(model_dir, tmp_path, "phi3-tiny", conversations(), FAMILY_SETTINGS, log=lambda line: None)
+    assert result.passed, [(c.name, c.description) for c in result.checks]
+    writer = result.summary["writer"]
+    assert writer["gguf_architecture"] == "phi3" and writer["gguf_name"] == "phi_3-tiny"
+    shapes = {t.name: t.shape.tolist() for t in gguf.GGUFReader(tmp_path / gguf_file_name("phi3-tiny", "f16")).tensors}
+    assert shapes["blk.0.attn_qkv.weight"] == [256, 256 + 2 * 128] and shapes["blk.1.ffn_up.weight"] == [256, 2 * 256]
+    assert "output.weight" in shapes and not {"blk.0.attn_q.weight", "blk.0.ffn_gate.weight"} & set(shapes)
+    parity_figures = result.summary["parity"]
+    assert parity_figures["logits"]["f16"]["max_abs_logit_delta"] < 0.01
+    assert parity_figures["greedy"]["q8_0"]["agreement"] == 1.0
+
+
+@pytest.mark.e2e
+def test_phi3_partial_rotary_factor_rotates_that_share_of_each_head(tiny_base_dir, tmp_path):
+    from ftassets.loading import load_causal_lm, load_tokenizer
+
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}
+    model_dir = tiny_phi3(tiny_base_dir, tmp_path / "phi3", rope_parameters=rope)
+    summary = write_gguf(model_dir, tmp_path / "partial.gguf", "partial")
+    assert summary["rope_dimensions"] == 32
+    ids = encode_chats(load_tokenizer(model_dir), conversations(), add_generation_prompt=True)
+    llm = load_llama(tmp_path / "partial.gguf", n_ctx=128, threads=1)
+    try:
+        statistics, _ = parity.logit_statistics(load_causal_lm(model_dir).eval(), llm, ids)
+    finally:
+        llm.close()
+    assert statistics["max_abs_logit_delta"] < 0.01 and statistics["top1_agreement"] == 1.0
+
+
+@pytest.mark.e2e
+def test_qwen3_exports_with_per_head_query_and_key_norms(tiny_base_dir, tmp_path):
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    model_dir = refit_tiny_llama(
+        tiny_base_dir, tmp_path / "qwen3", Qwen3Config, Qwen3ForCausalLM, head_dim=64, tie_word_embeddings=True
+    )
+    qwen_tokenizer(tiny_base_dir, model_dir)
+    result = export_gguf(model_dir, tmp_path, "qwen3", conversations(), FAMILY_SETTINGS, log=lambda line: None)
+    assert result.passed, [(c.name, c.description) for c in result.checks]
+    writer = result.summary["writer"]
+    assert writer["gguf_architecture"] == "qwen3" and writer["tokenizer_pre"] == "qwen2" and writer["tied_embeddings"]
+    reader = gguf.GGUFReader(tmp_path / gguf_file_name("qwen3", "f16"))
+    shapes = {t.name: t.shape.tolist() for t in reader.tensors}
+    assert shapes["blk.0.attn_q_norm.weight"] == shapes["blk.1.attn_k_norm.weight"] == [64]
+    assert "output.weight" not in shapes and "blk.0.attn_q.bias" not in shapes
+    assert "tokenizer.ggml.bos_token_id" not in reader.fields
+    parity_figures = result.summary["parity"]
+    assert parity_figures["logits"]["f16"]["max_abs_logit_delta"] < 0.01
+    assert parity_figures["greedy"]["q8_0"]["agreement"] == 1.0
+
+
+@pytest.mark.e2e
+def test_llama3_rope_scaling_is_written_as_frequency_factors(tiny_base_dir, tmp_path):
+    """The tiny base with Llama 3.1's rope scaling from an original context of 32 (frequencies slower than that
+    divided by 8, those between a quarter of it and it smoothed), compared on a prompt several times that long; the
+    same weights with plain rope give other logits on it, so a GGUF without the factors could not pass."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model_dir = tmp_path / "llama3"
+    shutil.copytree(tiny_base_dir, model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps(config | {"rope_parameters": LLAMA3_ROPE}))
+    long = chat_messages(" ".join(PROMPTS * 3), system_prompt="Label the review.")
+    result = export_gguf(
+        model_dir, tmp_path, "llama3", [long, *conversations()], FAMILY_SETTINGS, log=lambda line: None
+    )
+    assert result.passed, [(c.name, c.description) for c in result.checks]
+    head_dim = config["hidden_size"] // config["num_attention_heads"]
+    default = 10000.0 ** -(np.arange(0, head_dim, 2) / head_dim)
+    wavelength = 2 * np.pi / default
+    smooth = np.clip((32 / wavelength - 1.0) / (4.0 - 1.0), 0.0, 1.0)
+    expected = 1 / ((1 - smooth) / 8.0 + smooth)
+    factors = np.asarray(result.summary["writer"]["rope_frequency_factors"])
+    assert np.allclose(factors, expected, rtol=1e-5) and factors[0] == 1.0 and factors[-1] == 8.0
+    reader = gguf.GGUFReader(tmp_path / gguf_file_name("llama3", "q8_0"))
+    assert [t.shape.tolist() for t in reader.tensors if t.name == "rope_freqs.weight"] == [[head_dim // 2]]
+    parity_figures = result.summary["parity"]
+    assert parity_figures["logits"]["f16"]["max_abs_logit_delta"] < 0.01
+    assert parity_figures["greedy"]["q8_0"]["agreement"] == 1.0
+    ids = torch.tensor(encode_chats(AutoTokenizer.from_pretrained(tiny_base_dir), [long], add_generation_prompt=True))
+    original, context = LLAMA3_ROPE["original_max_position_embeddings"], config["max_position_embeddings"]
+    assert 4 * original < ids.shape[1] <= context - FAMILY_SETTINGS.parity_new_tokens
+    with torch.inference_mode():
+        scaled, plain = (AutoModelForCausalLM.from_pretrained(d)(ids).logits for d in (model_dir, tiny_base_dir))
+    assert (scaled - plain).abs().max() > 100 * parity_figures["logits"]["f16"]["max_abs_logit_delta"]
+
+
 def test_unsupported_architecture_is_named_with_the_supported_ones(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"}))
     with pytest.raises(
-        UnsupportedModelError, match="GPT2LMHeadModel.*LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM"
+        UnsupportedModelError,
+        match="GPT2LMHeadModel.*LlamaForCausalLM, MistralForCausalLM, Phi3ForCausalLM, Qwen2ForCausalLM, "
+        "Qwen3ForCausalLM",
     ):
         layout_for(tmp_path)
+
+
+def test_written_name_breaks_up_llama_cpps_vocabulary_triggers():
+    assert gguf_model_name("phi3-lora-classification") == "phi_3-lora-classification"
+    assert gguf_model_name("My-Phi-3-mini") == "My-Phi_3-mini" and gguf_model_name("modern-bert") == "modern_bert"
+    assert gguf_model_name("tiny-lora-classification") == "tiny-lora-classification"
 
 
 def test_pre_tokenizer_is_read_from_the_tokenizer_and_unknown_ones_are_refused():

@@ -1,15 +1,18 @@
 """A transformers checkpoint (merged fine-tune) written as an f16 GGUF with the public ``gguf`` package.
 
-What llama.cpp needs, learned from its converter and rewritten here for the architectures we train:
-hyper-parameters under ``<arch>.*``, tensors renamed by ``gguf.get_tensor_name_map``, Llama's q/k
-projections re-ordered for llama.cpp's interleaved rotary layout, 1-D tensors (norms, biases) kept in
-f32, and a byte-level BPE vocabulary (``tokenizer.ggml.model = "gpt2"``) with its merges, token types,
-pre-tokenizer name, special ids and the chat template exactly as the merged model's tokenizer has them.
+What llama.cpp needs, learned from its converter and loaders and rewritten here for the architectures we train:
+hyper-parameters under ``<arch>.*``, tensors renamed by ``gguf.get_tensor_name_map``, Llama's q/k projections
+re-ordered for llama.cpp's interleaved rotary layout, 1-D tensors (norms, biases) kept in f32, and a byte-level BPE
+vocabulary (``tokenizer.ggml.model = "gpt2"``) with its merges, token types, pre-tokenizer name, special ids and the
+chat template exactly as the merged model's tokenizer has them. Phi-3's fused ``qkv_proj`` (q, k, v rows) and
+``gate_up_proj`` (gate rows, then up rows) are already the layouts llama.cpp's fused ``attn_qkv`` and 2*ff-row
+``ffn_up`` expect; Llama 3.1's ``llama3`` rope scaling becomes the ``rope_freqs`` tensor of per-frequency divisors.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,18 +20,28 @@ from typing import Any
 import gguf
 import numpy as np
 
+DEFAULT_ROPE = frozenset({"default"})
+
 
 @dataclass(frozen=True)
 class ArchitectureLayout:
     gguf_arch: gguf.MODEL_ARCH
-    permute_rotary: bool
+    permute_rotary: bool = False
     """Llama-layout checkpoints store q/k rows as two rotary halves per head; llama.cpp wants them interleaved."""
+    rope_types: frozenset[str] = DEFAULT_ROPE
+    """The ``rope_type`` values written; ``llama3`` only where llama.cpp's loader for the arch reads ``rope_freqs``."""
+    partial_rotary: bool = False
+    """Whether transformers rotates only ``partial_rotary_factor`` of each head (Phi-3); Llama's rope ignores it."""
 
 
 SUPPORTED_ARCHITECTURES: dict[str, ArchitectureLayout] = {
-    "LlamaForCausalLM": ArchitectureLayout(gguf.MODEL_ARCH.LLAMA, permute_rotary=True),
+    "LlamaForCausalLM": ArchitectureLayout(
+        gguf.MODEL_ARCH.LLAMA, permute_rotary=True, rope_types=DEFAULT_ROPE | {"llama3"}
+    ),
     "MistralForCausalLM": ArchitectureLayout(gguf.MODEL_ARCH.LLAMA, permute_rotary=True),
-    "Qwen2ForCausalLM": ArchitectureLayout(gguf.MODEL_ARCH.QWEN2, permute_rotary=False),
+    "Phi3ForCausalLM": ArchitectureLayout(gguf.MODEL_ARCH.PHI3, partial_rotary=True),
+    "Qwen2ForCausalLM": ArchitectureLayout(gguf.MODEL_ARCH.QWEN2),
+    "Qwen3ForCausalLM": ArchitectureLayout(gguf.MODEL_ARCH.QWEN3),
 }
 
 GPT2_SPLIT = "gpt-2"
@@ -42,6 +55,11 @@ PRE_TOKENIZER_PATTERNS = {
         r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
     ),
 }
+
+
+NAME_TRIGGERS = re.compile(r"(?i)(phi)-?(3)|(modern)-(bert)")
+"""Substrings of ``general.name`` on which llama.cpp re-flags the vocabulary as Phi-3's SentencePiece one (every
+special token then swallows the spaces after it, and loading fails without ``</s>``) or Modern-BERT's."""
 
 
 class UnsupportedModelError(ValueError):
@@ -98,24 +116,77 @@ def pre_tokenizer_name(tokenizer_json: dict[str, Any], source: Path) -> str:
     raise UnsupportedModelError(f"{source}: pre-tokenizer {json.dumps(pre)[:200]} is not a known byte-level BPE layout")
 
 
+def gguf_model_name(label: str) -> str:
+    """The label as ``general.name``, with llama.cpp's name triggers broken up (``phi3-lora`` -> ``phi_3-lora``): the
+    vocabulary written here is the tokenizer's own, whatever the model is called."""
+    return NAME_TRIGGERS.sub(lambda m: "_".join(g for g in m.groups() if g), label)
+
+
 def interleave_rotary_halves(weight: np.ndarray, n_head: int) -> np.ndarray:
     """Rows of each head from [first half | second half] to pairs (x0, x_half, x1, x_half+1, ...)."""
     rows = weight.shape[0]
     return weight.reshape(n_head, 2, rows // n_head // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
 
 
-def rope_parameters(config, model_dir: Path) -> dict[str, Any]:
-    """The checkpoint's rope settings, if they are the default rope (the only kind this writer writes)."""
+@dataclass(frozen=True)
+class RopeSettings:
+    theta: float
+    dimensions: int
+    """Rotated dimensions per head: all of them, or Phi-3's ``partial_rotary_factor`` of them."""
+    frequency_factors: np.ndarray | None
+    """``llama3`` rope: what each default frequency is divided by (llama.cpp's ``rope_freqs``); None otherwise."""
+
+
+def head_dim_of(config) -> int:
+    return getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+
+
+def rope_settings(config, layout: ArchitectureLayout, model_dir: Path) -> RopeSettings:
+    """The checkpoint's rope as llama.cpp runs it, refused where it is a kind this writer does not reproduce."""
     rope = getattr(config, "rope_parameters", None) or {
         "rope_type": "default",
         "rope_theta": getattr(config, "rope_theta", 10000.0),
     }
-    if rope.get("rope_type", "default") != "default":
+    source = model_dir / "config.json"
+    rope_type = rope.get("rope_type", "default")
+    if rope_type not in layout.rope_types:
         raise UnsupportedModelError(
-            f"{model_dir / 'config.json'}: rope_type {rope['rope_type']!r} is not supported by the GGUF exporter "
-            "(default rope only)"
+            f"{source}: rope_type {rope_type!r} is not supported by the GGUF exporter for {architecture_of(model_dir)} "
+            f"(supported: {', '.join(sorted(layout.rope_types))})"
         )
-    return rope
+    partial = float(rope.get("partial_rotary_factor", 1.0))
+    if partial != 1.0 and not layout.partial_rotary:
+        raise UnsupportedModelError(
+            f"{source}: partial_rotary_factor {partial} is not written for {architecture_of(model_dir)}"
+        )
+    factors = llama3_frequency_factors(config) if rope_type == "llama3" else None
+    return RopeSettings(float(rope["rope_theta"]), int(head_dim_of(config) * partial), factors)
+
+
+def llama3_frequency_factors(config) -> np.ndarray:
+    """transformers' ``llama3`` inverse frequencies as divisors of the default ones, which llama.cpp applies per
+    frequency (``theta / factor``) when the GGUF carries them as ``rope_freqs``."""
+    import torch
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    scaled, _ = ROPE_INIT_FUNCTIONS["llama3"](config, "cpu")
+    dim = int(head_dim_of(config) * config.rope_parameters.get("partial_rotary_factor", 1.0))
+    exponents = torch.arange(0, dim, 2, dtype=torch.int64).float() / dim
+    default = 1.0 / (config.rope_parameters["rope_theta"] ** exponents)
+    return (default / scaled).numpy().astype(np.float32)
+
+
+def check_attention_window(config, model_dir: Path) -> None:
+    """llama.cpp runs these architectures with full causal attention, so a checkpoint whose attention is windowed
+    shorter than its context would be a different model past the window."""
+    window = getattr(config, "sliding_window", None)
+    layer_types = getattr(config, "layer_types", None)
+    windowed = "sliding_attention" in layer_types if layer_types else window is not None
+    if windowed and window is not None and window < config.max_position_embeddings:
+        raise UnsupportedModelError(
+            f"{model_dir / 'config.json'}: sliding-window attention ({window} of {config.max_position_embeddings} "
+            "positions) is not run by llama.cpp for this architecture; the GGUF would differ past the window"
+        )
 
 
 def export_refusal(model_dir: Path) -> str | None:
@@ -126,8 +197,10 @@ def export_refusal(model_dir: Path) -> str | None:
 
     model_dir = Path(model_dir)
     try:
-        layout_for(model_dir)
-        rope_parameters(load_config(model_dir), model_dir)
+        layout = layout_for(model_dir)
+        config = load_config(model_dir)
+        rope_settings(config, layout, model_dir)
+        check_attention_window(config, model_dir)
         tokenizer_file = model_dir / "tokenizer.json"
         if not tokenizer_file.exists():
             raise UnsupportedModelError(
@@ -161,12 +234,13 @@ def write_gguf(model_dir: Path, out_path: Path, name: str) -> dict[str, Any]:
     layout = layout_for(model_dir)
     config = load_config(model_dir)
     tokenizer = load_tokenizer(model_dir)
-    rope = rope_parameters(config, model_dir)
+    rope = rope_settings(config, layout, model_dir)
+    check_attention_window(config, model_dir)
     n_head, n_kv_head = config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // n_head
+    head_dim = head_dim_of(config)
 
     writer = gguf.GGUFWriter(out_path, gguf.MODEL_ARCH_NAMES[layout.gguf_arch])
-    writer.add_name(name)
+    writer.add_name(gguf_model_name(name))
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     writer.add_context_length(config.max_position_embeddings)
@@ -176,8 +250,8 @@ def write_gguf(model_dir: Path, out_path: Path, name: str) -> dict[str, Any]:
     writer.add_head_count(n_head)
     writer.add_head_count_kv(n_kv_head)
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
-    writer.add_rope_freq_base(float(rope["rope_theta"]))
-    writer.add_rope_dimension_count(head_dim)
+    writer.add_rope_freq_base(rope.theta)
+    writer.add_rope_dimension_count(rope.dimensions)
     if head_dim != config.hidden_size // n_head:
         writer.add_key_length(head_dim)
         writer.add_value_length(head_dim)
@@ -199,6 +273,9 @@ def write_gguf(model_dir: Path, out_path: Path, name: str) -> dict[str, Any]:
             weight = interleave_rotary_halves(weight, n_kv_head)
         writer.add_tensor(gguf_name, weight.astype(np.float16 if weight.ndim > 1 else np.float32))
         written.append(gguf_name)
+    if rope.frequency_factors is not None:
+        written.append(gguf.TENSOR_NAMES[gguf.MODEL_TENSOR.ROPE_FREQS] + ".weight")
+        writer.add_tensor(written[-1], rope.frequency_factors)
 
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
@@ -206,9 +283,12 @@ def write_gguf(model_dir: Path, out_path: Path, name: str) -> dict[str, Any]:
     writer.close()
     return {
         "architecture": architecture_of(model_dir),
+        "gguf_name": gguf_model_name(name),
         "gguf_architecture": gguf.MODEL_ARCH_NAMES[layout.gguf_arch],
         "tensors": len(written),
         "tied_embeddings": bool(config.tie_word_embeddings),
+        "rope_dimensions": rope.dimensions,
+        "rope_frequency_factors": None if rope.frequency_factors is None else rope.frequency_factors.tolist(),
         **vocabulary,
     }
 
