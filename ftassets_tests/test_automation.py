@@ -157,6 +157,11 @@ def evaluate_with_scores(
     )
 
 
+def regression_check(result) -> dg.AssetCheckEvaluation:
+    (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "no_regression"]
+    return evaluation
+
+
 def test_the_regression_check_fails_with_an_alert_when_the_primary_metric_drops(config_dir, instance):
     edit_yaml(
         config_dir / "experiments.yaml", lambda e: e.setdefault("automation", {}).update(regression_threshold=0.1)
@@ -165,12 +170,10 @@ def test_the_regression_check_fails_with_an_alert_when_the_primary_metric_drops(
     sync_model_partitions(instance, ["tiny-lora"])
 
     first = evaluate_with_scores(config_dir, instance, partition, 0.80)
-    assert first.get_asset_check_evaluations()[0].passed, "a first evaluation has nothing to regress from"
-    assert evaluate_with_scores(config_dir, instance, partition, 0.75).get_asset_check_evaluations()[0].passed, (
-        "0.05 is within 0.1"
-    )
+    assert regression_check(first).passed, "a first evaluation has nothing to regress from"
+    assert regression_check(evaluate_with_scores(config_dir, instance, partition, 0.75)).passed, "0.05 is within 0.1"
     result = evaluate_with_scores(config_dir, instance, partition, 0.50)
-    (evaluation,) = result.get_asset_check_evaluations()
+    evaluation = regression_check(result)
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR
     assert "REGRESSION: accuracy of finetuned dropped by more than 0.1" in evaluation.description
     assert evaluation.metadata["drops"].value == {"finetuned": pytest.approx(0.25)}

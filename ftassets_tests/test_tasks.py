@@ -23,7 +23,7 @@ def prompt(task_type: TaskType, record: dict) -> str:
 
 
 def quality_metrics(task_type: TaskType, scored: Scored) -> dict[str, float]:
-    return {name: value for name, value in scored.metrics.items() if name != "parse_failures"}
+    return {name: value for name, value in scored.metrics.items() if name not in task_type.count_metrics}
 
 
 @pytest.fixture(params=ALL_TYPES)

@@ -198,10 +198,11 @@ def _resolve_task(path: Path, name: str, task: TaskConfig) -> ResolvedTask:
     except ValueError as error:
         raise ConfigError(f"{where}.params: {error}") from None
     primary = task.primary_metric or task_type.default_primary_metric
-    if primary not in task_type.metric_names:
+    if primary not in task_type.metric_names or primary in task_type.count_metrics:
+        what = "a count (lower is better), not a score" if primary in task_type.metric_names else "not a metric"
         raise ConfigError(
-            f"{where}.primary_metric: {primary!r} is not a metric of task type {task.type!r}; "
-            f"choose one of: {', '.join(m for m in task_type.metric_names if m != 'parse_failures')}"
+            f"{where}.primary_metric: {primary!r} is {what} of task type {task.type!r}; "
+            f"choose one of: {', '.join(m for m in task_type.metric_names if m not in task_type.count_metrics)}"
         )
     template = task.prompt_template or task_type.default_prompt_template
     used = {field for _, field, _, _ in string.Formatter().parse(template) if field}

@@ -200,6 +200,31 @@ class JudgeSettings(_Strict):
     max_completion_tokens: PositiveInt = 300
 
 
+class OpenAICompatibleEmbeddings(_Strict):
+    """Sentence embeddings from any OpenAI-compatible ``POST /v1/embeddings`` endpoint (OpenAI, vLLM, Ollama,
+    text-embeddings-inference)."""
+
+    source: Literal["openai_compatible"]
+    base_url_env: EnvVarName = Field(description="Name of the env var holding the base URL (https://.../v1).")
+    api_key_env: EnvVarName | None = Field(None, description="Name of the env var holding the key; None: no key.")
+    model: str = Field(min_length=1, description="The embeddings model, e.g. text-embedding-3-small.")
+    timeout_s: PositiveFloat = 60.0
+    max_retries: NonNegativeInt = 4
+
+
+class SimilaritySettings(_Strict):
+    """Semantic similarity of a generation task's answers to its references (``ftassets/evaluation/similarity.py``):
+    the mean cosine of their sentence embeddings, recorded per variant next to where the embeddings came from."""
+
+    enabled: bool = True
+    embeddings: Annotated[OpenAICompatibleEmbeddings | AzureOpenAIBase, Field(discriminator="source")] | None = None
+    """None: the evaluated entry's own base model, its last hidden state mean-pooled (a base with local weights; an
+    API base gets no similarity then). Else an embeddings endpoint: ``source: openai_compatible`` with
+    ``base_url_env``, ``api_key_env`` and ``model``, or ``source: azure_openai`` with a ``deployment`` of azure.yaml."""
+    batch_size: PositiveInt = 32
+    """Texts per forward pass of the local model, or per request to the endpoint."""
+
+
 class EvaluationSettings(_Strict):
     batch_size: PositiveInt = 32
     """Most prompts per generation batch of a local model."""
@@ -218,16 +243,20 @@ class EvaluationSettings(_Strict):
     forgetting_examples: PositiveInt = 40
     """Test examples per other task when measuring forgetting (the cross-task matrix)."""
     judge: JudgeSettings = JudgeSettings()
+    similarity: SimilaritySettings = SimilaritySettings()
 
 
 class AutomationSettings(_Strict):
-    """Sensors, schedules and the regression check (ftassets/defs/sensors.py, schedules.py, checks.py)."""
+    """Sensors, schedules and the evaluation checks (ftassets/defs/sensors.py, schedules.py, checks.py)."""
 
     incoming_dir: str = "incoming"
     """Drop folder for new rows: ``<incoming_dir>/<task>/*.jsonl``; relative paths are relative to the folder
     that holds ``configs/``."""
     regression_threshold: NonNegativeFloat = 0.05
     """Largest allowed drop of a variant's primary metric between two evaluations of one partition."""
+    under_triage_allowance: NonNegativeInt = 0
+    """How many more emergencies a fine-tuned variant of a triage task may under-triage than its base before the
+    ``no_under_triage`` check fails (and ``publish_to_model_store`` refuses the cell)."""
 
 
 class ExperimentsFile(_Strict):

@@ -27,7 +27,8 @@ class DatasetError(ValueError):
 
 
 def build_splits(task: ResolvedTask) -> dict[str, list[dict[str, Any]]]:
-    """Generate seeded records, drop duplicate prompts, and cut them into the configured splits.
+    """Generate seeded records, drop duplicate prompts (also those equal once case, spaces and punctuation are set
+    aside, as the contamination check compares them), and cut them into the configured splits.
 
     Each stored row holds the task's raw fields plus ``id``, ``prompt`` (rendered with the task's
     template), ``answer`` (the reference) and ``rejected`` (a plausible wrong answer, for preference
@@ -43,9 +44,9 @@ def build_splits(task: ResolvedTask) -> dict[str, list[dict[str, Any]]]:
         asked = wanted - len(rows)
         for record in task_type.generate(asked, rng, task.config.params):
             prompt = task_type.render_prompt(record, task.prompt_template)
-            if prompt in seen:
+            if normalized(prompt) in seen:
                 continue
-            seen.add(prompt)
+            seen.add(normalized(prompt))
             row_id = f"{task.name}-{len(rows):06d}"
             # Each row draws its wrong answer from its own seeded stream, so the records themselves stay as they were.
             rejected = task_type.rejected(record, random.Random(f"{task.config.seed}:{row_id}"))

@@ -2,6 +2,8 @@
 
 import dagster as dg
 
+from ftassets.defs.checks import failed_publish_gates
+from ftassets.defs.partitions import cell_key
 from ftassets.defs.resources import ArtifactStoreResource
 
 
@@ -18,7 +20,8 @@ def publish_artifact(
     artifacts: ArtifactStoreResource,
     model_store: dg.ConfigurableResource,
 ) -> dg.Output[str]:
-    """Upload ``<asset>/<model>/<task>`` with its manifest to the model store, under the same key."""
+    """Upload ``<asset>/<model>/<task>`` with its manifest to the model store, under the same key; refused while the
+    cell's evaluation has a failed ``no_regression`` or ``no_under_triage`` check."""
     from ftassets.artifacts import read_manifest
 
     directory = artifacts.store.path(config.asset, config.model, config.task)
@@ -27,6 +30,14 @@ def publish_artifact(
             f"{directory}: no materialized {config.asset} for {config.model}/{config.task}; materialize it first"
         )
     key = f"{config.asset}/{config.model}/{config.task}"
+    partition = str(cell_key(config.task, config.model))
+    if failed := failed_publish_gates(context.instance, partition):
+        raise dg.Failure(
+            description=f"refusing to publish {key}: the evaluation of partition {partition} failed check(s) "
+            f"{', '.join(failed)}; publish once a new evaluation of the cell passes them. "
+            + " | ".join(f"{name}: {description}" for name, description in failed.items()),
+            metadata={"partition": partition, "failed_checks": sorted(failed)},
+        )
     with model_store.store() as store:
         stored = store.upload(directory, key)
     context.log.info(f"published {key} ({stored.bytes} bytes, {len(stored.files)} files) to {stored.location}")

@@ -17,6 +17,8 @@ from ftassets.config import ResolvedTask
 from ftassets.config.schemas import EvaluationSettings
 from ftassets.evaluation.retries import counting_retries, exhausted_retry_budget
 from ftassets.evaluation.significance import compare_rows, latency_summary, metric_intervals
+from ftassets.evaluation.similarity import COLUMNS as SIMILARITY_COLUMNS
+from ftassets.evaluation.similarity import Embedder, compares_meaning, semantic_similarity, similarity_row
 from ftassets.tasks import task_type_for
 from ftassets.training.tokenize import prompt_messages
 
@@ -59,6 +61,7 @@ def evaluate_variant(
     settings: EvaluationSettings | None = None,
     log: Callable[[str], None] | None = None,
     labels: Sequence[str] | None = None,
+    embedder: Embedder | None = None,
 ) -> VariantEvaluation:
     """Generate an answer for every test row, parse and score it with bootstrap intervals, time it and cost it;
     ``log``, when given, receives a progress line before generating and one after scoring.
@@ -72,11 +75,13 @@ def evaluate_variant(
 
     ``labels``: a classification task's label set when it comes from the data (the dataset's
     ``labels_from_rows``); without it, the labels of the test rows. A row's conversation is its ``messages`` when
-    it has them, else its prompt as one user turn."""
+    it has them, else its prompt as one user turn.
+
+    ``embedder`` (``ftassets.evaluation.similarity.embedder_for``): for a task type whose answers are free text, the
+    row gets ``semantic_similarity``, the mean cosine of each parsed answer's embedding with its reference's, and
+    ``semantic_similarity_source``; each prediction its own. Without it, neither."""
     settings = settings or EvaluationSettings()
-    task_type = task_type_for(task, labels)
-    if labels is None and task_type.label_field and getattr(task_type, "labels", ()) is None:
-        task_type = task_type.with_labels(sorted({row[task_type.label_field] for row in test_rows}))
+    task_type = scoring_type(task, test_rows, labels)
     progress = log or (lambda line: None)
     conversations = [prompt_messages(row, task.config.system_prompt) for row in test_rows]
     progress(f"{model} {variant}: examples 0/{len(test_rows)}, generating")
@@ -117,8 +122,12 @@ def evaluate_variant(
         judged = LLMJudge.from_settings(settings.judge).score(
             [r["prompt"] for r in test_rows], [r["answer"] for r in test_rows], texts
         )
+    similarities = None
+    if embedder is not None and compares_meaning(task_type):
+        parsed_answers = [e.get("parsed") for e in scored.per_example]
+        similarities = semantic_similarity(embedder, parsed_answers, [r["answer"] for r in test_rows])
     device = getattr(backend, "device", "api").split(":")[0]
-    cost = _cost_usd(generations, seconds, settings.price_per_device_hour_usd.get(device, math.nan))
+    cost = _cost_usd(generations, seconds, local_cost_usd(seconds, device, settings))
     row = {
         "model": model,
         "variant": variant,
@@ -130,6 +139,7 @@ def evaluate_variant(
             for end, bound in (("low", low), ("high", high))
         },
         "perplexity": math.nan if perplexity is None else perplexity,
+        **(similarity_row(embedder, similarities) if similarities is not None else {}),
         **judged,
         "n": len(test_rows),
         "latency_mean_s": latency["mean"],
@@ -166,6 +176,7 @@ def evaluate_variant(
             "completion_tokens": [g.completion_tokens for g in generations],
             "first_token_s": [g.first_token_s for g in generations],
             "cost_usd": [g.cost_usd for g in generations],
+            **({"semantic_similarity": similarities} if similarities is not None else {}),
         }
     )
     progress(
@@ -175,11 +186,25 @@ def evaluate_variant(
     return VariantEvaluation(row, predictions)
 
 
-def _cost_usd(generations: list, seconds: float, price_per_hour: float) -> float:
+def scoring_type(task: ResolvedTask, test_rows: list[dict[str, Any]], labels: Sequence[str] | None = None):
+    """The task type that parses and scores answers to ``test_rows``: with ``labels`` where the label set comes from
+    the data, else (a classification task) the labels of the test rows."""
+    task_type = task_type_for(task, labels)
+    if labels is None and task_type.label_field and getattr(task_type, "labels", ()) is None:
+        task_type = task_type.with_labels(sorted({row[task_type.label_field] for row in test_rows}))
+    return task_type
+
+
+def local_cost_usd(seconds: float, device: str, settings: EvaluationSettings) -> float:
+    """What ``seconds`` of a local model on ``device`` cost at the configured price of that device per hour."""
+    return seconds / 3600 * settings.price_per_device_hour_usd.get(device, math.nan)
+
+
+def _cost_usd(generations: list, seconds: float, device_cost: float) -> float:
     """Billed usage where the backend prices its calls (NaN when some call has no price), else device time."""
     if any(g.cost_usd is not None for g in generations):
         return math.nan if any(g.cost_usd is None for g in generations) else sum(g.cost_usd for g in generations)
-    return seconds / 3600 * price_per_hour
+    return device_cost
 
 
 def comparison_table(task: ResolvedTask, model_names: list[str], evaluations: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -211,6 +236,7 @@ def comparison_table(task: ResolvedTask, model_names: list[str], evaluations: di
         columns=IDENTITY_COLUMNS
         + metric_columns
         + ["perplexity"]
+        + present(SIMILARITY_COLUMNS)
         + present(JUDGE_COLUMNS)
         + TIMING_COLUMNS
         + SIGNIFICANCE_COLUMNS
@@ -249,6 +275,7 @@ def summary_columns(task: ResolvedTask, table: pd.DataFrame) -> list[str]:
             "significant",
             "mcnemar_p",
             "perplexity",
+            *SIMILARITY_COLUMNS,
             "latency_p50_s",
             "latency_p95_s",
             "cost_per_1k_usd",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from ftassets.config import ProjectConfig
 from ftassets.data.datasets import read_splits
 from ftassets.evaluation.evaluate import VariantEvaluation, evaluate_variant, significance
 from ftassets.evaluation.gguf_variants import gguf_variants
+from ftassets.evaluation.similarity import embedder_for
 
 TABLE_FILE = "table.parquet"
 
@@ -87,8 +89,12 @@ def _base_variant(project, store, key, base_dir, task, test_rows, model, device,
     with store.lock(f"base-evaluation-{key}"):
         if not (cache / "predictions.parquet").exists():
             log(f"evaluating base {base_dir.name!r} on {task.name!r} ({len(test_rows)} examples)")
-            with backend_for_base(project, base_dir.name, base_dir, device, settings) as backend:
-                result = evaluate_variant(backend, task, test_rows, model, "base", settings, log)
+            embedder = embedder_for(project, project.base_of(model), base_dir, device)
+            with (
+                backend_for_base(project, base_dir.name, base_dir, device, settings) as backend,
+                embedder or nullcontext(),
+            ):
+                result = evaluate_variant(backend, task, test_rows, model, "base", settings, log, embedder=embedder)
             with store.writing(cache) as staging:
                 result.predictions.to_parquet(staging / "predictions.parquet", index=False)
                 pd.DataFrame([result.row]).to_parquet(staging / "row.parquet", index=False)
@@ -102,8 +108,12 @@ def _finetuned_variant(
     project, store, adapter_dir, base_dir, model, task_name, task, test_rows, device, settings, log
 ) -> VariantEvaluation:
     log(f"evaluating {model!r} fine-tuned on {task_name!r}, on {task.name!r} ({len(test_rows)} examples)")
-    with backend_for_finetune(project, store, adapter_dir, base_dir, model, task_name, device, settings) as backend:
-        return evaluate_variant(backend, task, test_rows, model, "finetuned", settings, log)
+    embedder = embedder_for(project, project.base_of(model), base_dir, device)
+    with (
+        backend_for_finetune(project, store, adapter_dir, base_dir, model, task_name, device, settings) as backend,
+        embedder or nullcontext(),
+    ):
+        return evaluate_variant(backend, task, test_rows, model, "finetuned", settings, log, embedder=embedder)
 
 
 def forgetting_upstream(project: ProjectConfig, store: ArtifactStore, model: str) -> dict[str, str | None]:

@@ -45,6 +45,10 @@ class TaskType(ABC):
     metric_names: tuple[str, ...]
     """Every metric ``score`` returns, in display order (``parse_failures`` included); a bound instance's
     reflects its params."""
+    semantic_similarity: ClassVar[bool] = False
+    """Whether answers are free text whose meaning the evaluation compares with the reference's (embeddings)."""
+    count_metrics: ClassVar[tuple[str, ...]] = ("parse_failures",)
+    """Metrics that count examples (lower is better) rather than score in [0, 1]; never a primary metric."""
     default_primary_metric: ClassVar[str]
     default_prompt_template: ClassVar[str]
     default_max_new_tokens: ClassVar[int] = 32

@@ -30,6 +30,7 @@ def transcript(messages: list[dict[str, str]]) -> str:
 
 
 class ChatTask(TaskType):
+    semantic_similarity = True
     name = "chat"
     fields = ("messages",)
     metric_names = ("rougeL", "bleu", "chrf", "token_f1", "parse_failures")

@@ -113,6 +113,7 @@ CATEGORIES = {
 
 
 class InstructionTask(TaskType):
+    semantic_similarity = True
     name = "instruction"
     fields = ("instruction", "input")
     metric_names = ("rougeL", "bleu", "chrf", "exact_match", "parse_failures")

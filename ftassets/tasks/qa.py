@@ -66,6 +66,7 @@ def _fact_spans(context: str) -> list[tuple[str, str]]:
 
 
 class QATask(TaskType):
+    semantic_similarity = True
     name = "qa"
     fields = ("context", "question")
     metric_names = ("exact_match", "token_f1", "parse_failures")

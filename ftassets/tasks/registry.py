@@ -8,14 +8,27 @@ from typing import Any, Protocol
 from ftassets.tasks.base import TaskType
 from ftassets.tasks.chat import ChatTask
 from ftassets.tasks.classification import ClassificationTask
+from ftassets.tasks.code import CodeTask
+from ftassets.tasks.code_review import CodeReviewTask
 from ftassets.tasks.instruction import InstructionTask
+from ftassets.tasks.medical_triage import MedicalTriageTask
 from ftassets.tasks.qa import QATask
 from ftassets.tasks.sql import SqlTask
 from ftassets.tasks.summarization import SummarizationTask
 
 TASK_TYPES: dict[str, TaskType] = {
     task_type.name: task_type
-    for task_type in (ClassificationTask(), SummarizationTask(), QATask(), InstructionTask(), SqlTask(), ChatTask())
+    for task_type in (
+        ClassificationTask(),
+        SummarizationTask(),
+        QATask(),
+        InstructionTask(),
+        SqlTask(),
+        ChatTask(),
+        CodeTask(),
+        CodeReviewTask(),
+        MedicalTriageTask(),
+    )
 }
 
 

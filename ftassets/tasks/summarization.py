@@ -178,6 +178,7 @@ EVENT_WRITERS = {
 
 
 class SummarizationTask(TaskType):
+    semantic_similarity = True
     name = "summarization"
     fields = ("document",)
     metric_names = (*ROUGE_TYPES, "bleu", "chrf", "parse_failures")

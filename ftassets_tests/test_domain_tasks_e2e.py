@@ -1,0 +1,105 @@
+"""The domain task types end to end on the embedded model: ``code``, ``code_review`` and ``medical_triage`` each run
+from ``dataset`` through ``comparison`` (small splits, two steps of prefix tuning on the shared tiny base, in a
+temporary Dagster instance), and each comparison holds a base and a fine-tuned row with the task's own metrics."""
+
+import shutil
+
+import dagster as dg
+import pytest
+from helpers import REPO, edit_yaml
+
+from ftassets.artifacts import ArtifactStore
+from ftassets.config import load_project_config
+from ftassets.definitions import build_definitions
+from ftassets.runner import PipelineRunner
+
+pytestmark = pytest.mark.e2e
+TASK_METRICS = {
+    "code": ("pass_at_1", "syntax_valid_rate"),
+    "code_review": ("category_accuracy", "rougeL"),
+    "medical_triage": ("macro_f1", "emergency_recall", "under_triaged_emergencies"),
+}
+MAX_NEW_TOKENS = {"code": 48, "code_review": 32, "medical_triage": 24}
+"""Enough for the untrained tiny model to show each metric; the shipped limits fit whole answers."""
+SIZES = {"train": 24, "validation": 4, "test": 8}
+QUICK_PREFIX = {
+    "method": "prefix",
+    "max_steps": 2,
+    "batch_size": 8,
+    "learning_rate": 0.2,
+    "lr_scheduler": "constant",
+    "logging_steps": 1,
+    "eval_steps": 2,
+    "save_steps": 2,
+    "max_seq_length": 512,
+    "prefix": {"num_virtual_tokens": 4},
+}
+"""Two steps of prefix tuning: cheap to train, and not mergeable, so the cell has no merge, GGUF export or GGUF
+rows (the tiny base's 256-token context would not hold these prompts in llama.cpp, and they cost a minute)."""
+
+
+def small_project(config_dir, tiny_base_dir) -> None:
+    """The shipped configs with only the three tasks (small splits, short answers) and one entry: the tiny base with
+    a two-step prefix tuning."""
+    edit_yaml(
+        config_dir / "tasks.yaml",
+        lambda d: d.update(
+            tasks={
+                task: {
+                    **d["tasks"][task],
+                    "sizes": SIZES,
+                    "max_new_tokens": MAX_NEW_TOKENS[task],
+                    "checks": {"max_label_share_deviation": 0.5},
+                }
+                for task in TASK_METRICS
+            }
+        ),
+    )
+    edit_yaml(
+        config_dir / "models.yaml",
+        lambda d: d.update(
+            bases={"tiny": {"source": "huggingface", "id": str(tiny_base_dir)}},
+            models={"tiny-prefix": {"base": "tiny", "recipe": "quick-prefix"}},
+        ),
+    )
+
+    def experiments(d: dict) -> None:
+        d["recipes"]["quick-prefix"] = QUICK_PREFIX
+        d["experiments"] = {"default": {"tasks": list(TASK_METRICS), "models": ["tiny-prefix"]}}
+        d["evaluation"]["bootstrap_resamples"] = 50
+
+    edit_yaml(config_dir / "experiments.yaml", experiments)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, tiny_base_dir):
+    """One run of the three lineages through comparison (no forgetting matrix), sharing the session's tiny base."""
+    root = tmp_path_factory.mktemp("domain_tasks")
+    config_dir, home = root / "configs", root / "home"
+    shutil.copytree(REPO / "configs", config_dir)
+    small_project(config_dir, tiny_base_dir)
+    lines: list[str] = []
+    with dg.instance_for_test() as instance:
+        runner = PipelineRunner(
+            build_definitions(config_dir, home),
+            load_project_config(config_dir),
+            ArtifactStore(home),
+            instance,
+            log=lines.append,
+        )
+        report = runner.run(list(TASK_METRICS), ["tiny-prefix"], forgetting=False)
+    assert not report.failed, [(o.assets, o.partition, o.error) for o in report.failed] + lines[-20:]
+    return report
+
+
+@pytest.mark.parametrize("task", list(TASK_METRICS))
+def test_the_task_runs_through_comparison_with_base_and_finetuned_rows_and_its_metrics(report, task):
+    table = report.comparisons[task]
+    rows = table[(table.model == "tiny-prefix") & table.variant.isin(["base", "finetuned"])].set_index("variant")
+    assert sorted(rows.index) == ["base", "finetuned"] and (rows.status == "ok").all(), table
+    for metric in TASK_METRICS[task]:
+        assert rows[metric].notna().all(), (metric, rows[metric])
+    primary = load_project_config(REPO / "configs").tasks[task].primary_metric
+    assert primary == TASK_METRICS[task][0] and rows.loc["finetuned", f"delta_{primary}"] == pytest.approx(
+        rows.loc["finetuned", primary] - rows.loc["base", primary]
+    )
