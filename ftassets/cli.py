@@ -81,6 +81,17 @@ def main(argv: list[str] | None = None) -> int:
         "--allow-stale", action="store_true", help="serve the last materialized version of a cell that is not current"
     )
     serve.add_argument("--config-dir")
+    playground = commands.add_parser(
+        "playground",
+        help="a Gradio app: evaluated variants of a task answer side by side; where their stored answers disagree",
+    )
+    playground.add_argument("--host", default="127.0.0.1")
+    playground.add_argument("--port", type=int, default=7860)
+    playground.add_argument("--device", default="auto", help="torch device for transformers variants (auto, cpu, cuda)")
+    playground.add_argument(
+        "--allow-stale", action="store_true", help="offer the last materialized version of cells that are not current"
+    )
+    playground.add_argument("--config-dir")
     args = parser.parse_args(argv)
     if getattr(args, "config_dir", None):
         os.environ["FTASSETS_CONFIG_DIR"] = str(Path(args.config_dir).resolve())
@@ -91,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             "sync": _sync,
             "incoming": lambda: _incoming(args),
             "serve": lambda: _serve(args),
+            "playground": lambda: _playground(args),
             "report": lambda: _report(args),
         }.get(args.command, lambda: _run(args))()
     except ConfigError as error:
@@ -200,7 +212,7 @@ def _sync() -> int:
     return 0
 
 
-def _lineage():
+def recorded_lineage():
     """A ``PipelineRunner`` on the configured instance and store, with the configuration observed first (as
     ``ftassets sync`` does), so that its ``needs`` sees an edit made since the last run: what ``ftassets report`` and
     ``ftassets serve`` read the recorded lineage through."""
@@ -226,7 +238,7 @@ def _report(args: argparse.Namespace) -> int:
     current is refused, since its table would not be what the configuration now gives."""
     from ftassets.results import replace_block, results_markdown
 
-    runner = _lineage()
+    runner = recorded_lineage()
     tasks = args.tasks or runner.project.default_selection()[0]
     runner.project.check_selection(tasks, [])
     stale = {task: why for task in tasks if (why := runner.needs("comparison", task)) is not None}
@@ -256,7 +268,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     if args.queue < 0 or args.max_tokens < 1:
         raise ConfigError(f"--queue must be 0 or more and --max-tokens 1 or more (got {args.queue}, {args.max_tokens})")
-    runner = _lineage()
+    runner = recorded_lineage()
     try:
         served = resolve_variant(runner, args.task, args.model, args.variant, allow_stale=args.allow_stale)
     except NotServable as error:
@@ -283,6 +295,26 @@ def _serve(args: argparse.Namespace) -> int:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
         engine.close()
+    return 0
+
+
+def _playground(args: argparse.Namespace) -> int:
+    """Open the playground on the recorded lineage until interrupted."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from ftassets.serving.playground import Playground
+    from ftassets.serving.playground_app import launch
+
+    playground = Playground(recorded_lineage(), device=args.device, allow_stale=args.allow_stale)
+    tasks = playground.tasks()
+    if not tasks:
+        print("ftassets playground: nothing is evaluated yet; run `ftassets run` first", file=sys.stderr)
+        return 1
+    _say(f"playground at http://{args.host}:{args.port} (tasks: {', '.join(tasks)}); Ctrl-C stops")
+    sys.stdout.flush()
+    try:
+        launch(playground, args.host, args.port, block=True)
+    finally:
+        playground.close()
     return 0
 
 

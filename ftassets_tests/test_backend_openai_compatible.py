@@ -105,3 +105,30 @@ def test_pricing_bills_cached_input_at_input_price_when_it_has_none():
     assert pricing.cost(prompt_tokens=1000, cached_tokens=400, completion_tokens=500) == pytest.approx(
         (1000 * 2.0 + 500 * 8.0) / 1e6
     )
+
+
+def test_the_playground_streams_an_api_model_with_its_settings_usage_and_cost(base_url):
+    from ftassets.serving.engines import ApiEngine, Completion, Sampling
+
+    reasoning = ApiEngine(
+        OpenAICompatibleBackend.for_base_url(
+            base_url, "key", "gpt-5-mini", reasoning_model=True, pricing=PRICING, name="gpt-5-mini"
+        ),
+        "gpt-5-mini/base",
+    )
+    completion = Completion(prompt_tokens=0)
+    sampling = Sampling(max_tokens=16, temperature=0.7, top_p=0.9, stop=("###",))
+    pieces = list(reasoning.stream(conversations("hello there")[0], sampling, completion))
+    assert "".join(pieces) == "HELLO THERE"
+    assert (completion.prompt_tokens, completion.completion_tokens) == (20, 8)
+    assert completion.cost_usd == pytest.approx((16 * 1.25 + 4 * 0.125 + 8 * 10.0) / 1e6)
+    assert completion.finish_reason and completion.seconds >= completion.first_token_s > 0
+    body = ChatEndpoint.requests[-1]["body"]
+    assert "temperature" not in body and "top_p" not in body and body["stop"] == ["###"]
+
+    plain = ApiEngine(OpenAICompatibleBackend.for_base_url(base_url, "key", "gpt-4.1-mini", name="m"), "m/base")
+    completion = Completion(prompt_tokens=0)
+    assert "".join(plain.stream(conversations("again")[0], sampling, completion)) == "AGAIN"
+    body = ChatEndpoint.requests[-1]["body"]
+    assert (body["temperature"], body["top_p"], body["max_tokens"], body["stop"]) == (0.7, 0.9, 16, ["###"])
+    assert completion.cost_usd is None

@@ -102,7 +102,7 @@ class OpenAICompatibleBackend(ModelBackend):
             raise BackendError(
                 f"model backend {self.name!r} (model {self.model!r} at {self.client.base_url}): {error}"
             ) from None
-        return self._generation(text, time.perf_counter() - started, usage, first_token_s)
+        return self.generation(text, time.perf_counter() - started, usage, first_token_s)
 
     def _streamed(
         self, messages: list[dict[str, str]], params: dict[str, Any], started: float
@@ -121,7 +121,7 @@ class OpenAICompatibleBackend(ModelBackend):
                     parts.append(choice.delta.content)
         return "".join(parts), usage, first_token_s
 
-    def _generation(self, text: str, latency_s: float, usage: Any, first_token_s: float | None) -> Generation:
+    def generation(self, text: str, latency_s: float, usage: Any, first_token_s: float | None) -> Generation:
         prompt = getattr(usage, "prompt_tokens", None) or 0
         completion = getattr(usage, "completion_tokens", None) or 0
         cached = getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None) or 0

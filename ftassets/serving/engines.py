@@ -3,7 +3,9 @@
 ``TransformersEngine`` runs a merged model, a base, or an adapter on its base in this process, with the prompt encoded
 by the same chat-template code as training and evaluation and generation ended by the same stop ids, so a greedy
 answer is the one the evaluation recorded. ``LlamaCppEngine`` runs a GGUF export in llama.cpp (llama-cpp-python),
-rendering the prompt with the chat template embedded in the file and stopping on its end-of-turn token.
+rendering the prompt with the chat template embedded in the file and stopping on its end-of-turn token. ``ApiEngine``
+streams from an API model through the evaluation's own backend (its client, deployment and pricing), so the playground
+shows an API model's answer and cost beside the local ones.
 
 An engine is used by one thread at a time (the server runs every generation on one worker thread): neither a
 transformers model nor a llama.cpp context is safe to share between concurrent generations.
@@ -37,6 +39,8 @@ class Completion:
     finish_reason: str | None = None
     first_token_s: float | None = None
     seconds: float = 0.0
+    cost_usd: float | None = None
+    """What the call was billed, where the engine knows its price (an API model with pricing)."""
 
 
 class PromptTooLong(ValueError):
@@ -231,6 +235,62 @@ class LlamaCppEngine(Engine):
 
     def close(self) -> None:
         self.llm.close()
+
+
+class ApiEngine(Engine):
+    """An API model (``OpenAICompatibleBackend``, Azure's included) answering one conversation at a time, streamed.
+
+    A reasoning model (GPT-5 family) takes no ``temperature``/``top_p``: its request keeps the backend's own
+    parameters (reasoning budget, effort), and only ``max_tokens`` and ``stop`` apply."""
+
+    def __init__(self, backend, name: str, context_length: int = 128_000) -> None:
+        self.backend, self.name, self.context_length = backend, name, context_length
+
+    def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
+        return 0
+
+    def check_fits(self, messages: list[dict[str, str]], max_tokens: int) -> int:
+        return 0
+
+    def stream(self, messages: list[dict[str, str]], sampling: Sampling, completion: Completion) -> Iterator[str]:
+        from ftassets.backends.openai_compatible import BackendError
+
+        params = self.backend.request_params(sampling.max_tokens)
+        if not self.backend.reasoning_model:
+            params.update(temperature=sampling.temperature, top_p=sampling.top_p)
+        if sampling.stop:
+            params["stop"] = list(sampling.stop)
+        if sampling.seed is not None:
+            params["seed"] = sampling.seed
+        started = time.perf_counter()
+        try:
+            chunks = self.backend.client.chat.completions.create(
+                model=self.backend.model,
+                messages=messages,
+                stream=True,
+                stream_options={"include_usage": True},
+                **params,
+            )
+            usage = None
+            for chunk in chunks:
+                usage = chunk.usage or usage
+                for choice in chunk.choices:
+                    if choice.delta and choice.delta.content:
+                        if completion.first_token_s is None:
+                            completion.first_token_s = time.perf_counter() - started
+                        yield choice.delta.content
+                    completion.finish_reason = choice.finish_reason or completion.finish_reason
+        except Exception as error:
+            raise BackendError(f"{self.name}: {error}") from None
+        generation = self.backend.generation("", time.perf_counter() - started, usage, completion.first_token_s)
+        completion.prompt_tokens = generation.prompt_tokens
+        completion.completion_tokens = generation.completion_tokens
+        completion.cost_usd = generation.cost_usd
+        completion.finish_reason = completion.finish_reason or "stop"
+        completion.seconds = generation.latency_s
+
+    def close(self) -> None:
+        self.backend.close()
 
 
 EngineFactory = Callable[[], Engine]
