@@ -62,6 +62,7 @@ def evaluate_variant(
     log: Callable[[str], None] | None = None,
     labels: Sequence[str] | None = None,
     embedder: Embedder | None = None,
+    point_only: bool = False,
 ) -> VariantEvaluation:
     """Generate an answer for every test row, parse and score it with bootstrap intervals, time it and cost it;
     ``log``, when given, receives a progress line before generating and one after scoring.
@@ -79,7 +80,10 @@ def evaluate_variant(
 
     ``embedder`` (``ftassets.evaluation.similarity.embedder_for``): for a task type whose answers are free text, the
     row gets ``semantic_similarity``, the mean cosine of each parsed answer's embedding with its reference's, and
-    ``semantic_similarity_source``; each prediction its own. Without it, neither."""
+    ``semantic_similarity_source``; each prediction its own. Without it, neither.
+
+    ``point_only``: the metrics without their bootstrap intervals and without perplexity (the forgetting matrix
+    reads one figure per task; intervals and perplexity would cost more than the generation)."""
     settings = settings or EvaluationSettings()
     task_type = scoring_type(task, test_rows, labels)
     progress = log or (lambda line: None)
@@ -101,19 +105,27 @@ def evaluate_variant(
     texts = [g.text for g in generations]
     scored = task_type.score(test_rows, texts)
     metrics = {name: float(scored.metrics.get(name, math.nan)) for name in task_type.metric_names}
-    intervals = metric_intervals(
-        scored.per_example,
-        {k: v for k, v in metrics.items() if k != "parse_failures"},
-        lambda sample: task_type.score([test_rows[i] for i in sample], [texts[i] for i in sample]).metrics,
-        confidence=settings.confidence,
-        resamples=settings.bootstrap_resamples,
+    intervals = (
+        {}
+        if point_only
+        else metric_intervals(
+            scored.per_example,
+            {k: v for k, v in metrics.items() if k != "parse_failures"},
+            lambda sample: task_type.score([test_rows[i] for i in sample], [texts[i] for i in sample]).metrics,
+            confidence=settings.confidence,
+            resamples=settings.bootstrap_resamples,
+        )
     )
     latency = latency_summary([g.latency_s for g in generations] or [0.0])
     first_tokens = [g.first_token_s for g in generations if g.first_token_s is not None]
     first_token = latency_summary(first_tokens) if first_tokens else {"p50": math.nan, "p95": math.nan}
     completion_tokens = sum(g.completion_tokens for g in generations)
-    perplexity = backend.perplexity(
-        [r["prompt"] for r in test_rows], [r["answer"] for r in test_rows], task.config.system_prompt
+    perplexity = (
+        None
+        if point_only
+        else backend.perplexity(
+            [r["prompt"] for r in test_rows], [r["answer"] for r in test_rows], task.config.system_prompt
+        )
     )
     judged = {}
     if settings.judge.enabled and task.name in settings.judge.tasks:

@@ -82,8 +82,11 @@ def evaluate_cell(
     return CellEvaluation(table, directory / "predictions.parquet", version)
 
 
-def _base_variant(project, store, key, base_dir, task, test_rows, model, device, settings, log) -> VariantEvaluation:
-    """Entries sharing a base share its scores on a test split: computed once, then read back."""
+def _base_variant(
+    project, store, key, base_dir, task, test_rows, model, device, settings, log, point_only: bool = False
+) -> VariantEvaluation:
+    """Entries sharing a base share its scores on a test split: computed once, then read back (``point_only``: without
+    intervals and perplexity, for the forgetting matrix, whose ``key`` differs from the evaluation's)."""
 
     cache = store.root / "cache" / "base_evaluation" / key
     with store.lock(f"base-evaluation-{key}"):
@@ -94,7 +97,9 @@ def _base_variant(project, store, key, base_dir, task, test_rows, model, device,
                 backend_for_base(project, base_dir.name, base_dir, device, settings) as backend,
                 embedder or nullcontext(),
             ):
-                result = evaluate_variant(backend, task, test_rows, model, "base", settings, log, embedder=embedder)
+                result = evaluate_variant(
+                    backend, task, test_rows, model, "base", settings, log, embedder=embedder, point_only=point_only
+                )
             with store.writing(cache) as staging:
                 result.predictions.to_parquet(staging / "predictions.parquet", index=False)
                 pd.DataFrame([result.row]).to_parquet(staging / "row.parquet", index=False)
@@ -161,7 +166,9 @@ def evaluate_forgetting(
         evaluated[evaluated_on] = (
             task,
             test_rows,
-            _base_variant(project, store, base_key, base_dir, task, test_rows, model, device, settings, log),
+            _base_variant(
+                project, store, base_key, base_dir, task, test_rows, model, device, settings, log, point_only=True
+            ),
         )
     rows = []
     for source in trained_on:
@@ -171,7 +178,7 @@ def evaluate_forgetting(
         ) as backend:
             for evaluated_on, (task, test_rows, base) in evaluated.items():
                 log(f"evaluating {model!r} fine-tuned on {source!r}, on {evaluated_on!r} ({len(test_rows)} examples)")
-                tuned = evaluate_variant(backend, task, test_rows, model, "finetuned", settings)
+                tuned = evaluate_variant(backend, task, test_rows, model, "finetuned", settings, point_only=True)
                 metric = task.primary_metric
                 rows.append(
                     {
