@@ -136,3 +136,19 @@ def _end_runs_copied_mid_flight(dagster_home: Path) -> None:
         in_flight = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
         for record in instance.get_run_records(dg.RunsFilter(statuses=in_flight)):
             end_run(instance, record.dagster_run, "in flight in the world when it was copied")
+
+
+def wait_until_served(process, url: str, what: str, timeout_s: float = 120) -> bytes:
+    """The body of ``url`` once the server ``process`` (a ``subprocess.Popen`` with stdout piped) answers it; fails
+    with the process's output if it exits first, or naming ``what`` after ``timeout_s``."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return urllib.request.urlopen(url).read()
+        except OSError:
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, f"{what} did not answer {url} within {timeout_s:.0f} s"
+            time.sleep(0.5)

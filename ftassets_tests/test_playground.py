@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import wait_until_served
 
 from ftassets.artifacts import ArtifactStore
+from ftassets.backends.llama_cpp_server import free_port
 from ftassets.runner import PipelineRunner
 from ftassets.serving.engines import Sampling
 from ftassets.serving.playground import Playground, parse_stop
@@ -98,12 +97,6 @@ def test_stop_strings_are_a_list_or_comma_separated():
         parse_stop('["", 3]')
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.skipif(
     not (shutil.which("chromium") and shutil.which("chromedriver")),
     reason="needs Debian chromium and chromium-driver: bash scripts/install_test_tools.sh",
@@ -114,7 +107,7 @@ def test_the_browser_compares_two_variants_and_lists_disagreements(world, playgr
 
     from ftassets.serving.playground_app import launch
 
-    port = _free_port()
+    port = free_port()
     app = launch(playground, port=port, block=False)
     try:
         chromium.get(f"http://127.0.0.1:{port}/")
@@ -156,16 +149,14 @@ def test_the_browser_compares_two_variants_and_lists_disagreements(world, playgr
         shown = int(summary.split()[0])
         assert shown == len(playground.disagreements(TASK, playground.options(TASK)[-1].key, "all"))
         if shown:
-            time.sleep(0.5)
-            cells = chromium.find_elements(By.CSS_SELECTOR, "#disagreements td")
-            assert cells, "the disagreements table shows no rows"
+            assert wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#disagreements td") or False)
     finally:
         app.close()
 
 
 def test_ftassets_playground_starts_on_the_command_line(world):
     """The user's path after a run: `ftassets playground --port P` serves the app on the recorded lineage."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DAGSTER_HOME": str(world["dagster_home"]),
@@ -181,15 +172,7 @@ def test_ftassets_playground_starts_on_the_command_line(world):
         text=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/").read().decode()
-                break
-            except OSError:
-                assert process.poll() is None, process.stdout.read()
-                assert time.monotonic() < deadline, "ftassets playground did not answer within 120 s"
-                time.sleep(0.5)
+        page = wait_until_served(process, f"http://127.0.0.1:{port}/", "ftassets playground").decode()
         assert "ftassets playground" in page
     finally:
         process.terminate()

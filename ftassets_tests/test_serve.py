@@ -20,6 +20,7 @@ import dagster as dg
 import openai
 import pandas as pd
 import pytest
+from helpers import wait_until_served
 
 from ftassets.artifacts import ArtifactStore
 from ftassets.config import load_project_config
@@ -252,15 +253,7 @@ def test_ftassets_serve_serves_a_gguf_variant_on_the_command_line(world):
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                health = json.load(urllib.request.urlopen(base + "/health"))
-                break
-            except OSError:
-                assert process.poll() is None, process.stdout.read()
-                assert time.monotonic() < deadline, "ftassets serve did not answer /health within 120 s"
-                time.sleep(0.5)
+        health = json.loads(wait_until_served(process, base + "/health", "ftassets serve"))
         assert health["model"] == "tiny-lora/classification/gguf-q8_0"
         client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0, timeout=120)
         max_new_tokens = world["project"].tasks[TASK].max_new_tokens

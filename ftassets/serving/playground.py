@@ -107,8 +107,15 @@ class Playground:
 
         return set(self.runner.instance.get_materialized_partitions(dg.AssetKey("evaluation")))
 
-    def _evaluated(self, task: str, model: str) -> bool:
-        return self.runner.recorded_version("evaluation", cell_key(task, model)) is not None
+    def _evaluations(self, task: str) -> dict:
+        """The stored evaluations of ``task`` whose cells Dagster recorded as materialized, by model entry."""
+        recorded = self._evaluated_cells()
+        stored = load_evaluations(self.project, self.store, task)
+        return {model: evaluation for model, evaluation in stored.items() if str(cell_key(task, model)) in recorded}
+
+    def _key(self, model: str, variant: str) -> str:
+        """What the UI calls a variant: ``<entry>/<variant>``, or ``<base>/base`` (one for the entries sharing it)."""
+        return f"{self.project.base_of(model)}/base" if variant == "base" else f"{model}/{variant}"
 
     def options(self, task: str, refresh: bool = True) -> list[Option]:
         """Every variant of every entry evaluated on ``task``: the variants its evaluation scored, each resolved
@@ -116,12 +123,9 @@ class Playground:
         if not refresh and task in self._options:
             return self._options[task]
         options: dict[str, Option] = {}
-        for model, evaluation in load_evaluations(self.project, self.store, task).items():
-            if not self._evaluated(task, model):
-                continue
-            base = self.project.base_of(model)
+        for model, evaluation in self._evaluations(task).items():
             for variant in evaluation.table["variant"]:
-                key = f"{base}/base" if variant == "base" else f"{model}/{variant}"
+                key = self._key(model, variant)
                 if key not in options:
                     options[key] = self._option(task, model, variant, key)
         self._options[task] = list(options.values())
@@ -267,12 +271,9 @@ class Playground:
     def predictions(self, task: str) -> pd.DataFrame:
         """The stored per-example predictions of every evaluated variant, one row per test example."""
         frames = []
-        for model, evaluation in load_evaluations(self.project, self.store, task).items():
-            if not self._evaluated(task, model):
-                continue
-            base = self.project.base_of(model)
+        for model, evaluation in self._evaluations(task).items():
             frame = evaluation.predictions()
-            frame["key"] = [f"{base}/base" if v == "base" else f"{model}/{v}" for v in frame["variant"]]
+            frame["key"] = [self._key(model, variant) for variant in frame["variant"]]
             frames.append(frame)
         if not frames:
             return pd.DataFrame()

@@ -96,7 +96,7 @@ def build_app(playground: Playground) -> gr.Blocks:
 
         def show_disagreements(name, variant, which):
             frame = playground.disagreements(name, variant, which)
-            total = len(playground.predictions(name))
+            total = len(playground.test_examples(name))
             return f"{len(frame)} of {total} test examples where the variants' parsed answers differ", frame
 
         def run(name, chosen, text, label, rows, temp, nucleus, most, stops):
