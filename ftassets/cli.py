@@ -116,9 +116,10 @@ def _validate() -> int:
     from ftassets.config import load_project_config
 
     project = load_project_config()
+    repeats = sum(len(members) - 1 for members in project.repeat_groups.values())
     print(
-        f"{project.config_dir}: {len(project.tasks)} tasks, {len(project.models)} model entries, "
-        f"{len(project.recipes)} recipes: valid"
+        f"{project.config_dir}: {len(project.tasks)} tasks, {len(project.models)} model entries"
+        f"{f' ({repeats} of them seed repeats)' if repeats else ''}, {len(project.recipes)} recipes: valid"
     )
     failed = 0
     for name, task in project.tasks.items():
@@ -356,7 +357,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _selection(project, args: argparse.Namespace) -> tuple[list[str], list[str]]:
     """The tasks and model entries ``--tasks``, ``--models`` and ``--experiment`` select (default: the default
-    experiment's)."""
+    experiment's), an entry's seed repeats with it."""
     if args.experiment:
         if args.experiment not in project.experiments.experiments:
             raise ConfigError(
@@ -368,7 +369,7 @@ def _selection(project, args: argparse.Namespace) -> tuple[list[str], list[str]]
         tasks, models = project.default_selection()
     tasks, models = args.tasks or tasks, args.models or models
     project.check_selection(tasks, models)
-    return tasks, models
+    return tasks, project.with_repeats(models)
 
 
 def _plan(args: argparse.Namespace) -> int:

@@ -255,7 +255,12 @@ def comparison_step(project: ProjectConfig, task: str) -> Step:
 
 def forgetting_step(project: ProjectConfig, model: str) -> Step:
     """The cross-task matrix exists for fine-tuned entries only; its configuration is every task's evaluation
-    settings (the fine-tunes and datasets it reads are its upstream assets)."""
+    settings (the fine-tunes and datasets it reads are its upstream assets). A group of seed repeats has one, its
+    first entry's: the repeats are there for the comparison's statistics."""
     if project.recipe_of(model) is None:
         return Step("forgetting", False, reason=f"model {model!r} has no recipe: nothing was fine-tuned to forget")
+    if project.repeat_index(model):
+        entry = project.repeat_of(model)
+        reason = f"model {model!r} is a seed repeat of {entry!r}: the group's forgetting matrix is {entry!r}'s"
+        return Step("forgetting", False, reason=reason)
     return Step("forgetting", True, evaluation_params_all(project))

@@ -71,7 +71,9 @@ class PipelineRunner:
         self.staleness = Staleness(instance, defs.resolve_asset_graph())
 
     def run(self, tasks: list[str], models: list[str], force: bool = False, forgetting: bool = True) -> RunReport:
+        """Build what the selection needs, an entry's seed repeats with it."""
         self.project.check_selection(tasks, models)
+        models = self.project.with_repeats(models)
         for action, path in self.store.sweep_staging():
             why = "left by a killed run" if action == "removed" else "a killed run had set it aside unreplaced"
             self.log(f"  {action:<8} {path} ({why})")

@@ -2,7 +2,9 @@
 
 ``format_summary`` keeps one row per evaluated (model entry, variant): the primary metric with its
 interval, the gain over the entry's base, whether that gain is significant, median latency and cost per
-1,000 examples. The full comparison table is in the HTML report and, with ``verbose``, printed in full.
+1,000 examples. An entry with seed repeats has a row for each seed and one for the group: the mean over the
+seeds with their standard deviation (``mean ±sd [low, high]``) and the seed-aware test's verdict. The full
+comparison table is in the HTML report and, with ``verbose``, printed in full.
 """
 
 from __future__ import annotations
@@ -43,20 +45,33 @@ def format_summary(
         else:
             lines.append(_compact_table(evaluated, metric))
         if missing.any():
-            lines += _wrapped("not evaluated yet: ", list(dict.fromkeys(table.model[missing])))
+            lines += _wrapped("not evaluated yet: ", _pending(table, missing))
         lines += _pointer(report_paths.get(task), verbose)
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
 
+def _pending(table: pd.DataFrame, missing: pd.Series) -> list[str]:
+    """The entries not evaluated yet, an entry none of whose seed repeats is evaluated as one (``tiny-lora (3
+    seeds)``)."""
+    pending = list(dict.fromkeys(table.model[missing]))
+    if "repeat_of" not in table:
+        return pending
+    groups = table.dropna(subset=["repeat_of"]).groupby("repeat_of", sort=False).model.unique()
+    whole = {group: members for group, members in groups.items() if set(members) <= set(pending)}
+    hidden = {member for group, members in whole.items() for member in members if member != group}
+    return [f"{name} ({len(whole[name])} seeds)" if name in whole else name for name in pending if name not in hidden]
+
+
 def _compact_table(table: pd.DataFrame, metric: str) -> str:
     delta = f"delta_{metric}"
+    spread = table.get(f"{metric}_seed_std", _blank(table))
     columns = {
         "entry": table.model.astype(str),
         "variant": table.variant.astype(str),
-        f"{metric} [interval]": [
-            _with_interval(row.get(metric), row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high"))
-            for _, row in table.iterrows()
+        f"{metric}{' ±sd' if spread.notna().any() else ''} [interval]": [
+            _with_interval(row.get(metric), row.get(f"{metric}_ci_low"), row.get(f"{metric}_ci_high"), sd)
+            for (_, row), sd in zip(table.iterrows(), spread)
         ],
         "delta": [_signed(value) for value in table.get(delta, _blank(table))],
         "significant": [
@@ -111,12 +126,13 @@ def _number(value: float) -> str:
     return f"{value:.3f}" if abs(value) < 1000 else f"{value:.4g}"
 
 
-def _with_interval(value, low, high) -> str:
+def _with_interval(value, low, high, spread=None) -> str:
     if _missing(value):
         return "-"
+    shown = _number(value) if _missing(spread) else f"{_number(value)} ±{spread:.3f}"
     if _missing(low) or _missing(high):
-        return _number(value)
-    return f"{_number(value)} [{low:.2f}, {high:.2f}]"
+        return shown
+    return f"{shown} [{low:.2f}, {high:.2f}]"
 
 
 def _signed(value) -> str:

@@ -30,6 +30,21 @@ TINY_SPEC = dict(
 )
 
 
+QUICK_PREFIX = {
+    "method": "prefix",
+    "max_steps": 2,
+    "batch_size": 8,
+    "learning_rate": 0.2,
+    "lr_scheduler": "constant",
+    "logging_steps": 1,
+    "eval_steps": 2,
+    "save_steps": 2,
+    "prefix": {"num_virtual_tokens": 4},
+}
+"""Two steps of prefix tuning, for an end-to-end test that needs a trained cell, not a good one: cheap, and not
+mergeable, so the cell has no merge, GGUF export or GGUF rows."""
+
+
 def quick_lora_recipe():
     """Six LoRA steps on the color splits, with a checkpoint, a validation pass and a log line every two steps."""
     from ftassets.training.recipes import parse_recipe

@@ -6,7 +6,7 @@ import shutil
 
 import dagster as dg
 import pytest
-from helpers import REPO, edit_yaml
+from helpers import QUICK_PREFIX, REPO, edit_yaml
 
 from ftassets.artifacts import ArtifactStore
 from ftassets.config import load_project_config
@@ -22,20 +22,9 @@ TASK_METRICS = {
 MAX_NEW_TOKENS = {"code": 48, "code_review": 32, "medical_triage": 24}
 """Enough for the untrained tiny model to show each metric; the shipped limits fit whole answers."""
 SIZES = {"train": 24, "validation": 4, "test": 8}
-QUICK_PREFIX = {
-    "method": "prefix",
-    "max_steps": 2,
-    "batch_size": 8,
-    "learning_rate": 0.2,
-    "lr_scheduler": "constant",
-    "logging_steps": 1,
-    "eval_steps": 2,
-    "save_steps": 2,
-    "max_seq_length": 512,
-    "prefix": {"num_virtual_tokens": 4},
-}
-"""Two steps of prefix tuning: cheap to train, and not mergeable, so the cell has no merge, GGUF export or GGUF
-rows (the tiny base's 256-token context would not hold these prompts in llama.cpp, and they cost a minute)."""
+DOMAIN_PREFIX = {**QUICK_PREFIX, "max_seq_length": 512}
+"""``QUICK_PREFIX`` with room for the code prompts: no GGUF export (the tiny base's 256-token context would not hold
+these prompts in llama.cpp, and they cost a minute)."""
 
 
 def small_project(config_dir, tiny_base_dir) -> None:
@@ -64,7 +53,7 @@ def small_project(config_dir, tiny_base_dir) -> None:
     )
 
     def experiments(d: dict) -> None:
-        d["recipes"]["quick-prefix"] = QUICK_PREFIX
+        d["recipes"]["quick-prefix"] = DOMAIN_PREFIX
         d["experiments"] = {"default": {"tasks": list(TASK_METRICS), "models": ["tiny-prefix"]}}
         d["evaluation"]["bootstrap_resamples"] = 50
 

@@ -5,7 +5,14 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from ftassets.evaluation.significance import compare_rows, latency_summary, mcnemar_test, paired_bootstrap_ci
+from ftassets.evaluation.significance import (
+    compare_rows,
+    latency_summary,
+    mcnemar_test,
+    paired_bootstrap_ci,
+    seed_and_example_bootstrap,
+    seed_aware_difference,
+)
 
 
 def outcomes(correct: int, total: int, seed: int) -> np.ndarray:
@@ -204,3 +211,47 @@ def test_significance_flags_the_fine_tuned_row_against_its_base():
     table = significance(pd.concat([base, tuned]))
     row = table.set_index("variant").loc["finetuned"]
     assert bool(row["significant"]) and row["delta_ci_low"] > 0.5 and row["mcnemar_p"] < 1e-6
+
+
+def test_seed_aware_test_with_identical_seeds_is_about_the_paired_bootstrap():
+    """Three seeds that answered alike leave only the examples to resample: the interval is the paired bootstrap's,
+    up to resampling noise."""
+    base, finetuned = outcomes(60, 200, seed=1), outcomes(150, 200, seed=2)
+    paired = paired_bootstrap_ci(base, finetuned)
+    seeded = seed_aware_difference(base, np.tile(finetuned, (3, 1)))
+    assert seeded.difference == pytest.approx(paired.difference) and seeded.seeds == 3 and seeded.n == 200
+    assert seeded.ci_low == pytest.approx(paired.ci_low, abs=0.02)
+    assert seeded.ci_high == pytest.approx(paired.ci_high, abs=0.02)
+    assert seeded.significant and seeded.p_value < 0.01
+
+
+def test_a_large_spread_between_seeds_widens_the_interval_and_can_undo_significance():
+    base = outcomes(100, 200, seed=1)
+    alike = np.stack([outcomes(120, 200, seed=s) for s in (2, 3, 4)])
+    spread = np.stack([outcomes(correct, 200, seed=s) for correct, s in ((80, 2), (120, 3), (160, 4))])
+    narrow, wide = seed_aware_difference(base, alike), seed_aware_difference(base, spread)
+    assert narrow.difference == pytest.approx(wide.difference) == pytest.approx(0.1)
+    assert wide.ci_high - wide.ci_low > 2 * (narrow.ci_high - narrow.ci_low)
+    assert narrow.significant and not wide.significant
+    assert wide.p_value > 0.05 > narrow.p_value
+
+
+def test_the_seed_aware_test_is_deterministic_for_a_seed_and_calls_identical_rows_equal():
+    rng = np.random.default_rng(5)
+    base, tuned = rng.random(50), rng.random((3, 50))
+    assert seed_aware_difference(base, tuned, seed=7) == seed_aware_difference(base, tuned, seed=7)
+    assert seed_aware_difference(base, tuned, seed=7) != seed_aware_difference(base, tuned, seed=8)
+    same = seed_aware_difference(base, np.tile(base, (3, 1)))
+    assert (same.difference, same.ci_low, same.ci_high, same.p_value, same.significant) == (0.0, 0.0, 0.0, 1.0, False)
+
+
+def test_seed_and_example_bootstrap_resamples_seeds_then_examples():
+    """Seeds scoring 0 and 1 on every example: only the seed draw moves the mean, in steps of 1/3."""
+    replicates = seed_and_example_bootstrap(np.array([[0.0] * 10, [1.0] * 10, [1.0] * 10]), resamples=500)
+    assert set(np.round(replicates * 3).astype(int)) <= {0, 1, 2, 3} and len(set(replicates.round(9))) > 1
+    with pytest.raises(ValueError, match="one row per seed"):
+        seed_and_example_bootstrap(np.zeros(5))
+    with pytest.raises(ValueError, match="NaN"):
+        seed_and_example_bootstrap(np.array([[0.0, np.nan]]))
+    with pytest.raises(ValueError, match="same examples"):
+        seed_aware_difference(np.zeros(4), np.zeros((2, 5)))

@@ -6,7 +6,7 @@ import os
 import string
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from ftassets.config.api_entries import check_api_entries
 from ftassets.config.errors import ConfigError
+from ftassets.config.repeats import expand_repeats, experiments_with_repeats, with_repeats
 from ftassets.config.schemas import (
     SCHEMAS,
     AzureFile,
@@ -52,13 +53,32 @@ class ProjectConfig:
     recipes: dict[str, Recipe]
     experiments: ExperimentsFile
     azure: AzureFile
+    repeat_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Each model entry with ``repeats`` above 1: its entries, itself first (``ftassets/config/repeats.py``)."""
 
     def base_of(self, model: str) -> str:
         return self.models[model].base
 
     def recipe_of(self, model: str) -> Recipe | None:
+        """The entry's recipe; a seed repeat's with its seed raised by its index in the repeat group."""
         name = self.models[model].recipe
-        return self.recipes[name] if name else None
+        if not name:
+            return None
+        recipe, index = self.recipes[name], self.repeat_index(model)
+        return recipe.model_copy(update={"seed": recipe.seed + index}) if index else recipe
+
+    def repeat_of(self, model: str) -> str | None:
+        """The entry whose seed repeats ``model`` is one of (``model`` itself for the first), None outside a group."""
+        return next((entry for entry, members in self.repeat_groups.items() if model in members), None)
+
+    def repeat_index(self, model: str) -> int:
+        """How far ``model``'s training seed is from its recipe's: 0 for an entry that is no seed repeat."""
+        entry = self.repeat_of(model)
+        return self.repeat_groups[entry].index(model) if entry else 0
+
+    def with_repeats(self, models: list[str]) -> list[str]:
+        """``models`` with each entry's seed repeats after it."""
+        return with_repeats(models, self.repeat_groups)
 
     def default_selection(self) -> tuple[list[str], list[str]]:
         experiment = self.experiments.experiments[self.experiments.default_experiment]
@@ -91,14 +111,16 @@ def load_project_config(config_dir: Path | str | None = None) -> ProjectConfig:
     experiments_file: ExperimentsFile = files["experiments.yaml"]
     tasks = {name: _resolve_task(config_dir / "tasks.yaml", name, task) for name, task in tasks_file.tasks.items()}
     _check_references(config_dir, tasks, models_file, experiments_file, files["azure.yaml"])
+    models, repeat_groups = expand_repeats(config_dir, models_file, experiments_file.recipes)
     return ProjectConfig(
         config_dir=config_dir,
         tasks=tasks,
         bases=dict(models_file.bases),
-        models=dict(models_file.models),
+        models=models,
         recipes=dict(experiments_file.recipes),
-        experiments=experiments_file,
+        experiments=experiments_with_repeats(experiments_file, repeat_groups),
         azure=files["azure.yaml"],
+        repeat_groups=repeat_groups,
     )
 
 

@@ -167,6 +167,12 @@ class ModelEntry(_Strict):
     base: Slug
     recipe: Slug | None = Field(None, description="Recipe in experiments.yaml; None evaluates the base only.")
     description: str = ""
+    repeats: PositiveInt = Field(
+        1,
+        description="Trainings with different seeds (the recipe's seed, then +1, +2, ...), each evaluated on the same "
+        "test split; the comparison adds their mean, standard deviation and a seed-aware significance test. "
+        "Only for a recipe that trains locally (ftassets/config/repeats.py).",
+    )
 
 
 class ModelsFile(_Strict):

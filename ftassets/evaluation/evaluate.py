@@ -16,6 +16,7 @@ from ftassets.backends.openai_compatible import BackendError
 from ftassets.config import ResolvedTask
 from ftassets.config.schemas import EvaluationSettings
 from ftassets.evaluation.retries import counting_retries, exhausted_retry_budget
+from ftassets.evaluation.seed_repeats import seed_columns, with_seed_summaries
 from ftassets.evaluation.significance import compare_rows, latency_summary, metric_intervals
 from ftassets.evaluation.similarity import COLUMNS as SIMILARITY_COLUMNS
 from ftassets.evaluation.similarity import Embedder, compares_meaning, semantic_similarity, similarity_row
@@ -219,10 +220,19 @@ def _cost_usd(generations: list, seconds: float, device_cost: float) -> float:
     return device_cost
 
 
-def comparison_table(task: ResolvedTask, model_names: list[str], evaluations: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def comparison_table(
+    task: ResolvedTask,
+    model_names: list[str],
+    evaluations: dict[str, pd.DataFrame],
+    predictions: pd.DataFrame | None = None,
+    repeat_groups: dict[str, tuple[str, ...]] | None = None,
+    settings: EvaluationSettings | None = None,
+) -> pd.DataFrame:
     """One row per (model, variant): every model entry appears, a missing evaluation as ``missing``.
 
-    ``delta_<primary metric>`` is each fine-tuned row's gain over its own base row.
+    ``delta_<primary metric>`` is each fine-tuned row's gain over its own base row. An entry with seed repeats
+    (``repeat_groups``, read with the evaluations' ``predictions``) also gets a row summarizing its seeds
+    (``ftassets/evaluation/seed_repeats.py``).
     """
     metric_names = list(task_type_for(task).metric_names)
     metric_columns = [
@@ -261,7 +271,8 @@ def comparison_table(task: ResolvedTask, model_names: list[str], evaluations: di
         f"delta_{primary}",
         (table[primary] - table["model"].map(base_scores)).where(table.variant != "base"),
     )
-    return table
+    groups = {group: members for group, members in (repeat_groups or {}).items() if group in model_names}
+    return with_seed_summaries(table, predictions, groups, primary, settings or EvaluationSettings())
 
 
 def significance(predictions: pd.DataFrame, confidence: float = 0.95, resamples: int = 1000) -> pd.DataFrame:
@@ -275,7 +286,8 @@ def significance(predictions: pd.DataFrame, confidence: float = 0.95, resamples:
 
 def summary_columns(task: ResolvedTask, table: pd.DataFrame) -> list[str]:
     """The columns a reader scans first: metrics (the primary one with its interval), the gain over base and
-    whether it is significant, latency percentiles and cost; the full table keeps everything."""
+    whether it is significant (with the spread over seeds where an entry has seed repeats), latency percentiles and
+    cost; the full table keeps everything."""
     primary = task.primary_metric
     metrics = list(task_type_for(task).metric_names)
     wanted = (
@@ -284,7 +296,9 @@ def summary_columns(task: ResolvedTask, table: pd.DataFrame) -> list[str]:
         + [m for m in metrics if m != primary]
         + [
             f"delta_{primary}",
+            *seed_columns(primary)[1:],
             "significant",
+            "seed_aware_p",
             "mcnemar_p",
             "perplexity",
             *SIMILARITY_COLUMNS,

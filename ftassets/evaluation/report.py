@@ -17,6 +17,7 @@ import pandas as pd
 
 from ftassets.config import ResolvedTask
 from ftassets.evaluation.evaluate import markdown_table, summary_columns
+from ftassets.evaluation.seed_repeats import SEEDS_VARIANT
 from ftassets.plots import data_uri, png_bytes
 
 WORST_EXAMPLES = 3
@@ -123,8 +124,7 @@ def reading_notes(table: pd.DataFrame, metric: str) -> list[str]:
         f"Intervals are 95 % bootstrap intervals of {metric} over the test examples. The gain over an entry's own base "
         "is a paired bootstrap over the same examples, called significant when its interval excludes 0 (with "
         "McNemar's test for 0/1 scores).",
-        "Each fine-tune is one training run (one seed): the intervals cover the choice of test examples, not the "
-        "randomness of training, which on a small model can move a result by more than its interval.",
+        *seed_notes(evaluated, metric),
     ]
     low, high = f"{metric}_ci_low", f"{metric}_ci_high"
     for row in evaluated.itertuples():
@@ -146,6 +146,25 @@ def reading_notes(table: pd.DataFrame, metric: str) -> list[str]:
                     f"({getattr(worse, metric):.3f}) have overlapping intervals: this test does not rank them."
                 )
     return notes
+
+
+def seed_notes(evaluated: pd.DataFrame, metric: str) -> list[str]:
+    """How many training runs (seeds) each fine-tuned row stands for, and what its intervals cover."""
+    one_seed = (
+        "the intervals cover the choice of test examples, not the randomness of training, which on a small model can "
+        "move a result by more than its interval"
+    )
+    summaries = evaluated[evaluated["seeds"].notna()] if "seeds" in evaluated else evaluated.iloc[:0]
+    if summaries.empty:
+        return [f"Each fine-tune is one training run (one seed): {one_seed}."]
+    groups = ", ".join(f"{row.model} ({int(row.seeds)} seeds)" for row in summaries.itertuples())
+    return [
+        f"Each fine-tuned row is one training run (one seed): {one_seed}. A `{SEEDS_VARIANT.format(seeds='N')}` "
+        f"row summarizes one entry trained with N seeds ({groups}): its {metric} is the mean over the seeds, "
+        f"with their standard deviation ({metric}_seed_std); its interval and the significance of its gain come from a "
+        "bootstrap that resamples seeds, then the same test examples for base and fine-tunes (p-value: "
+        "seed_aware_p), so they cover the randomness of training too."
+    ]
 
 
 def render(task: ResolvedTask, table: pd.DataFrame, predictions: pd.DataFrame) -> Report:

@@ -99,6 +99,73 @@ def paired_bootstrap_ci(
     return _difference(difference, low, high, confidence, len(a))
 
 
+@dataclass(frozen=True)
+class SeedAwareDifference:
+    """``mean(tuned) - mean(base)`` over training seeds and test examples, with the percentile interval and the
+    two-sided p-value of ``seed_and_example_bootstrap``."""
+
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    confidence: float
+    seeds: int
+    n: int
+    significant: bool
+
+
+def seed_and_example_bootstrap(scores: np.ndarray, resamples: int = 2000, seed: int = 0) -> np.ndarray:
+    """Bootstrap replicates of the mean of ``scores`` (one row per training seed, one column per test example):
+    each replicate draws the seeds with replacement, then the test examples with replacement, the same examples for
+    every seed drawn, since every seed was scored on the same test split.
+
+    A two-level bootstrap of seeds crossed with examples, which ``scipy.stats.bootstrap`` (one level) does not
+    offer. Each level's draw is a multinomial count per seed or example, so the work is resamples x examples."""
+    scores = np.asarray(scores, dtype=float)
+    if scores.ndim != 2 or 0 in scores.shape:
+        raise ValueError(f"seed scores need one row per seed and one column per example, got shape {scores.shape}")
+    if np.isnan(scores).any():
+        raise ValueError("seed scores contain NaN")
+    seeds, n = scores.shape
+    rng = np.random.default_rng(seed)
+    seed_counts = rng.multinomial(seeds, np.full(seeds, 1 / seeds), size=resamples)
+    example_counts = rng.multinomial(n, np.full(n, 1 / n), size=resamples)
+    per_seed_means = example_counts @ scores.T / n
+    return (seed_counts * per_seed_means).sum(axis=1) / seeds
+
+
+def seed_aware_difference(
+    base: np.ndarray, tuned: np.ndarray, confidence: float = 0.95, resamples: int = 2000, seed: int = 0
+) -> SeedAwareDifference:
+    """The gain of fine-tunes trained with different seeds (``tuned``: one row per seed, one score per example) over
+    their base (``base``: one score per example, in the same order), from ``seed_and_example_bootstrap`` of the
+    per-example differences: a percentile interval and a two-sided p-value (twice the smaller share of replicates
+    on either side of 0, each counted with the bootstrap's +1, at most 1).
+
+    Significant when the interval excludes 0. It covers the randomness of training as well as the choice of test
+    examples; with one seed it is the paired bootstrap over examples."""
+    base = np.asarray(base, dtype=float).ravel()
+    tuned = np.atleast_2d(np.asarray(tuned, dtype=float))
+    if tuned.shape[1] != len(base):
+        raise ValueError(f"paired scores need the same examples: got {len(base)} base and {tuned.shape[1]} tuned")
+    differences = tuned - base
+    replicates = seed_and_example_bootstrap(differences, resamples, seed)
+    low, high = percentile_interval(replicates, confidence)
+    at_most, at_least = ((np.sum(side) + 1) / (resamples + 1) for side in (replicates <= 0, replicates >= 0))
+    p_value = float(min(1.0, 2 * min(at_most, at_least)))
+    seeds, n = differences.shape
+    return SeedAwareDifference(
+        float(differences.mean()), low, high, p_value, confidence, seeds, n, bool(low > 0 or high < 0)
+    )
+
+
+def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+    """The central ``confidence`` share of bootstrap ``replicates``."""
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(replicates, [tail, 1 - tail])
+    return float(low), float(high)
+
+
 def mcnemar_test(a_correct: np.ndarray, b_correct: np.ndarray) -> McNemarResult:
     """McNemar's test of whether ``a`` and ``b`` have the same accuracy on paired binary outcomes."""
     a_correct, b_correct = (_as_binary(values) for values in _paired_scores(a_correct, b_correct))
@@ -226,20 +293,18 @@ def metric_intervals(
     if n == 0:
         return {}
     indices = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
-    tail = (1 - confidence) / 2
     intervals, pending = {}, []
     for name, value in metrics.items():
         values = _per_example_values(per_example, name, value)
         if values is None:
             pending.append(name)
             continue
-        means = values[indices].mean(axis=1)
-        intervals[name] = (float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail)))
+        intervals[name] = percentile_interval(values[indices].mean(axis=1), confidence)
     if pending:
         rescored = [rescore(sample) for sample in indices[:rescore_resamples]]
         for name in pending:
             values = np.array([scores[name] for scores in rescored], dtype=float)
-            intervals[name] = (float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail)))
+            intervals[name] = percentile_interval(values, confidence)
     return intervals
 
 

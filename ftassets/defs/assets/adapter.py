@@ -68,7 +68,8 @@ def build(partitions: ProjectPartitions) -> dg.AssetsDefinition:
 
 
 def resolve_recipe(project: ProjectConfig, model: str, overrides: AdapterConfig) -> Any:
-    """The model entry's recipe (or the one the run names) with the run's overrides, validated again."""
+    """The model entry's recipe (or the one the run names) with the run's overrides, validated again; a seed repeat
+    trains with the seed its index in the repeat group raises (the recipe's or the run's)."""
     name = overrides.recipe or project.models[model].recipe
     if name not in project.recipes:
         raise ConfigError(
@@ -76,6 +77,8 @@ def resolve_recipe(project: ProjectConfig, model: str, overrides: AdapterConfig)
             f"defined in experiments.yaml: {', '.join(sorted(project.recipes))}"
         )
     changes = {k: v for k, v in overrides.model_dump().items() if v is not None and k != "recipe"}
+    if index := project.repeat_index(model):
+        changes["seed"] = changes.get("seed", project.recipes[name].seed) + index
     try:
         return parse_recipe({**project.recipes[name].model_dump(), **changes})
     except ValidationError as error:

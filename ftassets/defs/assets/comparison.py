@@ -30,8 +30,9 @@ def build(partitions: ProjectPartitions) -> dg.AssetsDefinition:
         mlflow: MlflowResource,
     ) -> dg.Output[pd.DataFrame]:
         """Every model entry of the task, base against fine-tuned: metrics with bootstrap intervals, the gain on
-        the primary metric and its significance, latency and cost; plus a markdown and a self-contained HTML
-        report with figures and each fine-tuned model's worst examples, also logged to MLflow as one run.
+        the primary metric and its significance, latency and cost, and for an entry with seed repeats the mean and
+        standard deviation over its seeds with a seed-aware significance test; plus a markdown and a self-contained
+        HTML report with figures and each fine-tuned model's worst examples, also logged to MLflow as one run.
         An entry not evaluated on the task yet is listed as ``missing``."""
         from ftassets.evaluation.evaluate import comparison_table, markdown_table, summary_columns
         from ftassets.evaluation.report import render
@@ -40,10 +41,17 @@ def build(partitions: ProjectPartitions) -> dg.AssetsDefinition:
         config, store = project.project, artifacts.store
         task = config.tasks[context.partition_key]
         evaluations = load_evaluations(config, store, task.name)
-        table = comparison_table(task, list(config.models), {m: e.table for m, e in evaluations.items()})
+        predictions = pd.concat([e.predictions() for e in evaluations.values()] or [pd.DataFrame()], ignore_index=True)
+        table = comparison_table(
+            task,
+            list(config.models),
+            {m: e.table for m, e in evaluations.items()},
+            predictions,
+            config.repeat_groups,
+            config.experiments.evaluation,
+        )
         version = comparison_version({model: e.fingerprint for model, e in evaluations.items()})
         missing = sorted(set(table.loc[table.status == "missing", "model"]))
-        predictions = pd.concat([e.predictions() for e in evaluations.values()] or [pd.DataFrame()], ignore_index=True)
         report = render(task, table, predictions)
         directory = store.path("comparison", task.name)
         with store.writing(directory) as staging:
