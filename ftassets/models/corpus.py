@@ -1,8 +1,8 @@
 """A seeded generator of generic English text for pre-training the embedded base model.
 
 Each document is short templated everyday English: weather, food, travel, shops, work, numbers,
-dialogues, lists, facts, plain instructions with their answers, casing and digits (and, on request,
-everyday uses of the words positive, negative and neutral). A share of the documents are generic
+dialogues, lists, facts, everyday opinions, plain instructions with their answers, casing and digits
+(and, on request, everyday uses of the words positive, negative and neutral). A share of the documents are generic
 question-and-answer exchanges rendered with the model's chat template, so the model knows the turn
 structure before any fine-tuning. No fine-tuning task's records appear here.
 """
@@ -541,6 +541,122 @@ def _plain_instruction(rng: random.Random) -> str:
     )
 
 
+OPINION_WORDS = {
+    "favourable": (
+        "good",
+        "great",
+        "nice",
+        "wonderful",
+        "excellent",
+        "lovely",
+        "fantastic",
+        "brilliant",
+        "perfect",
+        "superb",
+        "pleasant",
+        "delightful",
+    ),
+    "unfavourable": (
+        "bad",
+        "awful",
+        "terrible",
+        "horrible",
+        "poor",
+        "dreadful",
+        "disappointing",
+        "boring",
+        "useless",
+        "unpleasant",
+        "miserable",
+        "annoying",
+    ),
+    "middling": (
+        "okay",
+        "fine",
+        "average",
+        "ordinary",
+        "so-so",
+        "acceptable",
+        "standard",
+        "adequate",
+        "unremarkable",
+        "plain",
+        "mediocre",
+        "fair",
+    ),
+}
+OPINION_TOPICS = (
+    "the film",
+    "the book",
+    "the concert",
+    "the trip",
+    "the weekend",
+    "the match",
+    "the museum",
+    "the party",
+    "the lecture",
+    "the hike",
+    "the play",
+    "the festival",
+    "the new song",
+    "the game",
+    "the class",
+    "the holiday",
+)
+OPINION_OUTCOMES = {
+    "favourable": (
+        "{name} wants to go again.",
+        "{name} told every friend about it.",
+        "{name} smiled all evening.",
+        "{name} would happily do it again.",
+        "{name} was glad to be there.",
+    ),
+    "unfavourable": (
+        "{name} will never go again.",
+        "{name} complained about it all evening.",
+        "{name} left early.",
+        "{name} wished to have stayed at home.",
+        "{name} was upset about it.",
+    ),
+    "middling": (
+        "{name} had no strong feelings about it.",
+        "{name} neither loved it nor hated it.",
+        "{name} may or may not go again.",
+        "{name} forgot about it the next day.",
+        "{name} did not mind it.",
+    ),
+}
+
+
+def _opinion(rng: random.Random) -> str:
+    """Everyday opinions whose follow-up depends on the judging word, some with a contrast or a negation.
+
+    A real base model knows which words are favourable. Without such text, a fine-tune of the embedded base on a
+    few hundred labelled sentences had to discover it together with the labels, which happened at a step that
+    varied with the seed and the thread count (accuracy 0.34-0.56 across three seeds and one or two threads, same
+    recipe). The judging words overlap the classification task's adjectives, as any English text's would; its
+    subjects (products, restaurants, services), templates and label words do not appear here."""
+    kind = rng.choice(tuple(OPINION_WORDS))
+    name, topic = rng.choice(NAMES), rng.choice(OPINION_TOPICS)
+    word = rng.choice(OPINION_WORDS[kind])
+    outcome = rng.choice(OPINION_OUTCOMES[kind]).format(name=name)
+    other = rng.choice([k for k in OPINION_WORDS if k != kind])
+    pattern = rng.randrange(5)
+    if pattern == 0:
+        return f"{name} thought {topic} was {word}. {outcome}"
+    if pattern == 1:
+        return f"{topic[0].upper()}{topic[1:]} on {rng.choice(DAYS)} was {word}. {outcome}"
+    if pattern == 2:
+        return (
+            f"{name} had heard that {topic} was {rng.choice(OPINION_WORDS[other])}, yet it turned out {word}. {outcome}"
+        )
+    if pattern == 3:
+        return f'"How was {topic}?" asked {rng.choice(NAMES)}. "{word.capitalize()}," said {name}. {outcome}'
+    if kind == "unfavourable":
+        return f"{topic[0].upper()}{topic[1:]} was not {rng.choice(OPINION_WORDS['favourable'])} at all. {outcome}"
+    return f"{name} found {topic} {word}. {outcome}"
+
+
 def _polarity(rng: random.Random) -> str:
     """Everyday uses of "positive", "negative" and "neutral" (signs of numbers, test results, colours, moods).
 
@@ -579,6 +695,7 @@ TEXT_KINDS = (
     _plain_recall,
     _plain_recall,
     _plain_recall,
+    _opinion,
 )
 
 
