@@ -49,7 +49,7 @@ def build_base(config_dir: str | None, base: str, threads: int, out_dir: Path) -
 
     project = load_project_config(config_dir)
     started = time.perf_counter()
-    prepare_base(base, project.models.bases[base], out_dir, log=lambda line: None)
+    prepare_base(base, project.bases[base], out_dir, log=lambda line: None)
     return {"base": base, "threads": threads, "seconds": round(time.perf_counter() - started, 1)}
 
 
