@@ -134,7 +134,8 @@ def project(tmp_path_factory, world):
             }
         )
     )
-    recipe = yaml.safe_load((REPO / "configs" / "experiments.yaml").read_text())["recipes"]["lora"]
+    # The shipped lora recipe for four epochs instead of eight: these tasks test the data path, not the accuracy.
+    recipe = yaml.safe_load((REPO / "configs" / "experiments.yaml").read_text())["recipes"]["lora"] | {"epochs": 4}
     (root / "configs" / "experiments.yaml").write_text(
         yaml.safe_dump(
             {
@@ -175,6 +176,11 @@ def test_six_tasks_from_the_users_files_run_through_comparison_and_the_5_label_f
     rows = defs.load_asset_value("comparison", partition_key="intents", instance=instance).set_index(
         ["model", "variant"]
     )
+    answers = defs.load_asset_value("comparison", partition_key="support-answers", instance=instance)
+    tuned_rows = answers[answers.variant != "base"].set_index("variant")
+    assert {"finetuned", "gguf-q8_0", "gguf-q4_k_m"} <= set(tuned_rows.index), answers[["model", "variant"]]
+    assert tuned_rows.semantic_similarity.between(-1, 1).all(), "free-text answers, GGUF rows included, get similarity"
+    assert set(tuned_rows.semantic_similarity_source) == {"local:tiny mean-pooled last hidden state"}
     tuned, base = rows.loc[("tiny-lora", "finetuned"), "accuracy"], rows.loc[("tiny-lora", "base"), "accuracy"]
     assert tuned > base, rows[["accuracy", "macro_f1"]]
     labels = json.loads((project["root"] / "home" / "artifacts" / "dataset" / "intents" / "manifest.json").read_text())[

@@ -4,13 +4,15 @@ Each evaluated file is served by its own ``llama_cpp.server`` and scored through
 backend on the same test rows as the merged model, so the comparison pairs them example by example.
 Each row also carries what the quantization changed against the merged model: the primary metric's
 drop, the file size next to the merged model's, and the time to answer the whole test split as a ratio
-of the merged model's (per-request latencies are not comparable: the local backend times batches).
+of the merged model's (per-request latencies are not comparable: the local backend times batches). For a
+free-text task, the answers' semantic similarity comes from the same embedder as the merged model's row.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +63,13 @@ def gguf_variants(
     settings,
     log: Callable[[str], None],
     threads: int | None = None,
+    device: str = "cpu",
 ) -> list:
-    """One evaluated row per exported quantization in ``EVALUATED_QUANT_TYPES`` (none when not exportable)."""
+    """One evaluated row per exported quantization in ``EVALUATED_QUANT_TYPES`` (none when not exportable);
+    ``device`` is where a local embedder (the base's weights, for semantic similarity) runs."""
     from ftassets.backends.factory import backend_for_gguf
     from ftassets.evaluation.evaluate import VariantEvaluation, evaluate_variant
+    from ftassets.evaluation.similarity import embedder_for
 
     manifest = exported_manifest(project, store, model, task_name)
     if manifest is None:
@@ -74,22 +79,27 @@ def gguf_variants(
     quantizations = manifest["summary"]["quantizations"]
     primary = task.primary_metric
     variants = []
-    for quant_type in EVALUATED_QUANT_TYPES:
-        facts = quantizations[quant_type]
-        path = Path(directory) / facts["file"]
-        log(f"evaluating {path.name} through llama_cpp.server on {task.name!r} ({len(test_rows)} examples)")
-        context_length = min(manifest["summary"]["context_length"], SERVED_CONTEXT)
-        alias = f"{model}-{task_name}-{quant_type}"
-        with backend_for_gguf(path, alias, context_length, name=model, threads=threads) as backend:
-            result = evaluate_variant(backend, task, test_rows, model, variant_name(quant_type), settings, log)
-        row = result.row | {
-            "quant_type": quant_type,
-            "file_size_mb": facts["size_mb"],
-            "merged_size_mb": round(merged_mb, 3),
-            f"delta_vs_merged_{primary}": result.row[primary] - merged_row[primary],
-            "seconds_vs_merged": _ratio(result.row["seconds"], merged_row["seconds"]),
-        }
-        variants.append(VariantEvaluation(row, result.predictions))
+    base = project.base_of(model)
+    embedder = embedder_for(project, base, store.path("base_model", base), device)
+    with embedder or nullcontext():
+        for quant_type in EVALUATED_QUANT_TYPES:
+            facts = quantizations[quant_type]
+            path = Path(directory) / facts["file"]
+            log(f"evaluating {path.name} through llama_cpp.server on {task.name!r} ({len(test_rows)} examples)")
+            context_length = min(manifest["summary"]["context_length"], SERVED_CONTEXT)
+            alias = f"{model}-{task_name}-{quant_type}"
+            with backend_for_gguf(path, alias, context_length, name=model, threads=threads) as backend:
+                result = evaluate_variant(
+                    backend, task, test_rows, model, variant_name(quant_type), settings, log, embedder=embedder
+                )
+            row = result.row | {
+                "quant_type": quant_type,
+                "file_size_mb": facts["size_mb"],
+                "merged_size_mb": round(merged_mb, 3),
+                f"delta_vs_merged_{primary}": result.row[primary] - merged_row[primary],
+                "seconds_vs_merged": _ratio(result.row["seconds"], merged_row["seconds"]),
+            }
+            variants.append(VariantEvaluation(row, result.predictions))
     return variants
 
 

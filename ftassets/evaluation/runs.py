@@ -57,7 +57,9 @@ def evaluate_cell(
                 project, store, adapter_dir, base_dir, model, task_name, task, test_rows, device, settings, log
             )
         )
-        variants += gguf_variants(project, store, model, task_name, task, test_rows, variants[-1].row, settings, log)
+        variants += gguf_variants(
+            project, store, model, task_name, task, test_rows, variants[-1].row, settings, log, device=device
+        )
 
     predictions = pd.concat([v.predictions for v in variants], ignore_index=True)
     table = pd.DataFrame([v.row for v in variants])
