@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -142,6 +140,7 @@ def main() -> int:
         print(json.dumps(train_and_score(args.config_dir, task, entry, Path(base_dir), int(threads), int(seed))))
         return 0
 
+    from ftassets.artifacts import machine_facts, source_commit
     from ftassets.config import load_project_config
 
     project = load_project_config(args.config_dir)
@@ -175,7 +174,8 @@ def main() -> int:
                 "seeds": args.seeds,
                 "entries": summary,
                 "max_range": max_range(summary),
-                "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+                "machine": {key: value for key, value in machine_facts().items() if key != "torch_threads"},
+                "commit": source_commit(),
                 "seconds": round(time.perf_counter() - started, 1),
             }
         )
