@@ -60,7 +60,7 @@ CHAT_TEMPLATE = (
 class EmbeddedSpec:
     """Architecture, corpus and pre-training settings of the embedded model.
 
-    The defaults are the shipped model: about 50 s to build on two CPU cores. Measured at equal time, two layers
+    The defaults are the shipped model: about 45 s to build on two CPU cores. Measured at equal time, two layers
     with small batches and more steps beat deeper or wider-batch variants (four layers at batch 16 ended near 3.5).
     1100 pre-training steps instead of 550 (and everyday opinions in the corpus, ``corpus._opinion``) made the
     default fine-tunes land in the same place whatever the seed and thread count: from the 550-step base, LoRA on the
