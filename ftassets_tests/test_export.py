@@ -276,7 +276,9 @@ def test_qwen2_exports_with_biases_untied_head_and_reported_fallbacks(qwen2_dir,
     assert checks["gguf_tokenizer_parity"].passed, checks["gguf_tokenizer_parity"].metadata
     assert checks["gguf_template_and_special_ids"].passed
     parity = result.summary["parity"]
-    assert parity["greedy"]["f16"]["agreement"] == 1.0 and parity["logits"]["f16"]["top1_agreement"] == 1.0
+    # Random weights (initializer range 0.2) leave near-ties that f16 rounding may flip at a position or two; a wrong
+    # layout (biases, untied head) would disagree almost everywhere.
+    assert parity["greedy"]["f16"]["agreement"] == 1.0 and parity["logits"]["f16"]["top1_agreement"] >= 0.99
     reader = gguf.GGUFReader(tmp_path / gguf_file_name("qwen2", "f16"))
     assert "tokenizer.ggml.bos_token_id" not in reader.fields
     names = {t.name for t in reader.tensors}
@@ -318,7 +320,7 @@ def test_phi3_partial_rotary_factor_rotates_that_share_of_each_head(tiny_base_di
     ids = encode_chats(load_tokenizer(model_dir), conversations(), add_generation_prompt=True)
     llm = load_llama(tmp_path / "partial.gguf", n_ctx=128, threads=1)
     try:
-        statistics, _ = parity.logit_statistics(load_causal_lm(model_dir).eval(), llm, ids)
+        statistics, *_ = parity.logit_statistics(load_causal_lm(model_dir).eval(), llm, ids)
     finally:
         llm.close()
     assert statistics["max_abs_logit_delta"] < 0.01 and statistics["top1_agreement"] == 1.0
@@ -494,3 +496,13 @@ def test_server_that_cannot_load_its_file_fails_with_its_log(tmp_path):
         LlamaCppServer(tmp_path / "broken.gguf", startup_timeout_s=60).start()
     with pytest.raises(FileNotFoundError, match="materialize gguf_export"):
         LlamaCppServer(tmp_path / "missing.gguf")
+
+
+def test_a_greedy_flip_at_a_near_tie_counts_as_agreement_and_a_confident_one_does_not():
+    prompts, expected, actual = [[1, 2]], [[5, 6, 7]], [[5, 9, 7]]
+    llama_top1 = [np.array([0, 5, 9, 7, 0])]  # position 1 predicts the first answer token; position 2 flips
+    for preferred_by, agreement, flips in ((0.05, 1.0, 1), (1.5, 2 / 3, 0)):
+        preference = [np.array([0.0, 0.0, preferred_by, 0.0, 0.0])]
+        figures = parity.greedy_agreement(prompts, expected, actual, llama_top1, preference, near_tie=0.1)
+        assert figures["agreement"] == pytest.approx(agreement) and figures["near_tie_flips"] == flips
+        assert figures["exact_agreement"] == pytest.approx(2 / 3) and figures["matching_tokens"] == 2

@@ -129,24 +129,38 @@ def llama_greedy(llm, prompt_ids: list[list[int]], stop_ids: list[int], new_toke
 
 
 def greedy_agreement(
-    prompt_ids: list[list[int]], expected: list[list[int]], actual: list[list[int]], llama_top1: list[np.ndarray]
+    prompt_ids: list[list[int]],
+    expected: list[list[int]],
+    actual: list[list[int]],
+    llama_top1: list[np.ndarray],
+    preference: list[np.ndarray] | None = None,
+    near_tie: float = 0.0,
 ) -> dict[str, Any]:
     """How far llama.cpp's greedy decoding follows transformers' on the generated tokens.
 
     ``agreement`` (the gated figure) is the share of transformers' generated tokens that llama.cpp also
     ranks first given the same prefix, as llama.cpp's own perplexity tool reports "same top"; one flipped
-    near-tie then costs one token instead of every token after it. ``free_running_agreement`` compares the
-    two free-running decodes position by position (a missing position counts as a disagreement), and
-    ``identical_sequences`` counts prompts whose whole answers are equal."""
+    near-tie then costs one token instead of every token after it. A position where llama.cpp picks another
+    token but transformers preferred its own by at most ``near_tie`` logits (``preference``, from
+    ``logit_statistics``) counts as agreeing: a rounding near-tie, not a divergence (``near_tie_flips``;
+    ``exact_agreement`` leaves them out). ``free_running_agreement`` compares the two free-running decodes
+    position by position (a missing position counts as a disagreement), and ``identical_sequences`` counts
+    prompts whose whole answers are equal."""
     generated = sum(len(c) for c in expected)
-    matches = sum(
-        int((top1[len(p) - 1 : len(p) - 1 + len(c)] == np.asarray(c)).sum())
-        for p, c, top1 in zip(prompt_ids, expected, llama_top1)
-    )
+    matches = near_ties = 0
+    for index, (p, c) in enumerate(zip(prompt_ids, expected)):
+        window = slice(len(p) - 1, len(p) - 1 + len(c))
+        agree = llama_top1[index][window] == np.asarray(c)
+        matches += int(agree.sum())
+        if preference is not None:
+            near_ties += int(((~agree) & (preference[index][window] <= near_tie)).sum())
     positions = sum(max(len(a), len(b)) for a, b in zip(expected, actual))
     free_matches = sum(x == y for a, b in zip(expected, actual) for x, y in zip(a, b))
     return {
-        "agreement": matches / generated if generated else 1.0,
+        "agreement": (matches + near_ties) / generated if generated else 1.0,
+        "exact_agreement": matches / generated if generated else 1.0,
+        "near_tie_flips": near_ties,
+        "near_tie_logits": near_tie,
         "tokens": generated,
         "matching_tokens": matches,
         "free_running_agreement": free_matches / positions if positions else 1.0,
@@ -155,14 +169,17 @@ def greedy_agreement(
     }
 
 
-def logit_statistics(model, llm, sequences: list[list[int]]) -> tuple[dict[str, float], list[np.ndarray]]:
-    """On the same token ids: how often the top-1 token agrees and how far the logits are apart; and
-    llama.cpp's top-1 token at every position of every sequence."""
+def logit_statistics(
+    model, llm, sequences: list[list[int]]
+) -> tuple[dict[str, float], list[np.ndarray], list[np.ndarray]]:
+    """On the same token ids: how often the top-1 token agrees and how far the logits are apart; llama.cpp's
+    top-1 token at every position of every sequence; and how much transformers prefers its own top-1 token over
+    llama.cpp's there (0 where they agree)."""
     import torch
 
     agree = total = 0
     max_delta, delta_sum, count = 0.0, 0.0, 0
-    llama_top1 = []
+    llama_top1, preference = [], []
     with torch.inference_mode():
         for ids in sequences:
             expected = model(torch.tensor([ids])).logits[0].float().numpy()
@@ -171,6 +188,7 @@ def logit_statistics(model, llm, sequences: list[list[int]]) -> tuple[dict[str, 
             actual = np.asarray(llm.scores[: len(ids)], dtype=np.float32)
             delta = np.abs(expected - actual)
             llama_top1.append(actual.argmax(-1))
+            preference.append(expected.max(-1) - expected[np.arange(len(ids)), llama_top1[-1]])
             agree += int((expected.argmax(-1) == llama_top1[-1]).sum())
             total += len(ids)
             max_delta = max(max_delta, float(delta.max()))
@@ -182,7 +200,7 @@ def logit_statistics(model, llm, sequences: list[list[int]]) -> tuple[dict[str, 
         "max_abs_logit_delta": max_delta,
         "mean_abs_logit_delta": delta_sum / count if count else 0.0,
     }
-    return statistics, llama_top1
+    return statistics, llama_top1, preference
 
 
 def _cut_after_stop(ids: list[int], stop_ids: list[int]) -> list[int]:
