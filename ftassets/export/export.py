@@ -33,8 +33,8 @@ class ExportSettings:
     min_greedy_agreement: float = 0.95
     near_tie_logits: float = 0.1
     """A greedy flip where transformers preferred its token by at most this many logits is a rounding near-tie, not a
-    divergence: q8_0 moves the embedded fine-tunes' logits by about 0.015 on average, and the flips that failed the
-    gate at 95 % sat at margins of 0.015-0.04 (a wrong layout moves logits by whole units)."""
+    divergence: q8_0 moved a fine-tune of the embedded model by 0.015 logits on average, and its flips sat at margins
+    of 0.015 and 0.04 (a wrong layout moves logits by whole units)."""
     parity_prompts: int = 8
     parity_new_tokens: int = 32
     modelfile_quant_type: str = "q8_0"
