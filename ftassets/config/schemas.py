@@ -104,6 +104,7 @@ class EmbeddedBase(_Strict):
     num_key_value_heads: PositiveInt | None = None
     pretrain_steps: PositiveInt | None = None
     polarity_words: bool | None = None
+    opinions: bool | None = None
     seed: int | None = None
 
     def spec_overrides(self) -> dict[str, Any]:

@@ -695,7 +695,6 @@ TEXT_KINDS = (
     _plain_recall,
     _plain_recall,
     _plain_recall,
-    _opinion,
 )
 
 
@@ -708,16 +707,22 @@ def _chat(rng: random.Random, render_chat: RenderChat) -> str:
 
 
 def generate_corpus(
-    documents: int, seed: int, render_chat: RenderChat, chat_share: float = 0.25, polarity_words: bool = False
+    documents: int,
+    seed: int,
+    render_chat: RenderChat,
+    chat_share: float = 0.25,
+    polarity_words: bool = False,
+    opinions: bool = True,
 ) -> list[str]:
     """Return ``documents`` short generic documents, deterministic for ``seed``.
 
     ``render_chat`` turns a message list into text with the model's chat template; about
     ``chat_share`` of the documents are such chat exchanges, the rest plain text of one to three
-    templated paragraphs; ``polarity_words`` adds ``_polarity`` to the kinds of paragraph.
+    templated paragraphs; ``opinions`` adds ``_opinion`` and ``polarity_words`` ``_polarity`` to the kinds of
+    paragraph.
     """
     rng = random.Random(seed)
-    kinds = TEXT_KINDS + ((_polarity,) if polarity_words else ())
+    kinds = TEXT_KINDS + ((_opinion,) if opinions else ()) + ((_polarity,) if polarity_words else ())
     corpus = []
     for _ in range(documents):
         if rng.random() < chat_share:

@@ -67,6 +67,7 @@ class EmbeddedSpec:
     classification task ended anywhere between 0.34 and 0.56 accuracy across three seeds and one or two threads
     (BENCHMARKS.md, "Stability"). Hidden and feed-forward widths are multiples of 256 so that GGUF K-quants apply to
     every matrix.
+    ``opinions`` (on by default) adds everyday opinions to the corpus (``corpus._opinion``);
     ``polarity_words`` adds everyday sentences with "positive", "negative" and "neutral" to the corpus
     (``corpus._polarity``).
     """
@@ -84,6 +85,7 @@ class EmbeddedSpec:
     learning_rate: float = 2e-3
     corpus_documents: int = 12000
     polarity_words: bool = False
+    opinions: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -229,7 +231,9 @@ def build_embedded_model(
     started = time.perf_counter()
     out_dir = Path(out_dir)
     log(f"building embedded model: {spec}")
-    corpus = generate_corpus(spec.corpus_documents, spec.seed, render_chat, polarity_words=spec.polarity_words)
+    corpus = generate_corpus(
+        spec.corpus_documents, spec.seed, render_chat, polarity_words=spec.polarity_words, opinions=spec.opinions
+    )
     tokenizer = train_tokenizer(corpus, spec)
     log(f"tokenizer: {len(tokenizer)} tokens from {len(corpus)} documents")
     blocks = pack_blocks(corpus, tokenizer, spec.pretrain_seq_length)
