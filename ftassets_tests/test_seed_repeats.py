@@ -158,3 +158,12 @@ def test_seeds_scored_on_different_examples_are_refused(task, evaluated):
     shifted = predictions.assign(id=predictions.id + (predictions.variant == "finetuned") * 1)
     with pytest.raises(ValueError, match=r"seed repeats of 'lora' .* not all scored on the same test examples"):
         compare(task, {**cells, "lora.seed1": (table, shifted)})
+
+
+def test_the_leaderboard_ranks_a_repeat_group_once_by_its_mean_over_seeds(task, evaluated):
+    from ftassets.evaluation.evaluate import leaderboard
+
+    _, _, cells = evaluated
+    _, board = leaderboard({"classification": compare(task, cells)}, {"classification": "accuracy"})
+    assert list(board.model) == ["lora", "other"], board
+    assert board.set_index("model").loc["lora", "classification"] == pytest.approx(0.8), "the mean, not seed 0's 0.75"

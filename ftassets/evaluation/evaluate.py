@@ -16,7 +16,7 @@ from ftassets.backends.openai_compatible import BackendError
 from ftassets.config import ResolvedTask
 from ftassets.config.schemas import EvaluationSettings
 from ftassets.evaluation.retries import counting_retries, exhausted_retry_budget
-from ftassets.evaluation.seed_repeats import seed_columns, with_seed_summaries
+from ftassets.evaluation.seed_repeats import is_seed_summary, seed_columns, with_seed_summaries
 from ftassets.evaluation.significance import compare_rows, latency_summary, metric_intervals
 from ftassets.evaluation.similarity import COLUMNS as SIMILARITY_COLUMNS
 from ftassets.evaluation.similarity import Embedder, compares_meaning, semantic_similarity, similarity_row
@@ -321,7 +321,8 @@ def leaderboard(
 
     Each model entry is ranked within a task by its fine-tuned row's primary metric (its base row when it
     has no fine-tune), 1 = best, ties sharing the better rank; its average rank is over the tasks where it
-    was evaluated.
+    was evaluated. An entry with seed repeats is ranked once, by its ``finetuned-N-seeds`` row (the mean over its
+    seeds), and its repeats are not ranked on their own.
     """
     best, ranked = [], []
     for task, table in sorted(comparisons.items()):
@@ -331,9 +332,9 @@ def leaderboard(
             continue
         top = evaluated.loc[evaluated[metric].idxmax()]
         best.append({"task": task, "metric": metric, "model": top.model, "variant": top.variant, "score": top[metric]})
-        entries = evaluated.sort_values("variant", key=lambda v: v != "finetuned", kind="stable").drop_duplicates(
-            "model"
-        )
+        if "repeat_of" in evaluated:  # a group is one entry: its seeds' mean, not each seed
+            evaluated = evaluated[evaluated.repeat_of.isna() | (evaluated.model == evaluated.repeat_of)]
+        entries = evaluated.sort_values("variant", key=_ranked_variant_first, kind="stable").drop_duplicates("model")
         ranks = entries[metric].rank(ascending=False, method="min")
         ranked += [
             {"model": m, "task": task, "rank": r, "score": v} for m, r, v in zip(entries.model, ranks, entries[metric])
@@ -345,3 +346,8 @@ def leaderboard(
     scores = long.pivot(index="model", columns="task", values="score")
     board = long.groupby("model").agg(average_rank=("rank", "mean"), tasks=("task", "count")).join(scores)
     return best_table, board.sort_values(["average_rank", "model"]).reset_index()
+
+
+def _ranked_variant_first(variants: pd.Series) -> pd.Series:
+    """The order in which an entry's rows are tried for its rank: a seed group's summary, its fine-tune, the rest."""
+    return variants.map(lambda name: 0 if is_seed_summary(name) else 1 if name == "finetuned" else 2)

@@ -26,6 +26,12 @@ SEEDS_VARIANT = FINETUNED_VARIANT + "-{seeds}-seeds"
 """The variant of a group's summary row: letters, digits and dashes, so also part of a valid MLflow metric name."""
 
 
+def is_seed_summary(variant: str) -> bool:
+    """Whether ``variant`` names a group's summary row (``SEEDS_VARIANT``)."""
+    head, _, tail = SEEDS_VARIANT.partition("{seeds}")
+    return variant.startswith(head) and variant.endswith(tail) and variant[len(head) : -len(tail)].isdigit()
+
+
 def seed_columns(primary: str) -> list[str]:
     return [f"{primary}_seed_mean", f"{primary}_seed_std", "seeds"]
 
