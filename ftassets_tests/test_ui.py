@@ -101,7 +101,15 @@ def dagster_dev(tmp_path_factory, tiny_base_dir):
     config_dir = write_project(root, tiny_base_dir)
     dagster_home = root / "dagster_home"
     dagster_home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+    # The shipped instance config, plus one run that may launch while all its steps wait for the gpu pool: the queue
+    # would otherwise hold the second cell's run until the pool frees, and whether it then starts before the first
+    # run ends depends on the machine's speed. Both runs are then in progress together, and only the pool keeps their
+    # steps apart.
+    shipped = (REPO / "dagster.yaml").read_text()
+    assert "    default_limit: 1\n" in shipped, "dagster.yaml's gpu pool limit moved; update this test"
+    (dagster_home / "dagster.yaml").write_text(
+        shipped.replace("    default_limit: 1\n", "    default_limit: 1\n    op_granularity_run_buffer: 1\n")
+    )
     port = free_port()
     env = {
         **os.environ,
