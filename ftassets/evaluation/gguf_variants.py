@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ftassets.artifacts import ArtifactStore, directory_bytes, read_manifest
 from ftassets.config import ProjectConfig
 from ftassets.plan import not_exportable_reason
+
+if TYPE_CHECKING:
+    from ftassets.evaluation.similarity import Embedder
 
 EVALUATED_QUANT_TYPES = ("q8_0", "q4_k_m")
 SERVED_CONTEXT = 4096
@@ -63,13 +65,12 @@ def gguf_variants(
     settings,
     log: Callable[[str], None],
     threads: int | None = None,
-    device: str = "cpu",
+    embedder: Embedder | None = None,
 ) -> list:
     """One evaluated row per exported quantization in ``EVALUATED_QUANT_TYPES`` (none when not exportable);
-    ``device`` is where a local embedder (the base's weights, for semantic similarity) runs."""
+    ``embedder``: the merged row's (``similarity.embedder_for``), for a free-text task's semantic similarity."""
     from ftassets.backends.factory import backend_for_gguf
     from ftassets.evaluation.evaluate import VariantEvaluation, evaluate_variant
-    from ftassets.evaluation.similarity import embedder_for
 
     manifest = exported_manifest(project, store, model, task_name)
     if manifest is None:
@@ -79,27 +80,24 @@ def gguf_variants(
     quantizations = manifest["summary"]["quantizations"]
     primary = task.primary_metric
     variants = []
-    base = project.base_of(model)
-    embedder = embedder_for(project, base, store.path("base_model", base), device)
-    with embedder or nullcontext():
-        for quant_type in EVALUATED_QUANT_TYPES:
-            facts = quantizations[quant_type]
-            path = Path(directory) / facts["file"]
-            log(f"evaluating {path.name} through llama_cpp.server on {task.name!r} ({len(test_rows)} examples)")
-            context_length = min(manifest["summary"]["context_length"], SERVED_CONTEXT)
-            alias = f"{model}-{task_name}-{quant_type}"
-            with backend_for_gguf(path, alias, context_length, name=model, threads=threads) as backend:
-                result = evaluate_variant(
-                    backend, task, test_rows, model, variant_name(quant_type), settings, log, embedder=embedder
-                )
-            row = result.row | {
-                "quant_type": quant_type,
-                "file_size_mb": facts["size_mb"],
-                "merged_size_mb": round(merged_mb, 3),
-                f"delta_vs_merged_{primary}": result.row[primary] - merged_row[primary],
-                "seconds_vs_merged": _ratio(result.row["seconds"], merged_row["seconds"]),
-            }
-            variants.append(VariantEvaluation(row, result.predictions))
+    for quant_type in EVALUATED_QUANT_TYPES:
+        facts = quantizations[quant_type]
+        path = Path(directory) / facts["file"]
+        log(f"evaluating {path.name} through llama_cpp.server on {task.name!r} ({len(test_rows)} examples)")
+        context_length = min(manifest["summary"]["context_length"], SERVED_CONTEXT)
+        alias = f"{model}-{task_name}-{quant_type}"
+        with backend_for_gguf(path, alias, context_length, name=model, threads=threads) as backend:
+            result = evaluate_variant(
+                backend, task, test_rows, model, variant_name(quant_type), settings, log, embedder=embedder
+            )
+        row = result.row | {
+            "quant_type": quant_type,
+            "file_size_mb": facts["size_mb"],
+            "merged_size_mb": round(merged_mb, 3),
+            f"delta_vs_merged_{primary}": result.row[primary] - merged_row[primary],
+            "seconds_vs_merged": _ratio(result.row["seconds"], merged_row["seconds"]),
+        }
+        variants.append(VariantEvaluation(row, result.predictions))
     return variants
 
 

@@ -52,14 +52,28 @@ def evaluate_cell(
     base_key = plan.fingerprint("evaluation", params, plan.evaluation_upstream(dataset_version, base_version, None))
     variants = [_base_variant(project, store, base_key, base_dir, task, test_rows, model, device, settings, log)]
     if adapter_version is not None:
-        variants.append(
-            _finetuned_variant(
-                project, store, adapter_dir, base_dir, model, task_name, task, test_rows, device, settings, log
+        # One embedder (the base loads on first use) for the fine-tuned row and its GGUF rows.
+        embedder = embedder_for(project, project.base_of(model), base_dir, device)
+        with embedder or nullcontext():
+            variants.append(
+                _finetuned_variant(
+                    project,
+                    store,
+                    adapter_dir,
+                    base_dir,
+                    model,
+                    task_name,
+                    task,
+                    test_rows,
+                    device,
+                    settings,
+                    log,
+                    embedder,
+                )
             )
-        )
-        variants += gguf_variants(
-            project, store, model, task_name, task, test_rows, variants[-1].row, settings, log, device=device
-        )
+            variants += gguf_variants(
+                project, store, model, task_name, task, test_rows, variants[-1].row, settings, log, embedder=embedder
+            )
 
     predictions = pd.concat([v.predictions for v in variants], ignore_index=True)
     table = pd.DataFrame([v.row for v in variants])
@@ -112,14 +126,10 @@ def _base_variant(
 
 
 def _finetuned_variant(
-    project, store, adapter_dir, base_dir, model, task_name, task, test_rows, device, settings, log
+    project, store, adapter_dir, base_dir, model, task_name, task, test_rows, device, settings, log, embedder
 ) -> VariantEvaluation:
     log(f"evaluating {model!r} fine-tuned on {task_name!r}, on {task.name!r} ({len(test_rows)} examples)")
-    embedder = embedder_for(project, project.base_of(model), base_dir, device)
-    with (
-        backend_for_finetune(project, store, adapter_dir, base_dir, model, task_name, device, settings) as backend,
-        embedder or nullcontext(),
-    ):
+    with backend_for_finetune(project, store, adapter_dir, base_dir, model, task_name, device, settings) as backend:
         return evaluate_variant(backend, task, test_rows, model, "finetuned", settings, log, embedder=embedder)
 
 
