@@ -101,14 +101,15 @@ def dagster_dev(tmp_path_factory, tiny_base_dir):
     config_dir = write_project(root, tiny_base_dir)
     dagster_home = root / "dagster_home"
     dagster_home.mkdir()
-    # The shipped instance config, plus one run that may launch while all its steps wait for the gpu pool: the queue
-    # would otherwise hold the second cell's run until the pool frees, and whether it then starts before the first
-    # run ends depends on the machine's speed. Both runs are then in progress together, and only the pool keeps their
-    # steps apart.
+    # The shipped instance config, except that the run queue launches runs whose steps all wait for the gpu pool
+    # (op_granularity_run_buffer, as many as max_concurrent_runs): the pool test holds the pool's slot while two runs
+    # start, so only the pool, not the queue, keeps their steps apart.
     shipped = (REPO / "dagster.yaml").read_text()
-    assert "    default_limit: 1\n" in shipped, "dagster.yaml's gpu pool limit moved; update this test"
+    assert "    default_limit: 1\n" in shipped and "max_concurrent_runs: 4\n" in shipped, (
+        "dagster.yaml's gpu pool or run limit moved; update this test"
+    )
     (dagster_home / "dagster.yaml").write_text(
-        shipped.replace("    default_limit: 1\n", "    default_limit: 1\n    op_granularity_run_buffer: 1\n")
+        shipped.replace("    default_limit: 1\n", "    default_limit: 1\n    op_granularity_run_buffer: 4\n")
     )
     port = free_port()
     env = {
@@ -188,6 +189,16 @@ query($id: String!) {
 }"""
 
 
+def wait_for_backfill(graphql: GraphQL, backfill_id: str, seconds: float) -> dict:
+    deadline = time.monotonic() + seconds
+    while True:
+        status = graphql(STATUS, id=backfill_id)["partitionBackfillOrError"]
+        if status["status"] not in ("REQUESTED", "CANCELING", "FAILING"):
+            return status
+        assert time.monotonic() < deadline, f"backfill {backfill_id} still {status['status']} after {seconds:.0f} s"
+        time.sleep(3)
+
+
 def comparison_lineage(defs: dg.Definitions) -> dict[str, list[str]]:
     """comparison and everything upstream of it, with the partitions of one task: asset -> partition keys."""
     lineage = {}
@@ -223,13 +234,7 @@ def backfill(dagster_dev):
     launched = dagster_dev["graphql"](LAUNCH, params=params)["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
     backfill_id = launched["backfillId"]
-    deadline = time.monotonic() + 540
-    while True:
-        status = dagster_dev["graphql"](STATUS, id=backfill_id)["partitionBackfillOrError"]
-        if status["status"] not in ("REQUESTED", "CANCELING", "FAILING"):
-            break
-        assert time.monotonic() < deadline, f"backfill {backfill_id} still {status['status']} after 540 s"
-        time.sleep(3)
+    status = wait_for_backfill(dagster_dev["graphql"], backfill_id, 540)
     return dict(id=backfill_id, status=status, lineage=lineage)
 
 
@@ -277,14 +282,50 @@ def step_intervals(instance: dg.DagsterInstance, run_ids: list[str]) -> list[tup
 
 
 def test_gpu_pool_steps_of_concurrent_runs_never_overlap(dagster_dev, backfill):
-    """The two cells run as two concurrent runs; their training and inference steps take turns on the pool."""
-    instance = dagster_dev["instance"]
-    runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/backfill": backfill["id"]}))
-    cell_runs = [r for r in runs if r.dagster_run.tags.get("dagster/partition", "").endswith(f"|{TASK}")]
-    assert len(cell_runs) == 2, [r.dagster_run.tags for r in runs]
-    first, second = sorted((r.start_time, r.end_time) for r in cell_runs)
-    assert second[0] < first[1], "the two cell runs were in progress at the same time"
-    intervals = step_intervals(instance, [r.dagster_run.run_id for r in runs])
+    """Two cells' evaluations as two runs, both started while the test holds the gpu pool's one slot; once it lets
+    go, their steps take turns. Holding the slot makes the runs concurrent whatever the machine's speed."""
+    instance, graphql = dagster_dev["instance"], dagster_dev["graphql"]
+    storage = instance.event_log_storage
+    holder = ("ftassets-test-holds-the-pool", "hold")
+    assert storage.claim_concurrency_slot("gpu", *holder).is_claimed, storage.get_concurrency_info("gpu")
+    cells = [str(cell_key(TASK, model)) for model in MODELS]
+    try:
+        params = {
+            "partitionsByAssets": [
+                {
+                    "assetKey": {"path": ["evaluation"]},
+                    "partitions": {"ranges": [{"start": k, "end": k} for k in cells]},
+                }
+            ],
+            "runConfigData": {"execution": {"config": {"in_process": {}}}},
+            "title": "two cells' evaluations against a held gpu pool",
+        }
+        launched = graphql(LAUNCH, params=params)["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        backfill_id = launched["backfillId"]
+        deadline = time.monotonic() + 240
+        while True:  # both runs started, and each one's evaluation step waits for the slot the test holds
+            waiting = {step.run_id for step in storage.get_concurrency_info("gpu").pending_steps}
+            runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+            if len(runs) == 2 and {run.run_id for run in runs} <= waiting:
+                assert all(run.status == dg.DagsterRunStatus.STARTED for run in runs), [r.status for r in runs]
+                break
+            assert time.monotonic() < deadline, f"two runs did not both wait for the gpu pool within 240 s: {runs}"
+            time.sleep(1)
+    finally:
+        storage.free_concurrency_slot_for_step(*holder)
+    status = wait_for_backfill(graphql, backfill_id, 300)
+    runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+    assert status["status"] == "COMPLETED_SUCCESS", (status, [(r.run_id, r.status) for r in runs])
+    assert sorted(run.tags["dagster/partition"] for run in runs) == sorted(cells)
+    intervals = step_intervals(instance, [run.run_id for run in runs])
+    assert [name.split(":")[1] for *_, name in intervals] == ["evaluation", "evaluation"], intervals
+    (_, first_end, first), (second_start, _, second) = intervals
+    assert second_start >= first_end, f"{second} started before {first} ended: the gpu pool let two steps run at once"
+    # The comparison lineage's own runs took turns too.
+    intervals = step_intervals(
+        instance, [r.run_id for r in instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill["id"]}))]
+    )
     assert {name.split(":")[1] for *_, name in intervals} == set(GPU_POOL_STEPS)
     for (_, end, name), (start, _, next_name) in zip(intervals, intervals[1:]):
         assert start >= end, f"{next_name} started before {name} ended: the gpu pool let two steps run at once"
