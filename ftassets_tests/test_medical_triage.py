@@ -152,8 +152,9 @@ def test_the_under_triage_verdict_compares_every_fine_tuned_variant_with_its_bas
 
 def test_a_fine_tune_that_under_triages_emergencies_fails_its_check_and_is_not_published(tmp_path, monkeypatch):
     """The real ``evaluation`` asset, the real checks and the real ``publish_to_model_store`` job in one Dagster
-    instance; only ``evaluate_cell`` is replaced, by tables of hand-made answers scored by the real task (a fine-tune
-    trained to be worse on emergencies would cost minutes and test nothing more: the checks read the table)."""
+    instance; only ``evaluate_cell`` is replaced, by tables of hand-made answers scored by the real task, so each
+    case (pass, fail, not a triage task, a later passing evaluation, an unreadable table) costs seconds.
+    test_under_triage_e2e.py trains a fine-tune that is worse on emergencies and runs the same gate on it."""
     import dagster as dg
 
     from ftassets.artifacts import write_manifest
