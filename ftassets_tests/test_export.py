@@ -26,6 +26,7 @@ from ftassets.export.gguf_writer import (
     interleave_rotary_halves,
     layout_for,
     pre_tokenizer_name,
+    sentencepiece_space_prefix,
     write_gguf,
 )
 from ftassets.export.llama_runtime import load_llama
@@ -418,8 +419,26 @@ def test_pre_tokenizer_is_read_from_the_tokenizer_and_unknown_ones_are_refused()
     }
     with pytest.raises(UnsupportedModelError, match=r"regex '\\\\d\+\|\\\\w\+'"):
         pre_tokenizer_name({"model": {"type": "BPE"}, "pre_tokenizer": split}, source)
-    with pytest.raises(UnsupportedModelError, match="'Unigram' is not byte-level BPE"):
+    with pytest.raises(UnsupportedModelError, match="'Unigram' is not BPE; the GGUF exporter writes byte-level BPE"):
         pre_tokenizer_name({"model": {"type": "Unigram"}}, source)
+    legacy_sentencepiece = {
+        "model": {"type": "BPE", "byte_fallback": True},
+        "normalizer": {
+            "type": "Sequence",
+            "normalizers": [
+                {"type": "Prepend", "prepend": "\u2581"},
+                {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"},
+            ],
+        },
+    }
+    assert pre_tokenizer_name(legacy_sentencepiece, source) == "llama"
+    assert sentencepiece_space_prefix(legacy_sentencepiece) is True
+    never = {
+        "model": {"type": "BPE", "byte_fallback": True},
+        "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "never"},
+    }
+    assert pre_tokenizer_name(never, source) == "llama" and sentencepiece_space_prefix(never) is False
+    assert sentencepiece_space_prefix({"model": {"type": "BPE"}, "pre_tokenizer": {"type": "ByteLevel"}}) is None
 
 
 def test_rotary_halves_are_interleaved_per_head():

@@ -2,11 +2,14 @@
 
 What llama.cpp needs, learned from its converter and loaders and rewritten here for the architectures we train:
 hyper-parameters under ``<arch>.*``, tensors renamed by ``gguf.get_tensor_name_map``, Llama's q/k projections
-re-ordered for llama.cpp's interleaved rotary layout, 1-D tensors (norms, biases) kept in f32, and a byte-level BPE
-vocabulary (``tokenizer.ggml.model = "gpt2"``) with its merges, token types, pre-tokenizer name, special ids and the
-chat template exactly as the merged model's tokenizer has them. Phi-3's fused ``qkv_proj`` (q, k, v rows) and
-``gate_up_proj`` (gate rows, then up rows) are already the layouts llama.cpp's fused ``attn_qkv`` and 2*ff-row
-``ffn_up`` expect; Llama 3.1's ``llama3`` rope scaling becomes the ``rope_freqs`` tensor of per-frequency divisors.
+re-ordered for llama.cpp's interleaved rotary layout, 1-D tensors (norms, biases) kept in f32, and the vocabulary
+with its token types, special ids and the chat template exactly as the merged model's tokenizer has them: a
+byte-level BPE one (``tokenizer.ggml.model = "gpt2"``) with its merges and pre-tokenizer name, or a SentencePiece
+BPE one with byte fallback (``"llama"``: Llama 2, Mistral, Phi-3 mini) with scores that rank each token as
+``tokenizer.json`` ranks the merge that makes it, which is the order llama.cpp's SentencePiece tokenizer merges in.
+Phi-3's fused ``qkv_proj`` (q, k, v rows) and ``gate_up_proj`` (gate rows, then up rows) are already the layouts
+llama.cpp's fused ``attn_qkv`` and 2*ff-row ``ffn_up`` expect; Llama 3.1's ``llama3`` rope scaling becomes the
+``rope_freqs`` tensor of per-frequency divisors.
 """
 
 from __future__ import annotations
@@ -86,21 +89,88 @@ def layout_for(model_dir: Path) -> ArchitectureLayout:
     return SUPPORTED_ARCHITECTURES[architecture]
 
 
-def pre_tokenizer_name(tokenizer_json: dict[str, Any], source: Path) -> str:
-    """llama.cpp's name for the tokenizer's pre-tokenization regex, read from ``tokenizer.json``."""
+SENTENCEPIECE = "llama"
+"""llama.cpp's name for a SentencePiece vocabulary (``tokenizer.ggml.model``)."""
+METASPACE = "\u2581"
+
+
+def sentencepiece_space_prefix(tokenizer_json: dict[str, Any]) -> bool | None:
+    """For a SentencePiece BPE vocabulary with byte fallback, whether llama.cpp is to put a space before each piece of
+    text (``add_space_prefix``); None for any other tokenizer.
+
+    llama.cpp puts it before the text and after every special token, whether or not the text starts with a space:
+    what the layout Llama 2, Mistral and Phi-3 ship does (a ``Prepend`` and a ``Replace`` normalizer, kept by
+    ``save_pretrained``). A ``Metaspace`` pre-tokenizer, which transformers 5's LlamaTokenizer builds on load
+    whatever the file says, prepends only where the text does not start with a space (``always``) or only at its
+    start (``first``), so prompts would tokenize differently: refused, naming the layout that exports.
+    """
+    model = tokenizer_json.get("model", {})
+    if model.get("type") != "BPE" or not model.get("byte_fallback"):
+        return None
+    pre = tokenizer_json.get("pre_tokenizer") or {}
+    normalizer = tokenizer_json.get("normalizer") or {}
+    rules = normalizer.get("normalizers", [normalizer]) if normalizer.get("type") == "Sequence" else [normalizer]
+    replaces_spaces = any(
+        r.get("type") == "Replace" and r.get("pattern", {}).get("String") == " " and r.get("content") == METASPACE
+        for r in rules
+    )
+    if not pre and replaces_spaces:
+        return any(r.get("type") == "Prepend" and r.get("prepend") == METASPACE for r in rules)
+    if pre.get("type") == "Metaspace" and pre.get("replacement") == METASPACE:
+        scheme = pre.get("prepend_scheme", "always" if pre.get("add_prefix_space", True) else "never")
+        if scheme == "never":
+            return False
+        raise UnsupportedModelError(
+            f"the SentencePiece tokenizer's Metaspace pre-tokenizer (prepend_scheme {scheme!r}) puts a space before "
+            "the text "
+            + ("only at its start" if scheme == "first" else "only where it does not start with one")
+            + ", where llama.cpp puts one before every piece of text, so prompts would tokenize differently. "
+            "transformers' LlamaTokenizer builds this pre-tokenizer whatever tokenizer.json says; the layout Llama 2 "
+            "and Mistral ship (normalizer Prepend '\u2581' + Replace ' ', no pre-tokenizer) exports when it runs as "
+            "saved: tokenizer_class PreTrainedTokenizerFast in the base's tokenizer_config.json"
+        )
+    return None
+
+
+def runtime_tokenizer_json(tokenizer, tokenizer_file: Path) -> dict[str, Any]:
+    """The tokenizer as transformers runs it, in ``tokenizer.json``'s form: some classes rebuild parts of the saved
+    file on load (Llama's a Metaspace pre-tokenizer, Qwen2's its regex), and the GGUF must split text as the model
+    was trained to see it."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise UnsupportedModelError(
+            f"{tokenizer_file}: {type(tokenizer).__name__} is not a fast (tokenizers) tokenizer; the GGUF exporter "
+            "reads the vocabulary transformers runs"
+        )
+    return json.loads(backend.to_str())
+
+
+def tokenizer_source(tokenizer, tokenizer_file: Path) -> str:
+    return f"{tokenizer_file} (as {type(tokenizer).__name__} loads it)"
+
+
+def pre_tokenizer_name(tokenizer_json: dict[str, Any], source: Path | str) -> str:
+    """llama.cpp's name for the tokenizer's pre-tokenization regex, read from ``tokenizer.json``; ``"llama"`` for a
+    SentencePiece BPE vocabulary, which has none."""
     model_type = tokenizer_json.get("model", {}).get("type")
     if model_type != "BPE":
         raise UnsupportedModelError(
-            f"{source}: tokenizer model {model_type!r} is not byte-level BPE; the GGUF exporter writes BPE "
-            "vocabularies only"
+            f"{source}: tokenizer model {model_type!r} is not BPE; the GGUF exporter writes byte-level BPE and "
+            "SentencePiece BPE (byte fallback) vocabularies"
         )
+    try:
+        if sentencepiece_space_prefix(tokenizer_json) is not None:
+            return SENTENCEPIECE
+    except UnsupportedModelError as refusal:
+        raise UnsupportedModelError(f"{source}: {refusal}") from None
     pre = tokenizer_json.get("pre_tokenizer") or {}
     steps = pre.get("pretokenizers", [pre]) if pre.get("type") == "Sequence" else [pre]
     byte_level = [s for s in steps if s.get("type") == "ByteLevel"]
     splits = [s for s in steps if s.get("type") == "Split"]
     if not byte_level:
         raise UnsupportedModelError(
-            f"{source}: pre-tokenizer {pre.get('type')!r} has no ByteLevel step; only byte-level BPE is supported"
+            f"{source}: pre-tokenizer {pre.get('type')!r} has no ByteLevel step and the vocabulary is not "
+            "SentencePiece BPE with byte fallback; those two kinds are supported"
         )
     if not splits and byte_level[0].get("use_regex", True) and not byte_level[0].get("add_prefix_space", False):
         return GPT2_SPLIT
@@ -193,7 +263,7 @@ def export_refusal(model_dir: Path) -> str | None:
     """Why a checkpoint of this architecture and tokenizer cannot be written, decided from its ``config.json`` and
     ``tokenizer.json`` alone (no weights read), or None. A fine-tune keeps its base's architecture and tokenizer, so
     the base's folder answers for every fine-tune of it before any is trained."""
-    from ftassets.loading import load_config
+    from ftassets.loading import load_config, load_tokenizer
 
     model_dir = Path(model_dir)
     try:
@@ -204,10 +274,13 @@ def export_refusal(model_dir: Path) -> str | None:
         tokenizer_file = model_dir / "tokenizer.json"
         if not tokenizer_file.exists():
             raise UnsupportedModelError(
-                f"{model_dir}: no tokenizer.json (a SentencePiece tokenizer.model only); the GGUF exporter writes "
-                "byte-level BPE vocabularies"
+                f"{model_dir}: no tokenizer.json (a SentencePiece tokenizer.model only?); the GGUF exporter reads the "
+                "fast tokenizer's file: load the tokenizer with transformers and save_pretrained it into the base"
             )
-        pre_tokenizer_name(json.loads(tokenizer_file.read_text()), tokenizer_file)
+        tokenizer = load_tokenizer(model_dir)
+        pre_tokenizer_name(
+            runtime_tokenizer_json(tokenizer, tokenizer_file), tokenizer_source(tokenizer, tokenizer_file)
+        )
     except UnsupportedModelError as refusal:
         return str(refusal)
     return None
@@ -299,7 +372,8 @@ def _add_vocabulary(writer: gguf.GGUFWriter, model_dir: Path, tokenizer, n_vocab
         raise UnsupportedModelError(
             f"{model_dir}: no tokenizer.json; the GGUF exporter needs a fast (tokenizers) BPE tokenizer"
         )
-    pre = pre_tokenizer_name(json.loads(tokenizer_file.read_text()), tokenizer_file)
+    tokenizer_json = runtime_tokenizer_json(tokenizer, tokenizer_file)
+    pre = pre_tokenizer_name(tokenizer_json, tokenizer_source(tokenizer, tokenizer_file))
     by_id = {token_id: token for token, token_id in tokenizer.get_vocab().items()}
     if max(by_id) >= n_vocab:
         raise UnsupportedModelError(
@@ -317,13 +391,23 @@ def _add_vocabulary(writer: gguf.GGUFWriter, model_dir: Path, tokenizer, n_vocab
         else:
             tokens.append(by_id[token_id])
             types.append(gguf.TokenType.NORMAL)
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre(pre)
+    if pre == SENTENCEPIECE:
+        writer.add_tokenizer_model(SENTENCEPIECE)
+        writer.add_add_space_prefix(bool(sentencepiece_space_prefix(tokenizer_json)))
+        for token_id, token in enumerate(tokens):
+            if token_id == tokenizer.unk_token_id:
+                types[token_id] = gguf.TokenType.UNKNOWN
+            elif types[token_id] == gguf.TokenType.NORMAL and BYTE_PIECE.fullmatch(token):
+                types[token_id] = gguf.TokenType.BYTE
+        writer.add_token_scores(merge_rank_scores(tokenizer_json, tokens))
+    else:
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre(pre)
     writer.add_token_list(tokens)
     writer.add_token_types(types)
 
-    special = gguf.SpecialVocab(model_dir, load_merges=True, n_vocab=n_vocab)
-    if not special.merges:
+    special = gguf.SpecialVocab(model_dir, load_merges=pre != SENTENCEPIECE, n_vocab=n_vocab)
+    if pre != SENTENCEPIECE and not special.merges:
         raise UnsupportedModelError(f"{tokenizer_file}: no BPE merges found")
     ids = {
         "bos": tokenizer.bos_token_id,
@@ -346,7 +430,25 @@ def _add_vocabulary(writer: gguf.GGUFWriter, model_dir: Path, tokenizer, n_vocab
     special.add_to_gguf(writer, quiet=True)
     return {
         "tokenizer_pre": pre,
-        "merges": len(special.merges),
+        "merges": len(special.merges) if pre != SENTENCEPIECE else len(tokenizer_json["model"].get("merges", [])),
         "special_token_ids": special.special_token_ids,
         "add_special_tokens": special.add_special_token,
     }
+
+
+BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+"""A SentencePiece byte-fallback token."""
+
+
+def merge_rank_scores(tokenizer_json: dict[str, Any], tokens: list[str]) -> list[float]:
+    """A score per token for llama.cpp's SentencePiece tokenizer, which repeatedly joins the adjacent pair whose
+    joined text is the highest-scoring token: minus the rank of the first merge in ``tokenizer.json`` that makes the
+    token, so it joins in the merges' order as the transformers tokenizer does. Tokens no merge makes (characters,
+    bytes, special tokens) score below every merged one; they are never the result of a join."""
+    merges = tokenizer_json["model"].get("merges", [])
+    made_by = {}
+    for rank, merge in enumerate(merges):
+        left, right = merge.split(" ", 1) if isinstance(merge, str) else merge
+        made_by.setdefault(left + right, rank)
+    floor = -float(len(merges) + 1)
+    return [-float(made_by[token]) if token in made_by else floor for token in tokens]
