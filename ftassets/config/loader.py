@@ -64,8 +64,14 @@ class ProjectConfig:
         name = self.models[model].recipe
         if not name:
             return None
-        recipe, index = self.recipes[name], self.repeat_index(model)
-        return recipe.model_copy(update={"seed": recipe.seed + index}) if index else recipe
+        recipe = self.recipes[name]
+        seed = self.training_seed(model, recipe.seed)
+        return recipe.model_copy(update={"seed": seed}) if seed != recipe.seed else recipe
+
+    def training_seed(self, model: str, seed: int) -> int:
+        """The seed ``model`` trains with when its recipe (or a run) says ``seed``: raised by the entry's index in
+        its repeat group, so seed repeats differ and the first one keeps the recipe's seed."""
+        return seed + self.repeat_index(model)
 
     def repeat_of(self, model: str) -> str | None:
         """The entry whose seed repeats ``model`` is one of (``model`` itself for the first), None outside a group."""

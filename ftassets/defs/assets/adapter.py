@@ -77,8 +77,8 @@ def resolve_recipe(project: ProjectConfig, model: str, overrides: AdapterConfig)
             f"defined in experiments.yaml: {', '.join(sorted(project.recipes))}"
         )
     changes = {k: v for k, v in overrides.model_dump().items() if v is not None and k != "recipe"}
-    if index := project.repeat_index(model):
-        changes["seed"] = changes.get("seed", project.recipes[name].seed) + index
+    if project.repeat_index(model):
+        changes["seed"] = project.training_seed(model, changes.get("seed", project.recipes[name].seed))
     try:
         return parse_recipe({**project.recipes[name].model_dump(), **changes})
     except ValidationError as error:
