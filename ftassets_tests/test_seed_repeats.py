@@ -72,10 +72,14 @@ def task():
     return load_project_config(REPO / "configs").tasks["classification"]
 
 
-def cell(model: str, base_correct: np.ndarray, tuned_correct: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A cell's evaluation table and predictions, each row's accuracy the mean of its per-example scores."""
+def cell(
+    model: str, base_correct: np.ndarray, tuned_correct: np.ndarray, gguf_correct: np.ndarray | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A cell's evaluation table and predictions, each row's accuracy the mean of its per-example scores; a
+    ``gguf-q8_0`` row too when ``gguf_correct`` is given."""
     rows, predictions = [], []
-    for variant, correct in (("base", base_correct), ("finetuned", tuned_correct)):
+    variants = [("base", base_correct), ("finetuned", tuned_correct)]
+    for variant, correct in variants + ([("gguf-q8_0", gguf_correct)] if gguf_correct is not None else []):
         accuracy = float(np.mean(correct))
         rows.append(
             {"model": model, "variant": variant, "status": "ok", "accuracy": accuracy,
@@ -167,3 +171,32 @@ def test_the_leaderboard_ranks_a_repeat_group_once_by_its_mean_over_seeds(task, 
     _, board = leaderboard({"classification": compare(task, cells)}, {"classification": "accuracy"})
     assert list(board.model) == ["lora", "other"], board
     assert board.set_index("model").loc["lora", "classification"] == pytest.approx(0.8), "the mean, not seed 0's 0.75"
+
+
+def test_each_gguf_variant_of_the_seeds_gets_its_own_summary_row(task, evaluated):
+    """The exported files of the three trainings, one right answer fewer each, summarized as ``gguf-q8_0-3-seeds``
+    after the fine-tunes' row, against the same base; the leaderboard still ranks the group by its fine-tunes."""
+    from ftassets.evaluation.evaluate import leaderboard
+
+    base, tuned, cells = evaluated
+    gguf = tuned.copy()
+    for scores in gguf:
+        scores[np.flatnonzero(scores)[0]] = 0.0
+    with_gguf = {**cells, **{model: cell(model, base, t, g) for model, t, g in zip(GROUP, tuned, gguf)}}
+    table = compare(task, with_gguf)
+    group_rows = table[table.repeat_of == "lora"]
+    assert list(group_rows.variant[-2:]) == ["finetuned-3-seeds", "gguf-q8_0-3-seeds"]
+    summary = table[table.variant == "gguf-q8_0-3-seeds"].iloc[0]
+    assert summary.model == "lora" and summary.seeds == 3
+    assert summary.accuracy == summary.accuracy_seed_mean == pytest.approx(0.8 - 1 / 40)
+    assert summary.delta_accuracy == pytest.approx(0.8 - 1 / 40 - 0.25)
+    tested = seed_aware_difference(base, gguf, resamples=SETTINGS.bootstrap_resamples)
+    assert (summary.delta_ci_low, summary.delta_ci_high, summary.seed_aware_p) == (
+        tested.ci_low,
+        tested.ci_high,
+        tested.p_value,
+    )
+    _, board = leaderboard({"classification": table}, {"classification": "accuracy"})
+    assert board.set_index("model").loc["lora", "classification"] == pytest.approx(0.8)
+    notes = render(task, table, pd.DataFrame()).markdown.split("## How to read these numbers")[1]
+    assert notes.count("lora (3 seeds)") == 1 and "gguf-<type>-N-seeds" in notes

@@ -157,13 +157,14 @@ def seed_notes(evaluated: pd.DataFrame, metric: str) -> list[str]:
     summaries = evaluated[evaluated["seeds"].notna()] if "seeds" in evaluated else evaluated.iloc[:0]
     if summaries.empty:
         return [f"Each fine-tune is one training run (one seed): {one_seed}."]
-    groups = ", ".join(f"{row.model} ({int(row.seeds)} seeds)" for row in summaries.itertuples())
+    groups = ", ".join(dict.fromkeys(f"{row.model} ({int(row.seeds)} seeds)" for row in summaries.itertuples()))
     return [
         f"Each fine-tuned row is one training run (one seed): {one_seed}. A `{SEEDS_VARIANT.format(seeds='N')}` "
         f"row summarizes one entry trained with N seeds ({groups}): its {metric} is the mean over the seeds, "
         f"with their standard deviation ({metric}_seed_std); its interval and the significance of its gain come from a "
         "bootstrap that resamples seeds, then the same test examples for base and fine-tunes (p-value: "
-        "seed_aware_p), so they cover the randomness of training too."
+        "seed_aware_p), so they cover the randomness of training too. A `gguf-<type>-N-seeds` row does the same for "
+        "the N seeds' exported files."
     ]
 
 

@@ -5,10 +5,13 @@ After the group's own rows comes one row, variant ``finetuned-<N>-seeds``: the p
 seeds (also ``<metric>_seed_mean``) with their standard deviation (``<metric>_seed_std``) and ``seeds``; its interval,
 the significance of its gain over the base (``delta_ci_low``, ``delta_ci_high``, ``significant``) and ``seed_aware_p``
 from a bootstrap that resamples seeds, then test examples (``seed_aware_difference``). The other numbers are the
-seeds' means, without intervals.
+seeds' means, without intervals. Each GGUF variant the seeds were evaluated as gets such a row too
+(``gguf-q8_0-<N>-seeds``): what the exported files of the N trainings score, against the same base.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pandas as pd
@@ -22,14 +25,15 @@ from ftassets.evaluation.significance import (
 )
 
 FINETUNED_VARIANT = "finetuned"
-SEEDS_VARIANT = FINETUNED_VARIANT + "-{seeds}-seeds"
+GGUF_PREFIX = "gguf-"
+SEEDS_SUFFIX = "-{seeds}-seeds"
+SEEDS_VARIANT = FINETUNED_VARIANT + SEEDS_SUFFIX
 """The variant of a group's summary row: letters, digits and dashes, so also part of a valid MLflow metric name."""
 
 
-def is_seed_summary(variant: str) -> bool:
-    """Whether ``variant`` names a group's summary row (``SEEDS_VARIANT``)."""
-    head, _, tail = SEEDS_VARIANT.partition("{seeds}")
-    return variant.startswith(head) and variant.endswith(tail) and variant[len(head) : -len(tail)].isdigit()
+def is_seed_summary(variant: str, of: str = FINETUNED_VARIANT) -> bool:
+    """Whether ``variant`` names a group's summary row of the ``of`` variant (``SEEDS_VARIANT`` by default)."""
+    return re.fullmatch(re.escape(of) + r"-\d+-seeds", variant) is not None
 
 
 def seed_columns(primary: str) -> list[str]:
@@ -52,10 +56,13 @@ def with_seed_summaries(
     table.insert(table.columns.get_loc("status") + 1, "repeat_of", table.model.map(group_of))
     summaries, positions = [], []
     for group, members in groups.items():
-        summary = _summary_row(table, predictions, group, members, primary, settings)
-        if summary is not None:
-            summaries.append(summary)
-            positions.append(np.flatnonzero(table.model.isin(members)).max() + 0.5)
+        rows = table[table.model.isin(members)]
+        gguf = [v for v in dict.fromkeys(rows.variant) if str(v).startswith(GGUF_PREFIX)]
+        for offset, variant in enumerate([FINETUNED_VARIANT, *gguf]):
+            summary = _summary_row(table, predictions, group, members, primary, settings, variant)
+            if summary is not None:
+                summaries.append(summary)
+                positions.append(np.flatnonzero(table.model.isin(members)).max() + 0.5 + offset / 100)
     if not summaries:
         return table
     order = pd.Series(list(range(len(table))) + positions)
@@ -71,14 +78,15 @@ def _summary_row(
     members: tuple[str, ...],
     primary: str,
     settings: EvaluationSettings,
+    variant: str = FINETUNED_VARIANT,
 ) -> dict | None:
-    """The group's row, from the fine-tuned rows of its seeds evaluated so far; None below two."""
-    tuned = table[table.model.isin(members) & (table.variant == FINETUNED_VARIANT) & (table.status == "ok")]
+    """The group's row for ``variant``, from that variant's rows of its seeds evaluated so far; None below two."""
+    tuned = table[table.model.isin(members) & (table.variant == variant) & (table.status == "ok")]
     if len(tuned) < 2:
         return None
     seeds = list(tuned.model)
     base_row = table[(table.model == seeds[0]) & (table.variant == BASE_VARIANT)].iloc[0]
-    scores, base_scores = _example_scores(predictions, group, seeds)
+    scores, base_scores = _example_scores(predictions, group, seeds, variant)
     values = tuned[primary].astype(float)
     tested = seed_aware_difference(
         base_scores, scores, confidence=settings.confidence, resamples=settings.bootstrap_resamples
@@ -92,7 +100,7 @@ def _summary_row(
     return {
         **means.to_dict(),
         "model": group,
-        "variant": SEEDS_VARIANT.format(seeds=len(seeds)),
+        "variant": variant + SEEDS_SUFFIX.format(seeds=len(seeds)),
         "status": "ok",
         "repeat_of": group,
         "device": ", ".join(dict.fromkeys(tuned.device.astype(str))),
@@ -109,11 +117,13 @@ def _summary_row(
     }
 
 
-def _example_scores(predictions: pd.DataFrame, group: str, seeds: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-example scores (``correct``) of the seeds' fine-tunes (one row per seed) and of their base, aligned by
+def _example_scores(
+    predictions: pd.DataFrame, group: str, seeds: list[str], variant: str = FINETUNED_VARIANT
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-example scores (``correct``) of the seeds' ``variant`` rows (one row per seed) and of their base, aligned by
     example id; a ValueError when they were not all scored on the same examples."""
     rows = predictions[predictions.model.isin(seeds)]
-    tuned = rows[rows.variant == FINETUNED_VARIANT].pivot(index="model", columns="id", values="correct")
+    tuned = rows[rows.variant == variant].pivot(index="model", columns="id", values="correct")
     base = rows[(rows.model == seeds[0]) & (rows.variant == BASE_VARIANT)].set_index("id")["correct"]
     aligned = tuned.reindex(index=seeds, columns=base.index)
     if set(tuned.columns) != set(base.index) or aligned.isna().to_numpy().any():
