@@ -65,8 +65,9 @@ class ProjectConfig:
         if not name:
             return None
         recipe = self.recipes[name]
-        seed = self.training_seed(model, recipe.seed)
-        return recipe.model_copy(update={"seed": seed}) if seed != recipe.seed else recipe
+        if not self.repeat_index(model):  # also every recipe without a seed (cloud jobs): repeats need a local one
+            return recipe
+        return recipe.model_copy(update={"seed": self.training_seed(model, recipe.seed)})
 
     def training_seed(self, model: str, seed: int) -> int:
         """The seed ``model`` trains with when its recipe (or a run) says ``seed``: raised by the entry's index in
