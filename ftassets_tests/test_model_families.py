@@ -1,7 +1,7 @@
-"""Model families beyond the embedded Llama, built locally with their real config classes: a Phi-3 fine-tune and a
-Mistral with a SentencePiece vocabulary (byte fallback, the layout Llama 2 and Mistral ship) go through the whole
-lineage with GGUF rows behind the parity gate, and an architecture the GGUF writer cannot export (Gemma 2) is decided
-before export starts and never blocks the evaluation or the comparison."""
+"""Model families beyond the embedded Llama, built locally with their real config classes: Phi-3 and Gemma 2
+fine-tunes and a Mistral with a SentencePiece vocabulary (byte fallback, the layout Llama 2 and Mistral ship) go
+through the whole lineage with GGUF rows behind the parity gate, and an architecture the GGUF writer cannot export
+(Gemma 3) is decided before export starts and never blocks the evaluation or the comparison."""
 
 from __future__ import annotations
 
@@ -24,14 +24,18 @@ from ftassets.runner import PipelineRunner
 pytestmark = pytest.mark.e2e
 
 
-def _tiny_gemma2(tiny_base_dir: Path, folder: Path) -> Path:
-    """A random-weight Gemma 2, a family the GGUF writer does not export, with the tiny base's byte-level BPE
-    tokenizer."""
+def _tiny_gemma(tiny_base_dir: Path, folder: Path, generation: int) -> Path:
+    """A random-weight Gemma 2 (local attention on every other layer, a 32-token window; weights drawn wide enough
+    that greedy decoding is decided, not a run of ties) or Gemma 3, a family the GGUF writer does not export; with
+    the tiny base's byte-level BPE tokenizer and template."""
     import torch
-    from transformers import AutoTokenizer, Gemma2Config, Gemma2ForCausalLM
+    from transformers import AutoTokenizer, Gemma2Config, Gemma2ForCausalLM, Gemma3ForCausalLM, Gemma3TextConfig
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_base_dir)
-    config = Gemma2Config(
+    config_class, model_class = (
+        (Gemma2Config, Gemma2ForCausalLM) if generation == 2 else (Gemma3TextConfig, Gemma3ForCausalLM)
+    )
+    config = config_class(
         vocab_size=len(tokenizer),
         hidden_size=64,
         intermediate_size=128,
@@ -39,13 +43,21 @@ def _tiny_gemma2(tiny_base_dir: Path, folder: Path) -> Path:
         num_attention_heads=4,
         num_key_value_heads=2,
         head_dim=16,
+        query_pre_attn_scalar=16,
+        sliding_window=32,
         max_position_embeddings=256,
+        initializer_range=0.2,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(0)
-    Gemma2ForCausalLM(config).save_pretrained(folder)
+    model = model_class(config)
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if name.endswith("norm.weight"):
+                weight.normal_(0.0, 0.3)  # Gemma's norms scale by 1 + weight: zeros would hide a missing offset
+    model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
 
@@ -152,39 +164,45 @@ def _latest_export(instance: dg.DagsterInstance, model: str) -> dg.AssetMaterial
     return records[0].asset_materialization
 
 
-def test_a_phi3_fine_tune_gets_gguf_rows_and_an_unsupported_family_is_compared_without_them(tiny_base_dir, tmp_path):
+def test_phi3_and_gemma2_fine_tunes_get_gguf_rows_and_an_unsupported_family_is_compared_without_them(
+    tiny_base_dir, tmp_path
+):
     phi3 = tiny_phi3(tiny_base_dir, tmp_path / "phi3")
-    gemma2 = _tiny_gemma2(tiny_base_dir, tmp_path / "gemma2")
+    gemma2 = _tiny_gemma(tiny_base_dir, tmp_path / "gemma2", generation=2)
+    gemma3 = _tiny_gemma(tiny_base_dir, tmp_path / "gemma3", generation=3)
     config_dir, home, dagster_home = copy_project(tmp_path)
+    families = {"phi3": phi3, "gemma2": gemma2, "gemma3": gemma3}
 
     def add(models):
-        models["bases"]["phi3"] = {"source": "huggingface", "id": str(phi3)}
-        models["bases"]["gemma2"] = {"source": "huggingface", "id": str(gemma2)}
-        models["models"]["phi3-lora"] = {"base": "phi3", "recipe": "lora"}
-        models["models"]["gemma2-lora"] = {"base": "gemma2", "recipe": "lora"}
+        for family, folder in families.items():
+            models["bases"][family] = {"source": "huggingface", "id": str(folder)}
+            models["models"][f"{family}-lora"] = {"base": family, "recipe": "lora"}
 
     edit_yaml(config_dir / "models.yaml", add)
     project = load_project_config(config_dir)
-    assert not_exportable_reason(project, "phi3-lora") is None
-    reason = not_exportable_reason(project, "gemma2-lora")
-    assert reason and "Gemma2ForCausalLM" in reason and "base 'gemma2'" in reason and "Phi3ForCausalLM" in reason
+    assert not_exportable_reason(project, "phi3-lora") is None and not_exportable_reason(project, "gemma2-lora") is None
+    reason = not_exportable_reason(project, "gemma3-lora")
+    assert reason and "Gemma3ForCausalLM" in reason and "base 'gemma3'" in reason and "Gemma2ForCausalLM" in reason
 
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     runner = PipelineRunner(build_definitions(config_dir, home), project, ArtifactStore(home), instance, log=print)
-    report = runner.run(["classification"], ["phi3-lora", "gemma2-lora"], forgetting=False)
+    entries = [f"{family}-lora" for family in families]
+    report = runner.run(["classification"], entries, forgetting=False)
     assert not report.failed, [(o.assets, o.error) for o in report.failed]
     store = ArtifactStore(home)
-    summary = read_manifest(store.path("gguf_export", "phi3-lora", "classification"))["summary"]
-    assert summary["writer"]["gguf_architecture"] == "phi3" and summary["checks"] == {name: True for name in CHECKS}
-    assert _latest_export(instance, "phi3-lora").metadata["q8_0_greedy_agreement"].value >= 0.95
-    refused = _latest_export(instance, "gemma2-lora").metadata
-    assert refused["applicable"].value is False and "Gemma2ForCausalLM" in refused["reason"].value
-    assert not store.path("gguf_export", "gemma2-lora", "classification").exists()
     table = report.comparisons["classification"]
-    assert set(table[table.model == "phi3-lora"].variant) == {"base", "finetuned", "gguf-q8_0", "gguf-q4_k_m"}
-    assert set(table[table.model == "gemma2-lora"].variant) == {"base", "finetuned"}
-    assert (store.path("merged_model", "gemma2-lora", "classification") / "model.safetensors").exists()
-    assert not runner.run(["classification"], ["phi3-lora", "gemma2-lora"], forgetting=False).ran, "stable decisions"
+    for family in ("phi3", "gemma2"):
+        summary = read_manifest(store.path("gguf_export", f"{family}-lora", "classification"))["summary"]
+        assert summary["writer"]["gguf_architecture"] == family and summary["checks"] == {name: True for name in CHECKS}
+        assert _latest_export(instance, f"{family}-lora").metadata["q8_0_greedy_agreement"].value >= 0.95
+        assert summary["parity"]["logits"]["f16"]["max_abs_logit_delta"] < 0.1, summary["parity"]["logits"]
+        assert set(table[table.model == f"{family}-lora"].variant) == {"base", "finetuned", "gguf-q8_0", "gguf-q4_k_m"}
+    refused = _latest_export(instance, "gemma3-lora").metadata
+    assert refused["applicable"].value is False and "Gemma3ForCausalLM" in refused["reason"].value
+    assert not store.path("gguf_export", "gemma3-lora", "classification").exists()
+    assert set(table[table.model == "gemma3-lora"].variant) == {"base", "finetuned"}
+    assert (store.path("merged_model", "gemma3-lora", "classification") / "model.safetensors").exists()
+    assert not runner.run(["classification"], entries, forgetting=False).ran, "stable decisions"
     instance.dispose()
 
 
@@ -213,6 +231,11 @@ def test_a_sentencepiece_only_tokenizer_an_unsupported_rope_or_a_sliding_window_
     windowed = variant("mistral", architectures=["MistralForCausalLM"], model_type="mistral", sliding_window=64)
     assert "sliding-window attention (64 of 256 positions)" in export_refusal(windowed)
     assert export_refusal(variant("mistral-full", architectures=["MistralForCausalLM"], model_type="mistral")) is None
+    gemma2 = {"architectures": ["Gemma2ForCausalLM"], "model_type": "gemma2", "head_dim": 64}
+    scaled = variant("gemma2-27b", **gemma2, query_pre_attn_scalar=144)
+    assert "query_pre_attn_scalar 144 differs from head_dim 64" in export_refusal(scaled)
+    all_local = variant("gemma2-local", **gemma2, query_pre_attn_scalar=64, layer_types=["sliding_attention"] * 2)
+    assert "not Gemma 2's sliding window on every other layer" in export_refusal(all_local)
 
 
 def test_a_mistral_with_a_sentencepiece_vocabulary_runs_the_lineage_with_gguf_rows(tmp_path):

@@ -9,7 +9,8 @@ BPE one with byte fallback (``"llama"``: Llama 2, Mistral, Phi-3 mini) with scor
 ``tokenizer.json`` ranks the merge that makes it, which is the order llama.cpp's SentencePiece tokenizer merges in.
 Phi-3's fused ``qkv_proj`` (q, k, v rows) and ``gate_up_proj`` (gate rows, then up rows) are already the layouts
 llama.cpp's fused ``attn_qkv`` and 2*ff-row ``ffn_up`` expect; Llama 3.1's ``llama3`` rope scaling becomes the
-``rope_freqs`` tensor of per-frequency divisors.
+``rope_freqs`` tensor of per-frequency divisors; Gemma 2's norms get their one added, its soft-capping and sliding
+window are written for llama.cpp to apply.
 """
 
 from __future__ import annotations
@@ -35,6 +36,10 @@ class ArchitectureLayout:
     """The ``rope_type`` values written; ``llama3`` only where llama.cpp's loader for the arch reads ``rope_freqs``."""
     partial_rotary: bool = False
     """Whether transformers rotates only ``partial_rotary_factor`` of each head (Phi-3); Llama's rope ignores it."""
+    gemma: bool = False
+    """Gemma 2: RMSNorm weights stored as offsets from one (llama.cpp multiplies by the weight itself, so one is
+    added), attention and final logit soft-capping, and local (sliding-window) attention on every other layer, which
+    llama.cpp runs itself."""
 
 
 SUPPORTED_ARCHITECTURES: dict[str, ArchitectureLayout] = {
@@ -45,6 +50,7 @@ SUPPORTED_ARCHITECTURES: dict[str, ArchitectureLayout] = {
     "Phi3ForCausalLM": ArchitectureLayout(gguf.MODEL_ARCH.PHI3, partial_rotary=True),
     "Qwen2ForCausalLM": ArchitectureLayout(gguf.MODEL_ARCH.QWEN2),
     "Qwen3ForCausalLM": ArchitectureLayout(gguf.MODEL_ARCH.QWEN3),
+    "Gemma2ForCausalLM": ArchitectureLayout(gguf.MODEL_ARCH.GEMMA2, gemma=True),
 }
 
 GPT2_SPLIT = "gpt-2"
@@ -246,12 +252,21 @@ def llama3_frequency_factors(config) -> np.ndarray:
     return (default / scaled).numpy().astype(np.float32)
 
 
-def check_attention_window(config, model_dir: Path) -> None:
+def check_attention_window(config, model_dir: Path, layout: ArchitectureLayout | None = None) -> None:
     """llama.cpp runs these architectures with full causal attention, so a checkpoint whose attention is windowed
-    shorter than its context would be a different model past the window."""
+    shorter than its context would be a different model past the window; Gemma 2's window on every other layer,
+    starting with the first, llama.cpp runs itself (``sliding_window``)."""
     window = getattr(config, "sliding_window", None)
     layer_types = getattr(config, "layer_types", None)
     windowed = "sliding_attention" in layer_types if layer_types else window is not None
+    if layout is not None and layout.gemma:
+        alternating = [("sliding_attention", "full_attention")[i % 2] for i in range(config.num_hidden_layers)]
+        if windowed and list(layer_types or []) != alternating:
+            raise UnsupportedModelError(
+                f"{model_dir / 'config.json'}: layer_types {layer_types} are not Gemma 2's sliding window on every "
+                "other layer from the first, the pattern llama.cpp runs"
+            )
+        return
     if windowed and window is not None and window < config.max_position_embeddings:
         raise UnsupportedModelError(
             f"{model_dir / 'config.json'}: sliding-window attention ({window} of {config.max_position_embeddings} "
@@ -259,9 +274,20 @@ def check_attention_window(config, model_dir: Path) -> None:
         )
 
 
+def check_gemma(config, model_dir: Path) -> None:
+    """llama.cpp scales Gemma 2's queries by 1/sqrt(head_dim) (the 27B model's hidden/heads it recognizes by its
+    size only), so another ``query_pre_attn_scalar`` would be another model."""
+    scalar, head_dim = getattr(config, "query_pre_attn_scalar", None), head_dim_of(config)
+    if scalar is not None and scalar != head_dim:
+        raise UnsupportedModelError(
+            f"{model_dir / 'config.json'}: query_pre_attn_scalar {scalar} differs from head_dim {head_dim}; llama.cpp "
+            "scales Gemma 2's queries by 1/sqrt(head_dim)"
+        )
+
+
 def export_refusal(model_dir: Path) -> str | None:
     """Why a checkpoint of this architecture and tokenizer cannot be written, decided from its ``config.json`` and
-    ``tokenizer.json`` alone (no weights read), or None. A fine-tune keeps its base's architecture and tokenizer, so
+    tokenizer alone (no weights read), or None. A fine-tune keeps its base's architecture and tokenizer, so
     the base's folder answers for every fine-tune of it before any is trained."""
     from ftassets.loading import load_config, load_tokenizer
 
@@ -270,7 +296,9 @@ def export_refusal(model_dir: Path) -> str | None:
         layout = layout_for(model_dir)
         config = load_config(model_dir)
         rope_settings(config, layout, model_dir)
-        check_attention_window(config, model_dir)
+        check_attention_window(config, model_dir, layout)
+        if layout.gemma:
+            check_gemma(config, model_dir)
         tokenizer_file = model_dir / "tokenizer.json"
         if not tokenizer_file.exists():
             raise UnsupportedModelError(
@@ -308,7 +336,9 @@ def write_gguf(model_dir: Path, out_path: Path, name: str) -> dict[str, Any]:
     config = load_config(model_dir)
     tokenizer = load_tokenizer(model_dir)
     rope = rope_settings(config, layout, model_dir)
-    check_attention_window(config, model_dir)
+    check_attention_window(config, model_dir, layout)
+    if layout.gemma:
+        check_gemma(config, model_dir)
     n_head, n_kv_head = config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads
     head_dim = head_dim_of(config)
 
@@ -325,10 +355,14 @@ def write_gguf(model_dir: Path, out_path: Path, name: str) -> dict[str, Any]:
     writer.add_layer_norm_rms_eps(config.rms_norm_eps)
     writer.add_rope_freq_base(rope.theta)
     writer.add_rope_dimension_count(rope.dimensions)
-    if head_dim != config.hidden_size // n_head:
+    if head_dim != config.hidden_size // n_head or layout.gemma:
         writer.add_key_length(head_dim)
         writer.add_value_length(head_dim)
     writer.add_vocab_size(config.vocab_size)
+    if layout.gemma:
+        writer.add_attn_logit_softcapping(config.attn_logit_softcapping or 0.0)
+        writer.add_final_logit_softcapping(config.final_logit_softcapping or 0.0)
+        writer.add_sliding_window(config.sliding_window or config.max_position_embeddings)
 
     vocabulary = _add_vocabulary(writer, model_dir, tokenizer, config.vocab_size)
 
@@ -340,6 +374,8 @@ def write_gguf(model_dir: Path, out_path: Path, name: str) -> dict[str, Any]:
         gguf_name = names.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if gguf_name is None:
             raise UnsupportedModelError(f"{model_dir}: tensor {hf_name!r} has no GGUF name for {layout.gguf_arch.name}")
+        if layout.gemma and hf_name.endswith("norm.weight"):
+            weight = weight + 1.0
         if layout.permute_rotary and hf_name.endswith("q_proj.weight"):
             weight = interleave_rotary_halves(weight, n_head)
         elif layout.permute_rotary and hf_name.endswith("k_proj.weight"):
