@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from helpers import TINY_SPEC, copy_project, edit_yaml
-from test_export import tiny_phi3
+from test_export import LLAMA3_ROPE, qwen_tokenizer, refit_tiny_llama, tiny_phi3
 
 from ftassets.artifacts import ArtifactStore, read_manifest
 from ftassets.config import load_project_config
@@ -285,3 +285,67 @@ def test_a_sentencepiece_tokenizer_llama_cpp_would_split_differently_is_refused_
         refusal = export_refusal(llama)
         assert refusal and f"prepend_scheme {scheme!r}" in refusal and says in refusal, refusal
         assert "(as LlamaTokenizer loads it)" in refusal and "tokenizer_class PreTrainedTokenizerFast" in refusal
+
+
+def _tiny_llama3_style(tiny_base_dir: Path, folder: Path) -> Path:
+    """The tiny base as Llama 3.1/3.2 are built: ``llama3`` rope scaling, Llama 3's pre-tokenizer regex (newline runs
+    kept whole, as its template's headers need) and no chat template of its own: the entry names the llama3 family
+    template, whose ``<|eot_id|>`` ends each turn instead of EOS."""
+    import json
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from ftassets.export.gguf_writer import PRE_TOKENIZER_PATTERNS
+
+    refit_tiny_llama(tiny_base_dir, folder, LlamaConfig, LlamaForCausalLM, rope_parameters=LLAMA3_ROPE)
+    (folder / "chat_template.jinja").unlink()
+    tokenizer_json = json.loads((folder / "tokenizer.json").read_text())
+    tokenizer_json["pre_tokenizer"] = {
+        "type": "Sequence",
+        "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": PRE_TOKENIZER_PATTERNS["llama-bpe"]}, "behavior": "Isolated",
+             "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False},
+        ],
+    }  # fmt: skip
+    (folder / "tokenizer.json").write_text(json.dumps(tokenizer_json))
+    return folder
+
+
+def test_qwen3_and_a_llama3_style_base_with_its_family_template_run_the_lineage_with_gguf_rows(tiny_base_dir, tmp_path):
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    from ftassets.training.tokenize import end_of_turn_id, stop_token_ids
+
+    qwen3 = refit_tiny_llama(
+        tiny_base_dir, tmp_path / "qwen3", Qwen3Config, Qwen3ForCausalLM, head_dim=64, tie_word_embeddings=True
+    )
+    qwen_tokenizer(tiny_base_dir, qwen3)
+    llama3 = _tiny_llama3_style(tiny_base_dir, tmp_path / "llama3")
+    config_dir, home, dagster_home = copy_project(tmp_path)
+
+    def add(models):
+        models["bases"]["qwen3"] = {"source": "huggingface", "id": str(qwen3)}
+        models["bases"]["llama3"] = {"source": "huggingface", "id": str(llama3), "chat_template": "llama3"}
+        models["models"]["qwen3-lora"] = {"base": "qwen3", "recipe": "lora"}
+        models["models"]["llama3-lora"] = {"base": "llama3", "recipe": "lora"}
+
+    edit_yaml(config_dir / "models.yaml", add)
+    project = load_project_config(config_dir)
+    instance = dg.DagsterInstance.from_config(str(dagster_home))
+    runner = PipelineRunner(build_definitions(config_dir, home), project, ArtifactStore(home), instance, log=print)
+    report = runner.run(["classification"], ["qwen3-lora", "llama3-lora"], forgetting=False)
+    assert not report.failed, [(o.assets, o.error) for o in report.failed]
+    store = ArtifactStore(home)
+    table = report.comparisons["classification"]
+    for entry, arch in (("qwen3-lora", "qwen3"), ("llama3-lora", "llama")):
+        summary = read_manifest(store.path("gguf_export", entry, "classification"))["summary"]
+        assert summary["writer"]["gguf_architecture"] == arch and summary["checks"] == {name: True for name in CHECKS}
+        assert set(table[table.model == entry].variant) == {"base", "finetuned", "gguf-q8_0", "gguf-q4_k_m"}
+    summary = read_manifest(store.path("gguf_export", "llama3-lora", "classification"))["summary"]
+    assert summary["writer"]["tokenizer_pre"] == "llama-bpe" and summary["writer"]["rope_frequency_factors"]
+    merged = AutoTokenizer.from_pretrained(store.path("merged_model", "llama3-lora", "classification"))
+    eot = merged.convert_tokens_to_ids("<|eot_id|>")
+    assert end_of_turn_id(merged) == eot != merged.eos_token_id and stop_token_ids(merged)[0] == eot
+    assert summary["stop_tokens"][0] == "<|eot_id|>", summary["stop_tokens"]
+    instance.dispose()
