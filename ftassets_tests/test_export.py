@@ -60,8 +60,9 @@ def conversations():
 def refit_tiny_llama(tiny_base_dir: Path, folder: Path, config_class, model_class, **config) -> Path:
     """The tiny base's trained weights in another family's layout, with that family's real config class: q, k, v
     rows fused into ``qkv_proj`` and gate, up rows into ``gate_up_proj`` where the family fuses them, weights it adds
-    (Qwen3's q/k norms) drawn around one, an untied ``lm_head`` copied from the embedding; the tiny tokenizer and
-    template beside them. A trained model decides its greedy tokens clearly, where a random one is full of ties."""
+    drawn (Qwen3's q/k norms around one, Qwen2's biases around zero), an untied ``lm_head`` copied from the
+    embedding; the tiny tokenizer and template beside them. A trained model decides its greedy tokens clearly, where
+    a random one is full of ties."""
     import torch
     from transformers import LlamaForCausalLM
 
@@ -93,6 +94,8 @@ def refit_tiny_llama(tiny_base_dir: Path, folder: Path, config_class, model_clas
             weights[name] = torch.cat([source[name.replace(module, part)] for part in fused[module]])
         elif module in ("q_norm", "k_norm"):
             weights[name] = 1 + 0.3 * torch.randn(tensor.shape, generator=generator)
+        elif name.endswith(".bias"):  # Qwen2's q/k/v biases
+            weights[name] = 0.1 * torch.randn(tensor.shape, generator=generator)
         elif name == "lm_head.weight":
             weights[name] = source["model.embed_tokens.weight"].clone()
         else:

@@ -312,8 +312,10 @@ def _tiny_llama3_style(tiny_base_dir: Path, folder: Path) -> Path:
     return folder
 
 
-def test_qwen3_and_a_llama3_style_base_with_its_family_template_run_the_lineage_with_gguf_rows(tiny_base_dir, tmp_path):
-    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+def test_qwen2_qwen3_and_a_llama3_style_base_with_its_family_template_run_the_lineage_with_gguf_rows(
+    tiny_base_dir, tmp_path
+):
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
     from ftassets.training.tokenize import end_of_turn_id, stop_token_ids
 
@@ -321,11 +323,17 @@ def test_qwen3_and_a_llama3_style_base_with_its_family_template_run_the_lineage_
         tiny_base_dir, tmp_path / "qwen3", Qwen3Config, Qwen3ForCausalLM, head_dim=64, tie_word_embeddings=True
     )
     qwen_tokenizer(tiny_base_dir, qwen3)
+    qwen2 = refit_tiny_llama(
+        tiny_base_dir, tmp_path / "qwen2", Qwen2Config, Qwen2ForCausalLM, tie_word_embeddings=False
+    )
+    qwen_tokenizer(tiny_base_dir, qwen2)
     llama3 = _tiny_llama3_style(tiny_base_dir, tmp_path / "llama3")
     config_dir, home, dagster_home = copy_project(tmp_path)
 
     def add(models):
         models["bases"]["qwen3"] = {"source": "huggingface", "id": str(qwen3)}
+        models["bases"]["qwen2"] = {"source": "huggingface", "id": str(qwen2)}
+        models["models"]["qwen2-lora"] = {"base": "qwen2", "recipe": "lora"}
         models["bases"]["llama3"] = {"source": "huggingface", "id": str(llama3), "chat_template": "llama3"}
         models["models"]["qwen3-lora"] = {"base": "qwen3", "recipe": "lora"}
         models["models"]["llama3-lora"] = {"base": "llama3", "recipe": "lora"}
@@ -334,11 +342,12 @@ def test_qwen3_and_a_llama3_style_base_with_its_family_template_run_the_lineage_
     project = load_project_config(config_dir)
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     runner = PipelineRunner(build_definitions(config_dir, home), project, ArtifactStore(home), instance, log=print)
-    report = runner.run(["classification"], ["qwen3-lora", "llama3-lora"], forgetting=False)
+    entries = ["qwen2-lora", "qwen3-lora", "llama3-lora"]
+    report = runner.run(["classification"], entries, forgetting=False)
     assert not report.failed, [(o.assets, o.error) for o in report.failed]
     store = ArtifactStore(home)
     table = report.comparisons["classification"]
-    for entry, arch in (("qwen3-lora", "qwen3"), ("llama3-lora", "llama")):
+    for entry, arch in (("qwen2-lora", "qwen2"), ("qwen3-lora", "qwen3"), ("llama3-lora", "llama")):
         summary = read_manifest(store.path("gguf_export", entry, "classification"))["summary"]
         assert summary["writer"]["gguf_architecture"] == arch and summary["checks"] == {name: True for name in CHECKS}
         assert set(table[table.model == entry].variant) == {"base", "finetuned", "gguf-q8_0", "gguf-q4_k_m"}
