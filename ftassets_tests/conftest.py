@@ -123,7 +123,14 @@ def _shared_world_root(tmp_path_factory) -> Path:
 # Slow modules first, so that pytest-xdist's loadscope (one module per worker at a time) ends both workers
 # at about the same time; the modules that need the world last, the two longest first among them.
 WORLD_MODULES_FIRST = ("test_e2e.py", "test_e2e_runs.py")
-SLOW_MODULES = ("test_ui.py", "test_trainer_resource.py", "test_dpo.py", "test_automation.py")
+SLOW_MODULES = (
+    "test_ui.py",
+    "test_model_families.py",
+    "test_trainer_resource.py",
+    "test_dpo.py",
+    "test_automation.py",
+    "test_under_triage_e2e.py",
+)
 
 
 def pytest_collection_modifyitems(session, config, items):

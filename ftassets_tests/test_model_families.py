@@ -154,6 +154,31 @@ def _tiny_mistral_sentencepiece(folder: Path) -> Path:
     return model_dir
 
 
+@pytest.fixture(scope="module")
+def mistral_sentencepiece(tmp_path_factory) -> Path:
+    """``_tiny_mistral_sentencepiece``, built once for the module; a test that changes it works on a copy."""
+    return _tiny_mistral_sentencepiece(tmp_path_factory.mktemp("zoo"))
+
+
+ZOO_RECIPE = {"method": "lora", "max_steps": 10, "batch_size": 8, "learning_rate": 2.0e-3, "lr_scheduler": "constant",
+              "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "target_modules": "all-linear"}}  # fmt: skip
+"""Ten LoRA steps: the lineage needs a trained, merged and exported adapter, not a good one."""
+
+
+def zoo_project(tmp_path: Path, bases: dict[str, dict]) -> tuple[Path, Path, Path]:
+    """The small shipped project with one ``<family>-lora`` entry per base, each trained with ``ZOO_RECIPE``."""
+    config_dir, home, dagster_home = copy_project(tmp_path)
+
+    def add(models):
+        for family, base in bases.items():
+            models["bases"][family] = {"source": "huggingface", **base}
+            models["models"][f"{family}-lora"] = {"base": family, "recipe": "zoo-lora"}
+
+    edit_yaml(config_dir / "models.yaml", add)
+    edit_yaml(config_dir / "experiments.yaml", lambda d: d["recipes"].update({"zoo-lora": ZOO_RECIPE}))
+    return config_dir, home, dagster_home
+
+
 def _latest_export(instance: dg.DagsterInstance, model: str) -> dg.AssetMaterialization:
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(
@@ -170,15 +195,8 @@ def test_phi3_and_gemma2_fine_tunes_get_gguf_rows_and_an_unsupported_family_is_c
     phi3 = tiny_phi3(tiny_base_dir, tmp_path / "phi3")
     gemma2 = _tiny_gemma(tiny_base_dir, tmp_path / "gemma2", generation=2)
     gemma3 = _tiny_gemma(tiny_base_dir, tmp_path / "gemma3", generation=3)
-    config_dir, home, dagster_home = copy_project(tmp_path)
     families = {"phi3": phi3, "gemma2": gemma2, "gemma3": gemma3}
-
-    def add(models):
-        for family, folder in families.items():
-            models["bases"][family] = {"source": "huggingface", "id": str(folder)}
-            models["models"][f"{family}-lora"] = {"base": family, "recipe": "lora"}
-
-    edit_yaml(config_dir / "models.yaml", add)
+    config_dir, home, dagster_home = zoo_project(tmp_path, {f: {"id": str(folder)} for f, folder in families.items()})
     project = load_project_config(config_dir)
     assert not_exportable_reason(project, "phi3-lora") is None and not_exportable_reason(project, "gemma2-lora") is None
     reason = not_exportable_reason(project, "gemma3-lora")
@@ -238,18 +256,11 @@ def test_a_sentencepiece_only_tokenizer_an_unsupported_rope_or_a_sliding_window_
     assert "not Gemma 2's sliding window on every other layer" in export_refusal(all_local)
 
 
-def test_a_mistral_with_a_sentencepiece_vocabulary_runs_the_lineage_with_gguf_rows(tmp_path):
+def test_a_mistral_with_a_sentencepiece_vocabulary_runs_the_lineage_with_gguf_rows(mistral_sentencepiece, tmp_path):
     from ftassets.export.gguf_writer import export_refusal
 
-    mistral = _tiny_mistral_sentencepiece(tmp_path / "zoo")
-    assert export_refusal(mistral) is None
-    config_dir, home, dagster_home = copy_project(tmp_path)
-
-    def add(models):
-        models["bases"]["mistral-spm"] = {"source": "huggingface", "id": str(mistral)}
-        models["models"]["mistral-spm-lora"] = {"base": "mistral-spm", "recipe": "lora"}
-
-    edit_yaml(config_dir / "models.yaml", add)
+    assert export_refusal(mistral_sentencepiece) is None
+    config_dir, home, dagster_home = zoo_project(tmp_path, {"mistral-spm": {"id": str(mistral_sentencepiece)}})
     project = load_project_config(config_dir)
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     runner = PipelineRunner(build_definitions(config_dir, home), project, ArtifactStore(home), instance, log=print)
@@ -263,7 +274,9 @@ def test_a_mistral_with_a_sentencepiece_vocabulary_runs_the_lineage_with_gguf_ro
     instance.dispose()
 
 
-def test_a_sentencepiece_tokenizer_llama_cpp_would_split_differently_is_refused_before_export(tmp_path):
+def test_a_sentencepiece_tokenizer_llama_cpp_would_split_differently_is_refused_before_export(
+    mistral_sentencepiece, tmp_path
+):
     """As transformers 5's LlamaTokenizer loads the same files for a Llama (a Metaspace pre-tokenizer, whatever
     tokenizer.json says), prompts would split differently in llama.cpp: refused before export, with the reason and
     what exports."""
@@ -271,7 +284,8 @@ def test_a_sentencepiece_tokenizer_llama_cpp_would_split_differently_is_refused_
 
     from ftassets.export.gguf_writer import export_refusal
 
-    llama = _tiny_mistral_sentencepiece(tmp_path / "zoo")  # as a Llama 2: the same weights, Llama's tokenizer class
+    llama = tmp_path / "llama2"  # as a Llama 2: the same weights, Llama's tokenizer class
+    shutil.copytree(mistral_sentencepiece, llama)
     config = json.loads((llama / "config.json").read_text())
     config |= {"model_type": "llama", "architectures": ["LlamaForCausalLM"]}
     (llama / "config.json").write_text(json.dumps(config))
@@ -328,17 +342,14 @@ def test_qwen2_qwen3_and_a_llama3_style_base_with_its_family_template_run_the_li
     )
     qwen_tokenizer(tiny_base_dir, qwen2)
     llama3 = _tiny_llama3_style(tiny_base_dir, tmp_path / "llama3")
-    config_dir, home, dagster_home = copy_project(tmp_path)
-
-    def add(models):
-        models["bases"]["qwen3"] = {"source": "huggingface", "id": str(qwen3)}
-        models["bases"]["qwen2"] = {"source": "huggingface", "id": str(qwen2)}
-        models["models"]["qwen2-lora"] = {"base": "qwen2", "recipe": "lora"}
-        models["bases"]["llama3"] = {"source": "huggingface", "id": str(llama3), "chat_template": "llama3"}
-        models["models"]["qwen3-lora"] = {"base": "qwen3", "recipe": "lora"}
-        models["models"]["llama3-lora"] = {"base": "llama3", "recipe": "lora"}
-
-    edit_yaml(config_dir / "models.yaml", add)
+    config_dir, home, dagster_home = zoo_project(
+        tmp_path,
+        {
+            "qwen2": {"id": str(qwen2)},
+            "qwen3": {"id": str(qwen3)},
+            "llama3": {"id": str(llama3), "chat_template": "llama3"},
+        },
+    )
     project = load_project_config(config_dir)
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     runner = PipelineRunner(build_definitions(config_dir, home), project, ArtifactStore(home), instance, log=print)
