@@ -81,7 +81,7 @@ def _tiny_mistral_sentencepiece(folder: Path) -> Path:
     from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM, set_seed
 
     from ftassets.models.corpus import generate_corpus
-    from ftassets.models.embedded import EmbeddedSpec, pack_blocks, pretrain, render_chat
+    from ftassets.models.embedded import EmbeddedSpec, embedded_config, pack_blocks, pretrain, render_chat
 
     spec = EmbeddedSpec(**TINY_SPEC)
     corpus = generate_corpus(spec.corpus_documents, spec.seed, render_chat)
@@ -136,14 +136,11 @@ def _tiny_mistral_sentencepiece(folder: Path) -> Path:
     assert "".join(pieces) == "\u2581\u2581a", "a space before every text, even one that starts with a space"
     set_seed(spec.seed)
     model = MistralForCausalLM(
-        MistralConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=spec.hidden_size,
-            intermediate_size=spec.intermediate_size,
-            num_hidden_layers=spec.num_hidden_layers,
-            num_attention_heads=spec.num_attention_heads,
-            num_key_value_heads=spec.num_key_value_heads,
-            max_position_embeddings=spec.max_position_embeddings,
+        embedded_config(
+            spec,
+            len(tokenizer),
+            MistralConfig,
+            tie_word_embeddings=False,
             sliding_window=None,
             bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id,

@@ -252,36 +252,33 @@ def llama3_frequency_factors(config) -> np.ndarray:
     return (default / scaled).numpy().astype(np.float32)
 
 
-def check_attention_window(config, model_dir: Path, layout: ArchitectureLayout | None = None) -> None:
-    """llama.cpp runs these architectures with full causal attention, so a checkpoint whose attention is windowed
-    shorter than its context would be a different model past the window; Gemma 2's window on every other layer,
-    starting with the first, llama.cpp runs itself (``sliding_window``)."""
+def check_attention(config, model_dir: Path, layout: ArchitectureLayout) -> None:
+    """Refuse attention llama.cpp would run differently. It runs these architectures with full causal attention, so
+    a checkpoint whose attention is windowed shorter than its context would be a different model past the window;
+    Gemma 2's window on every other layer, starting with the first, it runs itself (``sliding_window``), and it scales
+    Gemma 2's queries by 1/sqrt(head_dim) (the 27B model's hidden/heads it recognizes by its size only), so another
+    ``query_pre_attn_scalar`` would be another model."""
     window = getattr(config, "sliding_window", None)
     layer_types = getattr(config, "layer_types", None)
     windowed = "sliding_attention" in layer_types if layer_types else window is not None
-    if layout is not None and layout.gemma:
+    if layout.gemma:
         alternating = [("sliding_attention", "full_attention")[i % 2] for i in range(config.num_hidden_layers)]
         if windowed and list(layer_types or []) != alternating:
             raise UnsupportedModelError(
                 f"{model_dir / 'config.json'}: layer_types {layer_types} are not Gemma 2's sliding window on every "
                 "other layer from the first, the pattern llama.cpp runs"
             )
+        scalar, head_dim = getattr(config, "query_pre_attn_scalar", None), head_dim_of(config)
+        if scalar is not None and scalar != head_dim:
+            raise UnsupportedModelError(
+                f"{model_dir / 'config.json'}: query_pre_attn_scalar {scalar} differs from head_dim {head_dim}; "
+                "llama.cpp scales Gemma 2's queries by 1/sqrt(head_dim)"
+            )
         return
     if windowed and window is not None and window < config.max_position_embeddings:
         raise UnsupportedModelError(
             f"{model_dir / 'config.json'}: sliding-window attention ({window} of {config.max_position_embeddings} "
             "positions) is not run by llama.cpp for this architecture; the GGUF would differ past the window"
-        )
-
-
-def check_gemma(config, model_dir: Path) -> None:
-    """llama.cpp scales Gemma 2's queries by 1/sqrt(head_dim) (the 27B model's hidden/heads it recognizes by its
-    size only), so another ``query_pre_attn_scalar`` would be another model."""
-    scalar, head_dim = getattr(config, "query_pre_attn_scalar", None), head_dim_of(config)
-    if scalar is not None and scalar != head_dim:
-        raise UnsupportedModelError(
-            f"{model_dir / 'config.json'}: query_pre_attn_scalar {scalar} differs from head_dim {head_dim}; llama.cpp "
-            "scales Gemma 2's queries by 1/sqrt(head_dim)"
         )
 
 
@@ -296,9 +293,7 @@ def export_refusal(model_dir: Path) -> str | None:
         layout = layout_for(model_dir)
         config = load_config(model_dir)
         rope_settings(config, layout, model_dir)
-        check_attention_window(config, model_dir, layout)
-        if layout.gemma:
-            check_gemma(config, model_dir)
+        check_attention(config, model_dir, layout)
         tokenizer_file = model_dir / "tokenizer.json"
         if not tokenizer_file.exists():
             raise UnsupportedModelError(
@@ -336,9 +331,7 @@ def write_gguf(model_dir: Path, out_path: Path, name: str) -> dict[str, Any]:
     config = load_config(model_dir)
     tokenizer = load_tokenizer(model_dir)
     rope = rope_settings(config, layout, model_dir)
-    check_attention_window(config, model_dir, layout)
-    if layout.gemma:
-        check_gemma(config, model_dir)
+    check_attention(config, model_dir, layout)
     n_head, n_kv_head = config.num_attention_heads, config.num_key_value_heads or config.num_attention_heads
     head_dim = head_dim_of(config)
 

@@ -207,10 +207,13 @@ def pretrain(
     return loss_log.losses
 
 
-def embedded_config(spec: EmbeddedSpec, vocab_size: int | None = None, **token_ids: int) -> LlamaConfig:
+def embedded_config(
+    spec: EmbeddedSpec, vocab_size: int | None = None, config_class: type = LlamaConfig, **settings: Any
+) -> LlamaConfig:
     """The embedded model's architecture: ``spec``'s shape with ``vocab_size`` tokens (the trained tokenizer's
-    size; ``spec.vocab_size`` before it is trained)."""
-    return LlamaConfig(
+    size; ``spec.vocab_size`` before it is trained). ``settings`` (token ids, ...) override or extend it, and
+    ``config_class`` gives the same shape another Llama-layout family (the tests' Mistral)."""
+    shape = dict(
         vocab_size=vocab_size or spec.vocab_size,
         hidden_size=spec.hidden_size,
         intermediate_size=spec.intermediate_size,
@@ -219,8 +222,8 @@ def embedded_config(spec: EmbeddedSpec, vocab_size: int | None = None, **token_i
         num_key_value_heads=spec.num_key_value_heads,
         max_position_embeddings=spec.max_position_embeddings,
         tie_word_embeddings=True,
-        **token_ids,
     )
+    return config_class(**(shape | settings))
 
 
 def build_embedded_model(
