@@ -123,8 +123,9 @@ def test_an_adapter_trains_as_an_azure_ml_command_job_followed_through_pipes(
     [code] = fake.state.codes.values()
     container, snapshot = fake.locate(code["properties"]["codeUri"])
     assert fake.container_client(container).get_blob_client(f"{snapshot}/ftassets/azure/azureml_entry.py").exists()
-    assert not fake.container_client(container).get_blob_client(f"{snapshot}/.venv/pyvenv.cfg").exists(), (
-        ".gitignore honoured"
+    uploaded = {blob.name.removeprefix(f"{snapshot}/") for blob in fake.container_client(container).list_blobs()}
+    assert uploaded and all(name.startswith("ftassets/") and "__pycache__" not in name for name in uploaded), (
+        "the package alone: no repository, virtual environment or bytecode"
     )
 
     training = outcome["result"]

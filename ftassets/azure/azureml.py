@@ -8,12 +8,15 @@ Distribution, process count and instance count come from ``azure_ml`` in configs
 outgrow one GPU use Azure ML's scheduler, not one of ours.
 
 The job's environment must provide ftassets' dependencies (torch, transformers, peft, trl, dagster-pipes,
-azure-identity, azure-storage-blob); the command installs ftassets itself from the uploaded code.
+azure-identity, azure-storage-blob). The code uploaded is the ``ftassets`` package alone (``stage_code``), copied from
+where this process imports it, so an installed ftassets submits jobs as a checkout does, and azure-ai-ml neither walks
+nor uploads a repository, its virtual environment or its docs; the job runs the entry module from that folder.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +49,7 @@ def training_command(
     return command(
         code=str(code_dir),
         command=(
-            "pip install --quiet --no-deps . && python -m " + ENTRY + " --recipe ${{inputs.recipe}} "
+            "python -m " + ENTRY + " --recipe ${{inputs.recipe}} "
             "--base ${{inputs.base_model}} --splits ${{inputs.tokenized_splits}} "
             "--out ${{outputs.adapter}} --checkpoints ${{outputs.checkpoints}}"
         ),
@@ -65,6 +68,21 @@ def training_command(
         experiment_name="ftassets",
         tags=tags or {},
     )
+
+
+def stage_code(directory: Path) -> Path:
+    """``directory`` holding a fresh copy of the ``ftassets`` package this process runs (no bytecode caches): the
+    job's code snapshot."""
+    import ftassets
+
+    directory = Path(directory)
+    shutil.rmtree(directory, ignore_errors=True)
+    shutil.copytree(
+        Path(ftassets.__file__).resolve().parent,
+        directory / "ftassets",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    return directory
 
 
 def write_recipe(request: Any, directory: Path) -> Path:

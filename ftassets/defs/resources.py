@@ -133,7 +133,13 @@ class TrainerResource(dg.ConfigurableResource):
             PipesAzureMLClient,
         )
 
-        from ftassets.azure.azureml import download_adapter, training_command, workspace_clients, write_recipe
+        from ftassets.azure.azureml import (
+            download_adapter,
+            stage_code,
+            training_command,
+            workspace_clients,
+            write_recipe,
+        )
         from ftassets.training.trainer import TrainingResult
 
         azure = load_project_config().azure
@@ -144,7 +150,7 @@ class TrainerResource(dg.ConfigurableResource):
             settings,
             request,
             write_recipe(request, Path(request.checkpoint_dir)),
-            Path(__file__).resolve().parents[2],
+            stage_code(Path(request.checkpoint_dir) / "azureml_code"),
             display_name=f"ftassets {partition or context.asset_key.to_user_string()}",
             pipes_storage_url=pipes_url,
             tags={"dagster.run_id": context.run_id, "dagster.partition": partition},
