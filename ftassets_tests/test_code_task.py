@@ -91,7 +91,7 @@ def test_parse_takes_the_code_block_or_the_code_after_prose(text, code):
 
 
 def test_score_runs_each_answer_and_keeps_why_it_failed():
-    task = code_task(timeout_s=1.0)
+    task = code_task(timeout_s=5.0)
     record = {
         "problem": "def add(a, b): ...",
         "solution": "def add(a, b):\n    return a + b",
