@@ -149,7 +149,7 @@ def pytest_collection_modifyitems(session, config, items):
         return (0, SLOW_MODULES.index(name)) if name in SLOW_MODULES else (1, 0)
 
     items.sort(key=rank)  # stable: tests keep their order within a module
-    if modules_needing_world and os.environ.get("PYTEST_XDIST_WORKER"):
+    if modules_needing_world and os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get("FTASSETS_TEST_WORLD"):
         import e2e_world
 
         root = _shared_world_root(config._tmp_path_factory)

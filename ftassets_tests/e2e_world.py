@@ -1,6 +1,11 @@
 """The e2e "world": the shipped configs materialized once per test run (every method's entry on
 classification) in a persistent Dagster instance, shared by the tests that need a real trained lineage.
 
+The world's configs are the shipped ones with shorter trainings (``WORLD_RECIPES``) and fewer bootstrap
+resamples, written to ``<root>/configs``: the world proves each method's lineage and a gain over the base, not the
+shipped recipes' accuracy, which ``ftassets run`` (README command 1) and ``benchmarks/stability.py`` measure. Tests
+that edit a copy of the world's configs copy ``world["project"].config_dir``.
+
 Under pytest-xdist the controller process, which runs no tests, starts ``python ftassets_tests/e2e_world.py
 <root>`` at session start, so the world is built while both workers run the tests that do not need it
 (conftest orders those first). Without xdist the ``world`` fixture builds it inline. Either way a build
@@ -20,6 +25,30 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT, FAILED, BUILDING, LOG = "first_run.pickle", "failed.txt", "building.pid", "build.log"
+WORLD_RECIPES = {"lora": {"epochs": 3}, "qlora": {"epochs": 3}, "dora": {"epochs": 3}, "ptuning": {"epochs": 2}}
+"""Changes to the shipped recipes for the world (a third of the adapters' steps, half of p-tuning's)."""
+WORLD_DPO = {"sft_epochs": 2}
+WORLD_BOOTSTRAP_RESAMPLES = 100
+
+
+def world_configs(root: Path) -> Path:
+    """``root / "configs"``: the shipped configs with the world's shorter trainings (written once)."""
+    import yaml
+
+    config_dir = root / "configs"
+    if not config_dir.exists():
+        staging = root / ".configs.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(REPO / "configs", staging)
+        path = staging / "experiments.yaml"
+        data = yaml.safe_load(path.read_text())
+        for name, changes in WORLD_RECIPES.items():
+            data["recipes"][name].update(changes)
+        data["recipes"]["dpo"]["dpo"].update(WORLD_DPO)
+        data["evaluation"]["bootstrap_resamples"] = WORLD_BOOTSTRAP_RESAMPLES
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        os.replace(staging, config_dir)
+    return config_dir
 
 
 def open_world(root: Path) -> dict:
@@ -35,7 +64,7 @@ def open_world(root: Path) -> dict:
     if not (dagster_home / "dagster.yaml").exists():
         dagster_home.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
-    project = load_project_config(REPO / "configs")
+    project = load_project_config(world_configs(root))
     defs = build_definitions(project.config_dir, home)
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     runner = PipelineRunner(defs, project, ArtifactStore(home), instance, log=lambda line: print(line, flush=True))

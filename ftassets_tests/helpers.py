@@ -72,8 +72,9 @@ def train_on_cpu(base_dir: Path, splits: dict, recipe, root: Path, log: Callable
 
 
 def copy_project(root: Path) -> tuple[Path, Path, Path]:
-    """The shipped configs copied to ``root / "configs"`` with a 40/10/20-example classification task, an empty
-    ``root / "home"`` for artifacts and ``root / "dagster_home"`` with the shipped dagster.yaml."""
+    """The shipped configs copied to ``root / "configs"`` with a 40/10/20-example classification task (its intervals
+    from 50 bootstrap resamples: twenty examples support no finer ones), an empty ``root / "home"`` for artifacts and
+    ``root / "dagster_home"`` with the shipped dagster.yaml."""
     config_dir, home, dagster_home = root / "configs", root / "home", root / "dagster_home"
     shutil.copytree(REPO / "configs", config_dir)
     dagster_home.mkdir()
@@ -84,6 +85,7 @@ def copy_project(root: Path) -> tuple[Path, Path, Path]:
             sizes={"train": 40, "validation": 10, "test": 20}, checks={"max_label_share_deviation": 0.5}
         ),
     )
+    edit_yaml(config_dir / "experiments.yaml", lambda d: d["evaluation"].update(bootstrap_resamples=50))
     return config_dir, home, dagster_home
 
 

@@ -91,7 +91,7 @@ def test_an_entry_without_recipe_is_evaluated_as_base_only_and_leaves_the_compar
     dagster_home, home = copy_world(world, tmp_path)
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     config_dir = tmp_path / "configs"
-    shutil.copytree(REPO / "configs", config_dir)
+    shutil.copytree(world["project"].config_dir, config_dir)
     models = yaml.safe_load((config_dir / "models.yaml").read_text())
     models["models"]["tiny-base"] = {"base": "tiny"}
     (config_dir / "models.yaml").write_text(yaml.safe_dump(models))
@@ -120,14 +120,14 @@ def test_an_entry_without_recipe_is_evaluated_as_base_only_and_leaves_the_compar
     assert not ArtifactStore(home).path("adapter", "tiny-base", "classification").exists(), "no placeholder files"
 
     removed = []
-    report = runner(REPO / "configs", removed).run(["classification"], ["tiny-lora"], forgetting=False)
+    report = runner(world["project"].config_dir, removed).run(["classification"], ["tiny-lora"], forgetting=False)
     assert [(o.assets, o.partition) for o in report.ran] == [
         (("comparison",), "classification"),
         (("leaderboard",), "all"),
     ]
     assert "config/comparison" in report.ran[0].reason, removed
     assert "tiny-base" not in set(report.comparisons["classification"].model)
-    again = runner(REPO / "configs", []).run(["classification"], ["tiny-lora"], forgetting=False)
+    again = runner(world["project"].config_dir, []).run(["classification"], ["tiny-lora"], forgetting=False)
     assert not again.ran, [(o.assets, o.partition, o.reason) for o in again.ran]
     instance.dispose()
 
@@ -148,7 +148,7 @@ def test_a_killed_training_run_resumes_from_its_last_checkpoint(world, tmp_path)
     from ftassets.training.trainer import train
 
     config_dir = tmp_path / "configs"
-    shutil.copytree(REPO / "configs", config_dir)
+    shutil.copytree(world["project"].config_dir, config_dir)
     models = yaml.safe_load((config_dir / "models.yaml").read_text())
     models["models"]["tiny-resume"] = {"base": "tiny", "recipe": "lora"}
     (config_dir / "models.yaml").write_text(yaml.safe_dump(models))
@@ -165,7 +165,7 @@ def test_a_killed_training_run_resumes_from_its_last_checkpoint(world, tmp_path)
             partition_key=partition, instance=instance, asset_selection=[dg.AssetKey(asset)]
         )
 
-    overrides = {"max_steps": 120, "save_steps": 10, "eval_steps": 40, "logging_steps": 10}
+    overrides = {"max_steps": 60, "save_steps": 10, "eval_steps": 20, "logging_steps": 10}
     command = [
         sys.executable,
         "-m",
@@ -215,7 +215,7 @@ def test_a_killed_training_run_resumes_from_its_last_checkpoint(world, tmp_path)
     ]
     assert resumed_from and set(resumed_from) == {30}, second.stderr[-3000:]
     resumed = read_manifest(adapter_dir)["training"]
-    assert resumed["steps"] == 120
+    assert resumed["steps"] == 60
 
     recipe = resolve_recipe(project, "tiny-resume", AdapterConfig(**overrides))
     splits = load_tokenized(store.path("tokenized_splits", "tiny-resume", "classification"))
@@ -247,8 +247,8 @@ def test_a_deleted_or_truncated_file_of_a_cell_rebuilds_exactly_that_artifact(wo
     content = gguf.read_bytes()
     gguf.write_bytes(content[: len(content) * 6 // 10])
 
-    project = load_project_config(REPO / "configs")
-    runner = PipelineRunner(build_definitions(REPO / "configs", home), project, store, instance, log=print)
+    project = load_project_config(world["project"].config_dir)
+    runner = PipelineRunner(build_definitions(world["project"].config_dir, home), project, store, instance, log=print)
     report = runner.run(["classification"], ["tiny-lora", "tiny-full"], forgetting=False)
     assert not report.failed, [(o.assets, o.error) for o in report.failed]
     ran = {(o.assets[0], o.partition): o.reason for o in report.ran}

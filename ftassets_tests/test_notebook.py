@@ -32,7 +32,13 @@ def test_the_analysis_notebook_shows_the_recorded_comparison_and_its_lineage(wor
 
     dagster_home, home = copy_world(world, tmp_path / "world")
     executed = run_notebook(
-        tmp_path, {"DAGSTER_HOME": str(dagster_home), "FTASSETS_HOME": str(home), "FTASSETS_TASK": TASK}
+        tmp_path,
+        {
+            "DAGSTER_HOME": str(dagster_home),
+            "FTASSETS_HOME": str(home),
+            "FTASSETS_CONFIG_DIR": str(world["project"].config_dir),
+            "FTASSETS_TASK": TASK,
+        },
     )
     outputs = {cell.id: cell.outputs for cell in executed.cells if cell.cell_type == "code"}
 

@@ -57,7 +57,7 @@ def test_ftassets_report_refuses_a_comparison_that_is_not_current(world, tmp_pat
 
     dagster_home, home = copy_world(world, tmp_path)
     config_dir = tmp_path / "configs"
-    shutil.copytree(REPO / "configs", config_dir)
+    shutil.copytree(world["project"].config_dir, config_dir)
     edit_yaml(config_dir / "models.yaml", lambda d: d["models"].update({"tiny-base": {"base": "tiny"}}))
     for name, value in (("DAGSTER_HOME", dagster_home), ("FTASSETS_HOME", home), ("FTASSETS_CONFIG_DIR", config_dir)):
         monkeypatch.setenv(name, str(value))
@@ -66,6 +66,7 @@ def test_ftassets_report_refuses_a_comparison_that_is_not_current(world, tmp_pat
     assert main(["report", "--readme", str(readme)]) == 1
     assert "comparison [classification] is not current" in capsys.readouterr().out
     assert readme.read_text() == f"{START}\nold\n{END}\n", "nothing written"
-    shutil.copytree(REPO / "configs", config_dir, dirs_exist_ok=True)  # the entry list the comparison was made with
+    # the entry list the comparison was made with
+    shutil.copytree(world["project"].config_dir, config_dir, dirs_exist_ok=True)
     assert main(["report", "--readme", str(readme)]) == 0, capsys.readouterr()
     assert "tiny-lora     finetuned" in readme.read_text()

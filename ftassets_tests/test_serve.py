@@ -221,7 +221,7 @@ def test_a_variant_that_cannot_be_served_says_why_and_what_to_run(world, tmp_pat
     # A recipe edit makes the cell stale: serve refuses and names the command, unless told to serve it anyway.
     dagster_home, home = copy_world(world, tmp_path)
     config_dir = tmp_path / "configs"
-    shutil.copytree(REPO / "configs", config_dir)
+    shutil.copytree(world["project"].config_dir, config_dir)
     edit_yaml(config_dir / "experiments.yaml", lambda data: data["recipes"]["lora"].update(learning_rate=1.0e-3))
     project = load_project_config(config_dir)
     instance = dg.DagsterInstance.from_config(str(dagster_home))

@@ -7,7 +7,7 @@ import shutil
 
 import dagster as dg
 import pytest
-from helpers import REPO, edit_yaml, snapshot_dagster_home
+from helpers import edit_yaml, snapshot_dagster_home
 
 from ftassets import plan
 from ftassets.config import load_project_config
@@ -25,7 +25,7 @@ DEFAULT = ("tiny-lora", "tiny-qlora", "tiny-dora", "tiny-full")
 def copy(world, tmp_path):
     """The world's Dagster instance copied, with its configs, for a test to edit (artifacts stay the world's)."""
     snapshot_dagster_home(world["dagster_home"], tmp_path / "dagster_home")
-    shutil.copytree(REPO / "configs", tmp_path / "configs")
+    shutil.copytree(world["project"].config_dir, tmp_path / "configs")
     instance = dg.DagsterInstance.from_config(str(tmp_path / "dagster_home"))
     yield dict(
         config_dir=tmp_path / "configs",
