@@ -262,6 +262,7 @@ def test_dpo_from_sft_answers_classification_with_labels(tiny_base_dir, tokenize
         ({"dpo": {"start_from": "ppo"}}, r"dpo\.start_from\s+Input should be 'sft' or 'base'"),
         ({"dpo": {"loss_type": "kto"}}, r"dpo\.loss_type\s+Input should be 'sigmoid', 'ipo' or 'hinge'"),
         ({"dpo": {"start_from": "base", "sft_max_steps": 5}}, r"dpo\.sft_max_steps set but dpo\.start_from is 'base'"),
+        ({"lora": {"loraplus_lr_ratio": 8}}, r"lora\.loraplus_lr_ratio is not applied to DPO"),
     ],
 )
 def test_bad_dpo_values_name_the_field(overrides, message):

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 from helpers import train_on_cpu
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 
 from ftassets.backends.local_hf import LocalHFBackend
 from ftassets.training.recipes import FullRecipe, LoraRecipe
@@ -276,6 +276,42 @@ def test_unknown_lora_target_module_names_the_field_and_choices(tiny_base_dir, c
             device="cpu",
             log=lambda message: None,
         )
+
+
+def test_loraplus_trains_the_b_matrices_at_its_ratio_of_the_rate_and_resumes(tiny_base_dir, color_splits, tmp_path):
+    seen: dict[str, float] = {}
+
+    class InitialRates(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, optimizer=None, **kwargs):
+            names = {id(parameter): name for name, parameter in model.named_parameters()}
+            for group in optimizer.param_groups:
+                seen.update({names[id(parameter)]: group["initial_lr"] for parameter in group["params"]})
+
+    recipe = lora_recipe(
+        max_steps=8, save_steps=4, eval_steps=4, learning_rate=1e-3, lora={"r": 8, "alpha": 16, "loraplus_lr_ratio": 8}
+    )
+    logged = []
+    finished = train(
+        tiny_base_dir,
+        color_splits,
+        recipe,
+        tmp_path / "first" / "adapter",
+        tmp_path / "first" / "checkpoints",
+        device="cpu",
+        log=logged.append,
+        callbacks=[InitialRates()],
+    )
+    assert seen and all("lora_A" in name or "lora_B" in name for name in seen), sorted(seen)
+    for name, rate in seen.items():
+        assert rate == pytest.approx(8e-3 if "lora_B" in name else 1e-3), name
+    assert any(line.startswith("LoRA+: B matrices at 8 x the learning rate") for line in logged), logged
+
+    shutil.copytree(tmp_path / "first" / "checkpoints", tmp_path / "again" / "checkpoints")
+    shutil.rmtree(tmp_path / "again" / "checkpoints" / "checkpoint-8")
+    logged.clear()
+    resumed = train_on_cpu(tiny_base_dir, color_splits, recipe, tmp_path / "again", log=logged.append)
+    assert any("resuming from" in line and "checkpoint-4" in line for line in logged), logged
+    assert resumed.final_train_loss == pytest.approx(finished.final_train_loss, abs=1e-4)
 
 
 def test_diverging_loss_stops_training(tiny_base_dir, color_splits, tmp_path):

@@ -23,6 +23,9 @@ class LoraParams(_Strict):
     alpha: PositiveFloat = 32
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: Literal["all-linear"] | list[str] = "all-linear"
+    loraplus_lr_ratio: PositiveFloat | None = None
+    """LoRA+ (peft's ``create_loraplus_optimizer``): the B matrices learn at ``learning_rate`` times this ratio,
+    the A matrices at ``learning_rate``. None: one rate for both, as in plain LoRA."""
 
 
 class IA3Params(_Strict):
@@ -185,6 +188,15 @@ class DpoRecipe(_RecipeBase):
     dpo: DpoParams = DpoParams()
 
     needs_reference_model: ClassVar[bool] = True
+
+    @model_validator(mode="after")
+    def _no_loraplus(self) -> DpoRecipe:
+        if self.lora.loraplus_lr_ratio is not None:
+            raise ValueError(
+                "lora.loraplus_lr_ratio is not applied to DPO's SFT and preference stages; remove it, or use it "
+                "with method lora, qlora or dora"
+            )
+        return self
 
 
 class AzureSftRecipe(_Capabilities):
