@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from numbers import Real
 from typing import Any
 
+import numpy as np
+import sklearn
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 from ftassets.tasks._scoring import zero_metrics
@@ -461,16 +463,26 @@ class ClassificationTask(TaskType):
         predicted = [UNPARSED if answer is None else answer for answer in parsed]
         # Only the classes present in the data: a task configured with two labels is not capped at 2/3.
         present_labels = [label for label in self.labels if label in truth]
-        metrics = {"accuracy": float(accuracy_score(truth, predicted))}
-        for average in ("macro", "micro", "weighted"):
-            precision, recall, f1, _ = precision_recall_fscore_support(
-                truth, predicted, labels=present_labels, average=average, zero_division=0
-            )
-            metrics |= {
-                f"{average}_f1": float(f1),
-                f"{average}_precision": float(precision),
-                f"{average}_recall": float(recall),
-            }
+        # sklearn scores the labels as integer codes: its checks of string arrays dominated the bootstrap, which
+        # rescores every resample (the metrics do not depend on the coding).
+        codes = {label: code for code, label in enumerate(dict.fromkeys([*self.labels, *truth, *predicted]))}
+        truth_codes = np.array([codes[label] for label in truth])
+        predicted_codes = np.array([codes[label] for label in predicted])
+        with sklearn.config_context(skip_parameter_validation=True):
+            metrics = {"accuracy": float(accuracy_score(truth_codes, predicted_codes))}
+            for average in ("macro", "micro", "weighted"):
+                precision, recall, f1, _ = precision_recall_fscore_support(
+                    truth_codes,
+                    predicted_codes,
+                    labels=[codes[label] for label in present_labels],
+                    average=average,
+                    zero_division=0,
+                )
+                metrics |= {
+                    f"{average}_f1": float(f1),
+                    f"{average}_precision": float(precision),
+                    f"{average}_recall": float(recall),
+                }
         metrics["parse_failures"] = float(predicted.count(UNPARSED))
         return Scored(metrics, per_example)
 
