@@ -135,3 +135,22 @@ def test_dagster_cli_validates_the_code_location():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation successful" in result.stdout + result.stderr
+
+
+LIBRARIES_A_STEP_LOADS = (
+    "torch", "transformers", "peft", "accelerate", "sklearn", "scipy", "nltk", "torchmetrics", "rouge_score",
+    "sacrebleu", "mlflow", "datasets", "llama_cpp", "openai", "azure.ai.ml",
+)  # fmt: skip
+
+
+def test_loading_the_code_location_imports_no_training_or_metric_library():
+    """Every process that loads the definitions pays for their imports: the code server, each run's worker,
+    ``dagster asset materialize``, a sensor tick. The training, inference and metric libraries load when a step
+    needs them (a task type's score, a trainer), not with the asset graph."""
+    code = (
+        "import sys, ftassets.definitions, ftassets.cli; "
+        f"print(' '.join(name for name in {LIBRARIES_A_STEP_LOADS!r} if name in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [], f"imported with the definitions: {result.stdout.split()}"

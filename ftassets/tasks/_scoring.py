@@ -1,15 +1,34 @@
-"""Parsing and library-metric helpers shared by the task types."""
+"""Parsing and library-metric helpers shared by the task types.
+
+The metric libraries load on first use: ``rouge_score`` brings nltk and scipy, ``torchmetrics`` brings torch and
+transformers, and every process that loads the Dagster definitions (the code server, each run's worker, a sensor
+tick) imports the task types without scoring anything.
+"""
 
 from __future__ import annotations
 
+from functools import cache
 from statistics import fmean
+from typing import TYPE_CHECKING
 
-import sacrebleu
-from rouge_score import rouge_scorer
-from torchmetrics.functional.text import squad
+if TYPE_CHECKING:
+    from rouge_score.rouge_scorer import RougeScorer
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
-_ROUGE = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+
+
+@cache
+def _rouge() -> RougeScorer:
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=True)
+
+
+def squad(predictions: list[dict], targets: list[dict]) -> dict:
+    """torchmetrics' SQuAD exact match and token F1 (0-100) of ``predictions`` against ``targets``."""
+    from torchmetrics.functional.text import squad as torchmetrics_squad
+
+    return torchmetrics_squad(predictions, targets)
 
 
 def first_line(text: object) -> str | None:
@@ -32,7 +51,7 @@ def zero_metrics(metric_names: tuple[str, ...]) -> dict[str, float]:
 
 
 def rouge_f_measures(prediction: str, reference: str) -> dict[str, float]:
-    scores = _ROUGE.score(reference, prediction)
+    scores = _rouge().score(reference, prediction)
     return {name: scores[name].fmeasure for name in ROUGE_TYPES}
 
 
@@ -42,12 +61,16 @@ def mean_rouge(per_example_rouge: list[dict[str, float]]) -> dict[str, float]:
 
 def corpus_bleu(predictions: list[str], references: list[str]) -> float:
     """Corpus BLEU on a 0-1 scale; effective order keeps one-word answers from scoring zero."""
+    import sacrebleu
+
     bleu = sacrebleu.corpus_bleu(predictions, [references], use_effective_order=True)
     return min(1.0, bleu.score / 100)
 
 
 def corpus_chrf(predictions: list[str], references: list[str]) -> float:
     """Corpus chrF (sacrebleu, character n-gram F-score) on a 0-1 scale."""
+    import sacrebleu
+
     return min(1.0, sacrebleu.corpus_chrf(predictions, [references]).score / 100)
 
 

@@ -11,8 +11,6 @@ from numbers import Real
 from typing import Any
 
 import numpy as np
-import sklearn
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 from ftassets.tasks._scoring import zero_metrics
 from ftassets.tasks.base import Scored, TaskType, source_text
@@ -459,6 +457,9 @@ class ClassificationTask(TaskType):
         ]
         if not records:
             return Scored(zero_metrics(self.metric_names), per_example)
+        import sklearn  # on first use, as every task type's metric library (tasks/_scoring.py)
+        from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
         truth = [record["label"] for record in records]
         predicted = [UNPARSED if answer is None else answer for answer in parsed]
         # Only the classes present in the data: a task configured with two labels is not capped at 2/3.

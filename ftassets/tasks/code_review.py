@@ -22,8 +22,6 @@ from numbers import Real
 from statistics import fmean
 from typing import Any
 
-from sklearn.metrics import accuracy_score
-
 from ftassets.tasks._scoring import first_line, rouge_f_measures, zero_metrics
 from ftassets.tasks.base import Scored, TaskType, source_text
 from ftassets.tasks.classification import UNPARSED, ClassificationTask
@@ -407,6 +405,8 @@ class CodeReviewTask(TaskType):
             return Scored(zero_metrics(self.metric_names), per_example)
         truth = [record["category"] for record in records]
         predicted = [UNPARSED if category is None else category for category, _ in answers]
+        from sklearn.metrics import accuracy_score
+
         metrics = {
             "category_accuracy": float(accuracy_score(truth, predicted)),
             "rougeL": fmean(example["rougeL"] for example in per_example),

@@ -15,9 +15,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sklearn.metrics import accuracy_score, f1_score, multilabel_confusion_matrix, recall_score
-from sklearn.preprocessing import MultiLabelBinarizer
-
 from ftassets.tasks import _vocab as vocab
 from ftassets.tasks._scoring import first_line, zero_metrics
 from ftassets.tasks.base import Scored, TaskType, source_text
@@ -322,6 +319,8 @@ class MedicalTriageTask(TaskType):
         ]
         if not records:
             return Scored(zero_metrics(self.metric_names), per_example)
+        from sklearn.metrics import accuracy_score, f1_score, multilabel_confusion_matrix, recall_score
+
         truth = [record["label"] for record in records]
         predicted = [UNPARSED if level is None else level for level in parsed]
         tn, fp, missed_emergencies, tp = multilabel_confusion_matrix(truth, predicted, labels=[EMERGENCY])[0].ravel()
@@ -383,6 +382,9 @@ def terms_used(text: object, terms: tuple[str, ...]) -> tuple[str, ...]:
 
 def terminology(expected: list[tuple[str, ...]], found: list[tuple[str, ...]]) -> float:
     """The mean over examples of the share of their expected terms that the answer uses."""
+    from sklearn.metrics import recall_score
+    from sklearn.preprocessing import MultiLabelBinarizer
+
     binarizer = MultiLabelBinarizer(classes=sorted({*TERMS, *(term for terms in expected for term in terms)}))
     return float(
         recall_score(binarizer.fit_transform(expected), binarizer.transform(found), average="samples", zero_division=0)

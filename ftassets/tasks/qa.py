@@ -6,10 +6,8 @@ import random
 import re
 from typing import Any
 
-from torchmetrics.functional.text import squad
-
 from ftassets.tasks import _vocab as vocab
-from ftassets.tasks._scoring import first_line, zero_metrics
+from ftassets.tasks._scoring import first_line, squad, zero_metrics
 from ftassets.tasks.base import Scored, TaskType
 
 FACTS = {

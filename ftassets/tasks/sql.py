@@ -10,8 +10,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sklearn.metrics import accuracy_score
-
 from ftassets.tasks._scoring import zero_metrics
 from ftassets.tasks.base import Scored, TaskType
 
@@ -387,6 +385,8 @@ class SqlTask(TaskType):
                 parsed, predicted_results, expected_results, normalised_predictions, references
             )
         ]
+        from sklearn.metrics import accuracy_score
+
         metrics = {
             "execution_accuracy": float(accuracy_score(expected_results, predicted_results)),
             "exact_match": float(accuracy_score(references, normalised_predictions)),
