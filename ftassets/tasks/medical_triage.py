@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+import numpy as np
+
 from ftassets.tasks import _vocab as vocab
 from ftassets.tasks._scoring import first_line, zero_metrics
 from ftassets.tasks.base import Scored, TaskType, source_text
@@ -319,24 +321,33 @@ class MedicalTriageTask(TaskType):
         ]
         if not records:
             return Scored(zero_metrics(self.metric_names), per_example)
+        import sklearn
         from sklearn.metrics import accuracy_score, f1_score, multilabel_confusion_matrix, recall_score
 
         truth = [record["label"] for record in records]
         predicted = [UNPARSED if level is None else level for level in parsed]
-        tn, fp, missed_emergencies, tp = multilabel_confusion_matrix(truth, predicted, labels=[EMERGENCY])[0].ravel()
-        metrics = {
+        # As classification.score: sklearn gets integer level codes and skips its parameter validation, whose
+        # checks of string arrays dominated the bootstrap's rescoring of every resample.
+        codes = {level: code for code, level in enumerate(dict.fromkeys([*LEVELS, *truth, *predicted]))}
+        truth_codes = np.array([codes[level] for level in truth])
+        predicted_codes = np.array([codes[level] for level in predicted])
+        emergency = [codes[EMERGENCY]]
+        with sklearn.config_context(skip_parameter_validation=True):
+            tn, fp, missed_emergencies, tp = multilabel_confusion_matrix(
+                truth_codes, predicted_codes, labels=emergency
+            )[0].ravel()
             # As classification: macro over the levels present, so a test split without some level is not capped.
-            "macro_f1": float(
-                f1_score(truth, predicted, labels=[level for level in LEVELS if level in truth], average="macro")
-            ),
-            "accuracy": float(accuracy_score(truth, predicted)),
-            "emergency_recall": float(
-                recall_score(truth, predicted, labels=[EMERGENCY], average="macro", zero_division=0)
-            ),
-            "under_triaged_emergencies": float(missed_emergencies),
-            "terminology": terminology(expected, found),
-            "parse_failures": float(parsed.count(None)),
-        }
+            present = [codes[level] for level in LEVELS if level in truth]
+            metrics = {
+                "macro_f1": float(f1_score(truth_codes, predicted_codes, labels=present, average="macro")),
+                "accuracy": float(accuracy_score(truth_codes, predicted_codes)),
+                "emergency_recall": float(
+                    recall_score(truth_codes, predicted_codes, labels=emergency, average="macro", zero_division=0)
+                ),
+                "under_triaged_emergencies": float(missed_emergencies),
+                "terminology": terminology(expected, found),
+                "parse_failures": float(parsed.count(None)),
+            }
         return Scored(metrics, per_example)
 
     def rejected(self, record: dict[str, Any], rng: random.Random) -> str:
