@@ -189,6 +189,17 @@ def label_pattern(phrases: Sequence[str]) -> re.Pattern[str]:
     return re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)", re.IGNORECASE)
 
 
+def label_codes(
+    labels: Sequence[str], truth: list[str], predicted: list[str]
+) -> tuple[dict[str, int], np.ndarray, np.ndarray]:
+    """Integer codes for sklearn's metrics (``labels`` first, then any other label in ``truth`` or ``predicted``),
+    with ``truth`` and ``predicted`` coded. sklearn's checks of string arrays dominated the bootstrap, which rescores
+    every resample; the metrics do not depend on the coding. Scoring runs these under
+    ``sklearn.config_context(skip_parameter_validation=True)`` for the same reason."""
+    codes = {label: code for code, label in enumerate(dict.fromkeys([*labels, *truth, *predicted]))}
+    return codes, np.array([codes[label] for label in truth]), np.array([codes[label] for label in predicted])
+
+
 def _origins(rows: list[dict[str, Any]], limit: int = 3) -> str:
     return ", ".join(str(row.get("_origin", row.get("id", "?"))) for row in rows[:limit])
 
@@ -464,11 +475,7 @@ class ClassificationTask(TaskType):
         predicted = [UNPARSED if answer is None else answer for answer in parsed]
         # Only the classes present in the data: a task configured with two labels is not capped at 2/3.
         present_labels = [label for label in self.labels if label in truth]
-        # sklearn scores the labels as integer codes: its checks of string arrays dominated the bootstrap, which
-        # rescores every resample (the metrics do not depend on the coding).
-        codes = {label: code for code, label in enumerate(dict.fromkeys([*self.labels, *truth, *predicted]))}
-        truth_codes = np.array([codes[label] for label in truth])
-        predicted_codes = np.array([codes[label] for label in predicted])
+        codes, truth_codes, predicted_codes = label_codes(self.labels, truth, predicted)
         with sklearn.config_context(skip_parameter_validation=True):
             metrics = {"accuracy": float(accuracy_score(truth_codes, predicted_codes))}
             for average in ("macro", "micro", "weighted"):

@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-import numpy as np
-
 from ftassets.tasks import _vocab as vocab
 from ftassets.tasks._scoring import first_line, zero_metrics
 from ftassets.tasks.base import Scored, TaskType, source_text
-from ftassets.tasks.classification import UNPARSED, ClassificationTask, label_pattern
+from ftassets.tasks.classification import UNPARSED, ClassificationTask, label_codes, label_pattern
 
 LEVELS = ("self-care", "routine", "urgent", "emergency")
 """The urgency levels, least urgent first."""
@@ -326,11 +324,7 @@ class MedicalTriageTask(TaskType):
 
         truth = [record["label"] for record in records]
         predicted = [UNPARSED if level is None else level for level in parsed]
-        # As classification.score: sklearn gets integer level codes and skips its parameter validation, whose
-        # checks of string arrays dominated the bootstrap's rescoring of every resample.
-        codes = {level: code for code, level in enumerate(dict.fromkeys([*LEVELS, *truth, *predicted]))}
-        truth_codes = np.array([codes[level] for level in truth])
-        predicted_codes = np.array([codes[level] for level in predicted])
+        codes, truth_codes, predicted_codes = label_codes(LEVELS, truth, predicted)  # as classification scores
         emergency = [codes[EMERGENCY]]
         with sklearn.config_context(skip_parameter_validation=True):
             tn, fp, missed_emergencies, tp = multilabel_confusion_matrix(
