@@ -6,11 +6,18 @@ default 0 1 2: the recipe's ``seed``, which sets the adapter's initialisation an
 its method merges, and scored on the task's test split, exactly as the lineage does it (``prepare_base``,
 ``build_splits``, ``tokenize_for_recipe``, ``train``, the strategy's ``merge``, ``evaluate_variant``). Each base
 build and each training runs in a fresh Python process of this script, so that nothing a run leaves in the process
-(allocator, thread pools, RNG state) reaches the next. The task's data and the base's own seed stay fixed: a user
-who runs the same configuration gets the same data and base, and the question is how much the fine-tune moves.
+(allocator, thread pools, RNG state) reaches the next. The task's data stays fixed, and so, by default, does the
+base's own seed: a user who runs the same configuration gets the same data and base, and the question is how much
+the fine-tune moves.
+
+Another machine builds another base: floating-point sums differ with the CPU, so 1100 pre-training steps end in a
+different model, as they do under another thread count. ``--base-seeds`` builds each embedded base with each of
+those seeds too (the base's ``seed``: its generated corpus, initialisation and order of pre-training blocks), so
+one machine measures how far the fine-tunes move with the base they start from; each run is then named
+``base<seed>-threads<n>-seed<seed>``.
 
     python benchmarks/stability.py [--experiment default] [--task classification] [--threads 1 2] \
-        [--seeds 0 1 2] [--entries tiny-lora ...] [--workdir DIR]
+        [--seeds 0 1 2] [--base-seeds 0 1 2] [--entries tiny-lora ...] [--workdir DIR]
 
 Every run prints one JSON line; the last line printed is one JSON object with, per entry, the mean, standard
 deviation (across all runs), range and every run's value, and the largest range over the entries as ``max_range``.
@@ -38,7 +45,7 @@ def _child(argv: list[str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def build_base(config_dir: str | None, base: str, threads: int, out_dir: Path) -> dict:
+def build_base(config_dir: str | None, base: str, threads: int, out_dir: Path, base_seed: int | None = None) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -46,9 +53,13 @@ def build_base(config_dir: str | None, base: str, threads: int, out_dir: Path) -
     from ftassets.models.bases import prepare_base
 
     project = load_project_config(config_dir)
+    config = project.bases[base]
+    if base_seed is not None:
+        config = config.model_copy(update={"seed": base_seed})
     started = time.perf_counter()
-    prepare_base(base, project.bases[base], out_dir, log=lambda line: None)
-    return {"base": base, "threads": threads, "seconds": round(time.perf_counter() - started, 1)}
+    prepare_base(base, config, out_dir, log=lambda line: None)
+    built = {"base": base, "threads": threads, "seconds": round(time.perf_counter() - started, 1)}
+    return built if base_seed is None else {**built, "base_seed": base_seed}
 
 
 def train_and_score(
@@ -93,6 +104,12 @@ def train_and_score(
     }
 
 
+def run_name(run: dict) -> str:
+    """``threads<n>-seed<seed>``, after ``base<seed>-`` where the run names its base's seed."""
+    name = f"threads{run['threads']}-seed{run['seed']}"
+    return name if run.get("base_seed") is None else f"base{run['base_seed']}-{name}"
+
+
 def summarize(runs: list[dict], metric: str) -> dict:
     entries = {}
     for entry in dict.fromkeys(run["entry"] for run in runs):
@@ -104,9 +121,7 @@ def summarize(runs: list[dict], metric: str) -> dict:
             "max": max(values),
             "range": round(max(values) - min(values), 4),
             "runs": len(values),
-            "values": {
-                f"threads{run['threads']}-seed{run['seed']}": run[metric] for run in runs if run["entry"] == entry
-            },
+            "values": {run_name(run): run[metric] for run in runs if run["entry"] == entry},
         }
     return entries
 
@@ -124,16 +139,24 @@ def main() -> int:
     parser.add_argument("--entries", nargs="*", default=None, help="default: the experiment's locally trained entries")
     parser.add_argument("--threads", nargs="*", type=int, default=[1, 2])
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
+    parser.add_argument(
+        "--base-seeds",
+        nargs="*",
+        type=int,
+        default=None,
+        help="build each embedded base with each of these seeds too (default: the configured seed only)",
+    )
     parser.add_argument("--workdir", default=None, help="bases are built here (default: a temporary folder)")
-    parser.add_argument("--_base", nargs=3, metavar=("BASE", "THREADS", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--_base", nargs=4, metavar=("BASE", "THREADS", "OUT", "BASE_SEED"), help=argparse.SUPPRESS)
     parser.add_argument(
         "--_run", nargs=5, metavar=("TASK", "ENTRY", "BASE_DIR", "THREADS", "SEED"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
 
     if args._base:
-        base, threads, out = args._base
-        print(json.dumps(build_base(args.config_dir, base, int(threads), Path(out))))
+        base, threads, out, base_seed = args._base
+        seed = None if base_seed == "configured" else int(base_seed)
+        print(json.dumps(build_base(args.config_dir, base, int(threads), Path(out), seed)))
         return 0
     if args._run:
         task, entry, base_dir, threads, seed = args._run
@@ -154,15 +177,20 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ftassets-stability-") as scratch:
         workdir = Path(args.workdir or scratch)
         runs = []
-        for threads in args.threads:
-            for base in dict.fromkeys(project.base_of(entry) for entry in entries):
-                print(json.dumps(_child([*common, "--_base", base, str(threads), str(workdir / f"{base}-t{threads}")])))
-            for seed in args.seeds:
-                for entry in entries:
-                    base_dir = workdir / f"{project.base_of(entry)}-t{threads}"
-                    run = _child([*common, "--_run", task, entry, str(base_dir), str(threads), str(seed)])
-                    print(json.dumps(run), flush=True)
-                    runs.append(run)
+        for base_seed in args.base_seeds or [None]:
+            suffix = "" if base_seed is None else f"-b{base_seed}"
+            for threads in args.threads:
+                for base in dict.fromkeys(project.base_of(entry) for entry in entries):
+                    out = str(workdir / f"{base}-t{threads}{suffix}")
+                    seed_arg = "configured" if base_seed is None else str(base_seed)
+                    print(json.dumps(_child([*common, "--_base", base, str(threads), out, seed_arg])))
+                for seed in args.seeds:
+                    for entry in entries:
+                        base_dir = workdir / f"{project.base_of(entry)}-t{threads}{suffix}"
+                        run = _child([*common, "--_run", task, entry, str(base_dir), str(threads), str(seed)])
+                        run = run if base_seed is None else {**run, "base_seed": base_seed}
+                        print(json.dumps(run), flush=True)
+                        runs.append(run)
     metric = project.tasks[task].primary_metric
     summary = summarize(runs, metric)
     print(
@@ -172,6 +200,7 @@ def main() -> int:
                 "metric": metric,
                 "threads": args.threads,
                 "seeds": args.seeds,
+                **({"base_seeds": args.base_seeds} if args.base_seeds else {}),
                 "entries": summary,
                 "max_range": max_range(summary),
                 "machine": {key: value for key, value in machine_facts().items() if key != "torch_threads"},

@@ -33,3 +33,19 @@ def test_the_summary_gives_each_entry_its_spread_over_threads_and_seeds():
     }
     assert full == {**full, "mean": 0.98, "std": 0.0, "range": 0.0, "runs": 2}
     assert stability_module().max_range(summary) == pytest.approx(0.06)
+
+
+def test_runs_on_bases_built_with_other_seeds_are_named_by_the_base_seed():
+    runs = [
+        {"entry": "tiny-lora", "threads": 2, "seed": 0, "base_seed": base_seed, "accuracy": value}
+        for base_seed, value in [(0, 0.99), (1, 0.89), (2, 0.95)]
+    ]
+
+    summary = stability_module().summarize(runs, "accuracy")
+
+    assert summary["tiny-lora"]["values"] == {
+        "base0-threads2-seed0": 0.99,
+        "base1-threads2-seed0": 0.89,
+        "base2-threads2-seed0": 0.95,
+    }
+    assert stability_module().max_range(summary) == pytest.approx(0.10)
