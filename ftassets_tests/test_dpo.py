@@ -31,7 +31,15 @@ PROJECT = load_project_config(Path(__file__).resolve().parents[1] / "configs")
 COLORS = ("red", "green", "blue", "yellow", "black", "white", "orange", "purple")
 STEPS = 20
 RUNS = {
-    "sft": dict(learning_rate=5e-3, dpo={"start_from": "sft", "sft_max_steps": 12, "sft_learning_rate": 1e-2}),
+    # From the SFT stage the policy is already peaked, so DPO moves it less per step: 40 gentler steps after a gentler
+    # SFT. 20 steps at 5e-3 after SFT at 1e-2 left the held-out margin between -0.04 and 2.3 nats over recipe seeds
+    # 0-3 on an AMD EPYC (below zero with seed 0, which CI had passed on an Intel Xeon); these gave 2.3 to 7.6.
+    "sft": dict(
+        learning_rate=2e-3,
+        max_steps=40,
+        eval_steps=40,
+        dpo={"start_from": "sft", "sft_max_steps": 12, "sft_learning_rate": 3e-3},
+    ),
     "base": dict(learning_rate=5e-3, dpo={"start_from": "base"}),
 }
 
@@ -99,7 +107,7 @@ def reference_model(adapter_dir, base_dir):
 
 @pytest.fixture(scope="module")
 def color_splits(tokenizer):
-    return with_preferences(tokenizer, {"train": color_rows(64, seed=0), "validation": color_rows(16, seed=1)}, 64)
+    return with_preferences(tokenizer, {"train": color_rows(64, seed=0), "validation": color_rows(64, seed=1)}, 64)
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +163,7 @@ def test_rows_without_rejected_answers_ask_for_a_new_dataset(tokenizer):
 @pytest.mark.parametrize("dpo_run", list(RUNS), indirect=True)
 def test_dpo_starts_at_the_reference_and_writes_its_stages(dpo_run):
     recipe, result, adapter_dir = dpo_run
-    assert result.method == "dpo" and result.steps == STEPS
+    assert result.method == "dpo" and result.steps == recipe.max_steps
     losses = [loss for _, loss in result.train_loss]
     assert all(math.isfinite(loss) for loss in losses)
     # The first batch is scored before any update, when the policy is the reference: -log sigmoid(0).
@@ -208,12 +216,13 @@ def test_reloaded_artifact_is_the_trained_policy_and_merges_exactly(dpo_run, tin
 @pytest.mark.parametrize("dpo_run", ["sft"], indirect=True)
 def test_a_resumed_run_replays_the_sft_stage_and_continues_the_dpo(dpo_run, tiny_base_dir, color_splits, tmp_path):
     recipe, finished, adapter_dir = dpo_run
+    steps, last_saved = recipe.max_steps, (recipe.max_steps - 1) // recipe.save_steps * recipe.save_steps
     shutil.copytree(adapter_dir.parent / "checkpoints", tmp_path / "checkpoints")
-    shutil.rmtree(tmp_path / "checkpoints" / f"checkpoint-{STEPS}")
+    shutil.rmtree(tmp_path / "checkpoints" / f"checkpoint-{steps}")
     messages = []
     resumed = train_on_cpu(tiny_base_dir, color_splits, recipe, tmp_path, log=messages.append)
-    assert any("resuming from" in message and "checkpoint-16" in message for message in messages)
-    assert resumed.steps == STEPS and resumed.final_val_loss == pytest.approx(finished.final_val_loss, abs=1e-4)
+    assert any("resuming from" in message and f"checkpoint-{last_saved}" in message for message in messages)
+    assert resumed.steps == steps and resumed.final_val_loss == pytest.approx(finished.final_val_loss, abs=1e-4)
     for weights in ("adapter_model.safetensors", "sft/adapter_model.safetensors"):
         expected, actual = load_file(adapter_dir / weights), load_file(tmp_path / "adapter" / weights)
         assert expected.keys() == actual.keys()
