@@ -5,9 +5,11 @@ shipped project, and a responder for the loopback fakes that answers from the cl
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import shutil
 import sqlite3
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,6 +45,16 @@ QUICK_PREFIX = {
 }
 """Two steps of prefix tuning, for an end-to-end test that needs a trained cell, not a good one: cheap, and not
 mergeable, so the cell has no merge, GGUF export or GGUF rows."""
+
+
+def benchmark_module(name: str):
+    """``benchmarks/<name>.py`` imported as the module ``name`` (registered in ``sys.modules``, as its dataclasses
+    need), for tests of a benchmark script's own logic."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def quick_lora_recipe():

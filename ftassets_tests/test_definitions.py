@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import os
 import subprocess
@@ -6,6 +5,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+from helpers import benchmark_module
 
 from ftassets.definitions import defs
 from ftassets.defs.partitions import build_partitions
@@ -143,7 +143,5 @@ def test_loading_the_code_location_imports_no_training_or_metric_library():
     ``dagster asset materialize``, a sensor tick. The training, inference and metric libraries load when a step
     needs them (a task type's score, a trainer), not with the asset graph. The check is benchmarks/load_time.py's
     (its STEP_LIBRARIES, imported in a fresh interpreter)."""
-    spec = importlib.util.spec_from_file_location("load_time", REPO / "benchmarks" / "load_time.py")
-    load_time = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(load_time)
-    assert (loaded := load_time.loaded_with_definitions()) == [], f"imported with the definitions: {loaded}"
+    loaded = benchmark_module("load_time").loaded_with_definitions()
+    assert loaded == [], f"imported with the definitions: {loaded}"

@@ -1,17 +1,12 @@
 """benchmarks/stability.py's summary of its runs: per entry the mean, standard deviation and range of the metric
 over every (threads, seed) run, and the largest range (the script's training runs are measured by running it)."""
 
-import importlib.util
-
 import pytest
-from helpers import REPO
+from helpers import benchmark_module
 
 
 def stability_module():
-    spec = importlib.util.spec_from_file_location("stability", REPO / "benchmarks" / "stability.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_module("stability")
 
 
 def test_the_summary_gives_each_entry_its_spread_over_threads_and_seeds():

@@ -1,20 +1,15 @@
 """benchmarks/suite_cpu.py's crediting of sampled processes to the suite's groups (the script itself is measured by
 running it around the README's test command)."""
 
-import importlib.util
 import sys
 
 import pytest
-from helpers import REPO
+from helpers import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def suite_cpu():
-    spec = importlib.util.spec_from_file_location("suite_cpu", REPO / "benchmarks" / "suite_cpu.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["suite_cpu"] = module
-    spec.loader.exec_module(module)
-    yield module
+    yield benchmark_module("suite_cpu")
     del sys.modules["suite_cpu"]
 
 
