@@ -26,6 +26,7 @@ deviation (across all runs), range and every run's value, and the largest range 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import subprocess
@@ -177,20 +178,19 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ftassets-stability-") as scratch:
         workdir = Path(args.workdir or scratch)
         runs = []
-        for base_seed in args.base_seeds or [None]:
-            suffix = "" if base_seed is None else f"-b{base_seed}"
-            for threads in args.threads:
-                for base in dict.fromkeys(project.base_of(entry) for entry in entries):
-                    out = str(workdir / f"{base}-t{threads}{suffix}")
-                    seed_arg = "configured" if base_seed is None else str(base_seed)
-                    print(json.dumps(_child([*common, "--_base", base, str(threads), out, seed_arg])))
-                for seed in args.seeds:
-                    for entry in entries:
-                        base_dir = workdir / f"{project.base_of(entry)}-t{threads}{suffix}"
-                        run = _child([*common, "--_run", task, entry, str(base_dir), str(threads), str(seed)])
-                        run = run if base_seed is None else {**run, "base_seed": base_seed}
-                        print(json.dumps(run), flush=True)
-                        runs.append(run)
+        for base_seed, threads in itertools.product(args.base_seeds or [None], args.threads):
+            tag = f"t{threads}" if base_seed is None else f"t{threads}-b{base_seed}"
+            seed_arg = "configured" if base_seed is None else str(base_seed)
+            base_dirs = {base: workdir / f"{base}-{tag}" for base in map(project.base_of, entries)}
+            for base, base_dir in base_dirs.items():
+                print(json.dumps(_child([*common, "--_base", base, str(threads), str(base_dir), seed_arg])))
+            for seed in args.seeds:
+                for entry in entries:
+                    base_dir = base_dirs[project.base_of(entry)]
+                    run = _child([*common, "--_run", task, entry, str(base_dir), str(threads), str(seed)])
+                    run = run if base_seed is None else {**run, "base_seed": base_seed}
+                    print(json.dumps(run), flush=True)
+                    runs.append(run)
     metric = project.tasks[task].primary_metric
     summary = summarize(runs, metric)
     print(
