@@ -9,6 +9,7 @@ from ftassets.evaluation.significance import (
     compare_rows,
     latency_summary,
     mcnemar_test,
+    metric_intervals,
     paired_bootstrap_ci,
     seed_and_example_bootstrap,
     seed_aware_difference,
@@ -178,8 +179,6 @@ def test_latency_summary_uses_numpy_percentiles():
 
 
 def test_metric_intervals_resample_means_directly_and_rescore_the_rest():
-    from ftassets.evaluation.significance import metric_intervals
-
     rng = np.random.default_rng(1)
     correct = (rng.random(200) < 0.7).astype(float)
     per_example = [{"correct": c} for c in correct]
@@ -200,6 +199,46 @@ def test_metric_intervals_resample_means_directly_and_rescore_the_rest():
     assert low < correct.mean() < high and 0.05 < high - low < 0.2
     assert len(calls) == 50, "only the metric that is not a per-example mean is rescored"
     assert intervals["macro_f1"][0] < correct.mean() / 2 < intervals["macro_f1"][1]
+
+
+def test_an_export_that_answers_as_the_merged_model_takes_its_intervals_and_one_that_differs_is_rescored(
+    monkeypatch,
+):
+    """A GGUF row whose answers are the merged model's texts gets the merged row's intervals, which recomputing them
+    gives too (same examples resampled from the same seed); one different answer makes it resample its own."""
+    from ftassets.backends.base import Generation, ModelBackend
+    from ftassets.config import load_project_config
+    from ftassets.config.schemas import EvaluationSettings
+    from ftassets.evaluation import evaluate
+
+    class Answers(ModelBackend):
+        name = "fixed"
+
+        def __init__(self, texts):
+            self.texts = texts
+
+        def generate(self, conversations, max_new_tokens):
+            return [Generation(text, 0.01, 5, 1) for text in self.texts]
+
+    task = load_project_config().tasks["classification"]
+    labels = ["positive", "negative", "neutral"] * 20
+    rows = [{"id": f"t{i}", "prompt": f"text {i}", "answer": label, "label": label} for i, label in enumerate(labels)]
+    texts = [label if i % 4 else "negative" for i, label in enumerate(labels)]
+    settings = EvaluationSettings(bootstrap_resamples=200)
+    merged = evaluate.evaluate_variant(Answers(texts), task, rows, "m", "finetuned", settings)
+    recomputed = evaluate.evaluate_variant(Answers(texts), task, rows, "m", "gguf-q8_0", settings)
+    computed = []
+    monkeypatch.setattr(
+        evaluate, "metric_intervals", lambda *args, **kwargs: computed.append(1) or metric_intervals(*args, **kwargs)
+    )
+    same = evaluate.evaluate_variant(Answers(texts), task, rows, "m", "gguf-q8_0", settings, same_rows_as=merged)
+    bounds = [column for column in merged.row if column.endswith(("_ci_low", "_ci_high"))]
+    assert "macro_f1_ci_low" in bounds and not computed
+    assert all(same.row[column] == recomputed.row[column] == merged.row[column] for column in bounds)
+
+    changed = [*texts[:-1], "positive" if texts[-1] != "positive" else "negative"]
+    other = evaluate.evaluate_variant(Answers(changed), task, rows, "m", "gguf-q4_k_m", settings, same_rows_as=merged)
+    assert computed == [1] and other.row["accuracy"] != merged.row["accuracy"]
 
 
 def test_significance_flags_the_fine_tuned_row_against_its_base():

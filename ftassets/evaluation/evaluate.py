@@ -64,6 +64,7 @@ def evaluate_variant(
     labels: Sequence[str] | None = None,
     embedder: Embedder | None = None,
     point_only: bool = False,
+    same_rows_as: VariantEvaluation | None = None,
 ) -> VariantEvaluation:
     """Generate an answer for every test row, parse and score it with bootstrap intervals, time it and cost it;
     ``log``, when given, receives a progress line before generating and one after scoring.
@@ -84,7 +85,12 @@ def evaluate_variant(
     ``semantic_similarity_source``; each prediction its own. Without it, neither.
 
     ``point_only``: the metrics without their bootstrap intervals and without perplexity (the forgetting matrix
-    reads one figure per task; intervals and perplexity would cost more than the generation)."""
+    reads one figure per task; intervals and perplexity would cost more than the generation).
+
+    ``same_rows_as``: an evaluation of the same test rows with the same settings (a GGUF export's merged model).
+    Where this variant's answers are the same texts, it takes that evaluation's metric intervals instead of
+    recomputing them: the bootstrap resamples the same example sets from the same seed, so they would come out equal
+    (rescoring them was about a third of the embedded model's evaluation step)."""
     settings = settings or EvaluationSettings()
     task_type = scoring_type(task, test_rows, labels)
     progress = log or (lambda line: None)
@@ -106,12 +112,14 @@ def evaluate_variant(
     texts = [g.text for g in generations]
     scored = task_type.score(test_rows, texts)
     metrics = {name: float(scored.metrics.get(name, math.nan)) for name in task_type.metric_names}
+    interval_metrics = {k: v for k, v in metrics.items() if k != "parse_failures"}
     intervals = (
         {}
         if point_only
-        else metric_intervals(
+        else _intervals_of_same_answers(same_rows_as, test_rows, texts, interval_metrics)
+        or metric_intervals(
             scored.per_example,
-            {k: v for k, v in metrics.items() if k != "parse_failures"},
+            interval_metrics,
             lambda sample: task_type.score([test_rows[i] for i in sample], [texts[i] for i in sample]).metrics,
             confidence=settings.confidence,
             resamples=settings.bootstrap_resamples,
@@ -197,6 +205,21 @@ def evaluate_variant(
         f"{task.primary_metric} {metrics.get(task.primary_metric, math.nan):.3f}"
     )
     return VariantEvaluation(row, predictions)
+
+
+def _intervals_of_same_answers(
+    earlier: VariantEvaluation | None, test_rows: list[dict[str, Any]], texts: list[str], metrics: dict[str, float]
+) -> dict[str, tuple[float, float]] | None:
+    """``earlier``'s interval of every metric in ``metrics`` when it answered the same rows with the same texts."""
+    if earlier is None:
+        return None
+    answers = earlier.predictions
+    if answers["id"].tolist() != [row["id"] for row in test_rows] or answers["prediction"].tolist() != texts:
+        return None
+    bounds = [(f"{name}_ci_low", f"{name}_ci_high") for name in metrics]
+    if not all(low in earlier.row and high in earlier.row for low, high in bounds):
+        return None
+    return {name: (earlier.row[low], earlier.row[high]) for name, (low, high) in zip(metrics, bounds)}
 
 
 def scoring_type(task: ResolvedTask, test_rows: list[dict[str, Any]], labels: Sequence[str] | None = None):

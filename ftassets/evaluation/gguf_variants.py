@@ -20,6 +20,7 @@ from ftassets.config import ProjectConfig
 from ftassets.plan import not_exportable_reason
 
 if TYPE_CHECKING:
+    from ftassets.evaluation.evaluate import VariantEvaluation
     from ftassets.evaluation.similarity import Embedder
 
 EVALUATED_QUANT_TYPES = ("q8_0", "q4_k_m")
@@ -61,14 +62,16 @@ def gguf_variants(
     task_name: str,
     task,
     test_rows: list[dict[str, Any]],
-    merged_row: dict[str, Any],
+    merged: VariantEvaluation,
     settings,
     log: Callable[[str], None],
     threads: int | None = None,
     embedder: Embedder | None = None,
 ) -> list:
-    """One evaluated row per exported quantization in ``EVALUATED_QUANT_TYPES`` (none when not exportable);
-    ``embedder``: the merged row's (``similarity.embedder_for``), for a free-text task's semantic similarity."""
+    """One evaluated row per exported quantization in ``EVALUATED_QUANT_TYPES`` (none when not exportable), each
+    compared with ``merged`` (the merged model's evaluation on the same rows; an export that answers every row as it
+    did takes its intervals); ``embedder``: the merged row's (``similarity.embedder_for``), for a free-text task's
+    semantic similarity."""
     from ftassets.backends.factory import backend_for_gguf
     from ftassets.evaluation.evaluate import VariantEvaluation, evaluate_variant
 
@@ -88,14 +91,22 @@ def gguf_variants(
         alias = f"{model}-{task_name}-{quant_type}"
         with backend_for_gguf(path, alias, context_length, name=model, threads=threads) as backend:
             result = evaluate_variant(
-                backend, task, test_rows, model, variant_name(quant_type), settings, log, embedder=embedder
+                backend,
+                task,
+                test_rows,
+                model,
+                variant_name(quant_type),
+                settings,
+                log,
+                embedder=embedder,
+                same_rows_as=merged,
             )
         row = result.row | {
             "quant_type": quant_type,
             "file_size_mb": facts["size_mb"],
             "merged_size_mb": round(merged_mb, 3),
-            f"delta_vs_merged_{primary}": result.row[primary] - merged_row[primary],
-            "seconds_vs_merged": _ratio(result.row["seconds"], merged_row["seconds"]),
+            f"delta_vs_merged_{primary}": result.row[primary] - merged.row[primary],
+            "seconds_vs_merged": _ratio(result.row["seconds"], merged.row["seconds"]),
         }
         variants.append(VariantEvaluation(row, result.predictions))
     return variants

@@ -72,7 +72,7 @@ def evaluate_cell(
                 )
             )
             variants += gguf_variants(
-                project, store, model, task_name, task, test_rows, variants[-1].row, settings, log, embedder=embedder
+                project, store, model, task_name, task, test_rows, variants[-1], settings, log, embedder=embedder
             )
 
     predictions = pd.concat([v.predictions for v in variants], ignore_index=True)
