@@ -14,6 +14,7 @@ import inspect
 import os
 import shutil
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,6 +30,7 @@ from peft import (
     get_peft_model,
     prepare_model_for_kbit_training,
 )
+from peft.optimizers import create_loraplus_optimizer
 from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils.constants import (
     TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING,
@@ -220,6 +222,13 @@ class TrainingStrategy(ABC):
     def merge(self, artifact_dir: Path, base_dir: Path, out_dir: Path) -> dict[str, Any]:
         """Plain merged weights plus tokenizer in ``out_dir``; returns a summary."""
 
+    def optimizer(
+        self, model: torch.nn.Module, recipe: Recipe, args: TrainingArguments, log: Callable[[str], None]
+    ) -> torch.optim.Optimizer | None:
+        """The optimizer ``build_trainer``'s trainer is to use, where the method needs its own; None leaves the
+        Trainer's (AdamW with ``args``' settings)."""
+        return None
+
     def build_trainer(
         self,
         model,
@@ -312,6 +321,24 @@ class LoraStrategy(PeftStrategy):
         model = super().prepare_model(base_dir, recipe, device)
         fuse_lora_layers(model)  # plain LoRA layers only; DoRA's keep peft's forward
         return model
+
+    def optimizer(
+        self, model: torch.nn.Module, recipe: LoraRecipe, args: TrainingArguments, log: Callable[[str], None]
+    ) -> torch.optim.Optimizer | None:
+        """LoRA+ (``lora.loraplus_lr_ratio``): peft's optimizer with the B matrices at that multiple of the rate."""
+        ratio = recipe.lora.loraplus_lr_ratio
+        if ratio is None:
+            return None
+        log(f"LoRA+: B matrices at {ratio:g} x the learning rate ({recipe.learning_rate * ratio:g})")
+        return create_loraplus_optimizer(
+            model,
+            torch.optim.AdamW,
+            lr=recipe.learning_rate,
+            loraplus_lr_ratio=ratio,
+            loraplus_weight_decay=recipe.weight_decay,
+            betas=(args.adam_beta1, args.adam_beta2),
+            eps=args.adam_epsilon,
+        )
 
 
 class DoraStrategy(LoraStrategy):

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset
-from peft.optimizers import create_loraplus_optimizer
 from transformers import PrinterCallback, TrainerCallback, TrainingArguments, set_seed
 
 from ftassets.artifacts import file_inventory, read_manifest, write_manifest
@@ -286,19 +285,9 @@ def train(
     callbacks = [guard, _ChecksumCheckpoints(), *([MlflowStepLogger(mlflow_run)] if mlflow_run else []), *callbacks]
     trainer = strategy.build_trainer(model, args, splits, tokenizer, callbacks, packing=packing)
     trainer.remove_callback(PrinterCallback)
-    loraplus = getattr(getattr(recipe, "lora", None), "loraplus_lr_ratio", None)
-    if loraplus is not None:
-        # The Trainer keeps an optimizer it is given (its scheduler and checkpoints then use this one).
-        trainer.optimizer = create_loraplus_optimizer(
-            trainer.model,
-            torch.optim.AdamW,
-            lr=recipe.learning_rate,
-            loraplus_lr_ratio=loraplus,
-            loraplus_weight_decay=recipe.weight_decay,
-            betas=(args.adam_beta1, args.adam_beta2),
-            eps=args.adam_epsilon,
-        )
-        log(f"LoRA+: B matrices at {loraplus:g} x the learning rate ({recipe.learning_rate * loraplus:g})")
+    optimizer = strategy.optimizer(trainer.model, recipe, args, log)
+    if optimizer is not None:
+        trainer.optimizer = optimizer  # the Trainer keeps an optimizer it is given (its scheduler and checkpoints too)
 
     resume_from = _resume_checkpoint(checkpoint_dir, _run_fingerprint(base_dir, splits, recipe), log)
     reset_peak_memory(device)
