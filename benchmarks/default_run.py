@@ -85,33 +85,29 @@ def timed_run(checkout: Path, workdir: Path, log: Path) -> dict:
     return {"wall_s": round(wall, 1), "cpu_s": round(cpu, 1), "steps": steps, "log": str(log)}
 
 
+def count(steps: list[dict], outcome: str) -> int:
+    return sum(step["outcome"] == outcome for step in steps)
+
+
 def measure(checkout: Path, workdir: Path) -> dict:
     """The first run (everything built) and the second (everything current) of ``checkout`` in a new ``workdir``."""
+    from ftassets.artifacts import checkout_commit
+
     workdir.mkdir(parents=True)
     first = timed_run(checkout, workdir, workdir / "first.log")
     second = timed_run(checkout, workdir, workdir / "second.log")
-    ran = [step for step in first["steps"] if step["outcome"] == "done"]
     return {
         "checkout": str(checkout),
-        "commit": commit_of(checkout),
+        "commit": checkout_commit(checkout),
         "wall_s": first["wall_s"],
         "cpu_s": first["cpu_s"],
-        "steps_ran": len(ran),
+        "steps_ran": count(first["steps"], "done"),
         "seconds_by_asset": seconds_by_asset(first["steps"]),
         "second_wall_s": second["wall_s"],
-        "second_steps_ran": sum(step["outcome"] == "done" for step in second["steps"]),
-        "second_steps_current": sum(step["outcome"] == "current" for step in second["steps"]),
+        "second_steps_ran": count(second["steps"], "done"),
+        "second_steps_current": count(second["steps"], "current"),
         "log": first["log"],
     }
-
-
-def commit_of(checkout: Path) -> str | None:
-    git = ["git", "-C", str(checkout)]
-    head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
-    if head.returncode != 0:
-        return None
-    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
 def median_of(runs: list[dict]) -> dict:

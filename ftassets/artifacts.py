@@ -307,9 +307,14 @@ def _cpu_model() -> str:
 def source_commit() -> str | None:
     """The git commit of the ftassets checkout that produced an artifact (``+dirty`` with uncommitted changes to
     tracked files), or None for an installed package outside a checkout. Read once per process."""
+    return checkout_commit(Path(__file__).resolve().parents[1])
+
+
+def checkout_commit(checkout: Path) -> str | None:
+    """The short commit of the git checkout at ``checkout``, ``+dirty`` with uncommitted changes to tracked files;
+    None where it is not a checkout (or git cannot tell)."""
     import subprocess
 
-    checkout = Path(__file__).resolve().parents[1]
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         if (checkout / ".git").exists():
             git = ["git", "-C", str(checkout)]
